@@ -1,0 +1,59 @@
+"""``anchordet`` command line: one module per subcommand, each a thin front-end.
+
+Each subcommand module defines ``add_parser(subparsers) -> argparse.ArgumentParser`` and
+``run(args) -> int``. Errors the user can fix (``UserError``, ``ValueError`` from input
+validation, ``FileNotFoundError``) print one clear line and exit 2, not a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand name -> module. Imported lazily so that `anchordet --help` and every command stay
+# fast (torch-heavy modules load only for the command that needs them).
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, one-line help)
+}
+
+
+class UserError(Exception):
+    """An error in the user's input: printed as one line, exit status 2."""
+
+
+def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anchordet",
+        description="Anchor-based object detection: RetinaNet, SSD and Faster R-CNN.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        if names is not None and name not in names:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+            continue
+        module = importlib.import_module(module_name)
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = [a for a in argv[:1] if a in COMMANDS]
+    parser = build_parser(chosen if chosen else list(COMMANDS))
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, FileNotFoundError, ValueError) as exc:
+        print(f"anchordet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"anchordet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
