@@ -9,11 +9,12 @@ from anchordet.structures.boxes import (
     clip_boxes,
     nonempty_mask,
 )
-from anchordet.structures.image_batch import ImageBatch
+from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
+from anchordet.structures.outputs import DenseOutputs
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
 __all__ = [
-    "ImageBatch", "Targets", "Detections", "validate_targets", "box_area", "box_iou", "box_ioa",
+    "ImageBatch", "IMAGENET_MEAN", "IMAGENET_STD", "normalize", "DenseOutputs", "Targets", "Detections", "validate_targets", "box_area", "box_iou", "box_ioa",
     "box_xyxy_to_cxcywh", "box_cxcywh_to_xyxy", "box_xywh_to_xyxy", "box_xyxy_to_xywh",
     "clip_boxes", "nonempty_mask",
 ]

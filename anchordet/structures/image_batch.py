@@ -89,3 +89,13 @@ def _as_image_list(images: "Tensor | Sequence[Tensor]") -> "Tensor | list[Tensor
         if img.shape[1] == 0 or img.shape[2] == 0:
             raise ValueError(f"image {i}: has an empty side {tuple(img.shape)}")
     return list(images)
+
+
+# ImageNet statistics in [0, 1] units: the backbones' pretrained weights expect them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(B, 3, H, W) in [0, 1] -> (images - mean) / std, with mean and std of shape (3,)."""
+    return (images - mean.view(1, -1, 1, 1).to(images.dtype)) / std.view(1, -1, 1, 1).to(images.dtype)

@@ -1,0 +1,57 @@
+import torch
+
+from anchordet.coding.box_coder import BoxCoder
+from anchordet.postprocess.dense import DensePostprocess
+from anchordet.postprocess.rescale import rescale_detections
+from anchordet.structures.targets import Detections
+
+ANCHORS = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [40, 40, 90, 90]])
+
+
+def logit(p):
+    return torch.log(torch.tensor(p) / (1 - torch.tensor(p)))
+
+
+def test_sigmoid_threshold_nms_and_clip():
+    cls = torch.full((1, 4, 2), -10.0)
+    cls[0, 0, 1], cls[0, 1, 1], cls[0, 2, 0], cls[0, 3, 0] = logit(0.9), logit(0.8), logit(0.6), logit(0.04)
+    deltas = torch.zeros(1, 4, 4)
+    out = DensePostprocess(0.05, 1000, 0.5, 100).sigmoid(cls, deltas, ANCHORS, [4], [(25, 25)], BoxCoder())
+    (det,) = out
+    assert det.labels.tolist() == [1, 0]  # anchor 1 suppressed by anchor 0, anchor 3 below 0.05
+    torch.testing.assert_close(det.scores, torch.tensor([0.9, 0.6]))
+    torch.testing.assert_close(det.boxes, torch.tensor([[0.0, 0, 10, 10], [20, 20, 25, 25]]))
+
+
+def test_sigmoid_topk_is_per_level():
+    cls = torch.full((1, 4, 1), -10.0)
+    cls[0, :, 0] = torch.stack([logit(0.9), logit(0.8), logit(0.7), logit(0.6)])
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [0, 20, 10, 30], [20, 20, 30, 30]])
+    det, = DensePostprocess(0.05, 1, 0.5, 100).sigmoid(cls, torch.zeros(1, 4, 4), boxes, [2, 2], [(40, 40)], BoxCoder())
+    torch.testing.assert_close(det.scores, torch.tensor([0.9, 0.7]))  # best of each level
+
+
+def test_max_detections_and_empty():
+    cls = torch.zeros(2, 4, 3)
+    cls[1] = -20.0
+    out = DensePostprocess(0.05, 1000, 0.5, 2).sigmoid(cls, torch.zeros(2, 4, 4), ANCHORS, [4], [(100, 100)] * 2, BoxCoder())
+    assert len(out[0]) == 2 and len(out[1]) == 0
+    assert out[1].boxes.shape == (0, 4)
+
+
+def test_softmax_background_last_and_per_class_nms():
+    # two classes + background. Anchor 0: class 0; anchor 1: class 0 (overlaps 0); anchor 2: background.
+    logits = torch.tensor([[[5.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 0.0, 9.0], [0.0, 3.0, 0.0]]])
+    out, = DensePostprocess(0.01, 200, 0.45, 200).softmax(logits, torch.zeros(1, 4, 4), ANCHORS, [(100, 100)], BoxCoder((10.0, 10.0, 5.0, 5.0)))
+    probs = torch.softmax(logits[0], -1)
+    kept = {(int(l), round(float(s), 5)) for l, s in zip(out.labels, out.scores)}
+    assert (0, round(float(probs[0, 0]), 5)) in kept and (1, round(float(probs[3, 1]), 5)) in kept
+    assert (0, round(float(probs[1, 0]), 5)) not in kept  # suppressed by anchor 0 within class 0
+    assert all(s > 0.01 for s in out.scores.tolist())
+    assert out.scores.tolist() == sorted(out.scores.tolist(), reverse=True)
+
+
+def test_rescale():
+    det = Detections(torch.tensor([[10.0, 20.0, 64.0, 32.0]]), torch.tensor([0.5]), torch.tensor([1]))
+    out = rescale_detections(det, from_size=(32, 64), to_size=(64, 96))
+    torch.testing.assert_close(out.boxes, torch.tensor([[15.0, 40.0, 96.0, 64.0]]))
