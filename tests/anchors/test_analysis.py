@@ -39,7 +39,8 @@ def test_report_shares_sizes_and_uncovered_list():
     report = analyze_coverage(images, anchors_for_size, IoUMatcher(0.5, 0.4))
     assert report.covered.tolist() == [True, False, True]
     assert abs(report.summary()["covered"] - 2 / 3) < 1e-6
-    assert report.by_size()["small"]["boxes"] == 2 and report.by_size()["medium"]["boxes"] == 1
+    # 32 x 32 has area 32^2: medium, as pycocotools counts it
+    assert report.by_size()["small"]["boxes"] == 1 and report.by_size()["medium"]["boxes"] == 2
     assert report.by_class(2)[1]["covered"] == 0.5
     uncovered = report.uncovered()
     assert [u["image_id"] for u in uncovered] == [7] and uncovered[0]["box"] == [6.0, 6.0, 10.0, 10.0]
