@@ -1,0 +1,150 @@
+"""ResNet-18/34/50/101/152 (He et al. 2016) as a detection backbone (seed 001).
+
+Module and parameter names are those of ``torchvision.models.resnet`` (conv1, bn1, layer1..4;
+blocks' conv1/bn1/conv2/bn2[/conv3/bn3]/downsample.0/.1), so torchvision's ImageNet state dicts
+load as they are (without ``fc``). Bottleneck blocks put the stride on the 3x3 conv
+(torchvision's "v1.5").
+
+Outputs, selected by ``return_layers``: "c2".."c5" = layer1..layer4 (strides 4, 8, 16, 32).
+RetinaNet takes C3-C5; the Faster R-CNN C4 design takes C4 and runs ``layer4`` (kept on the
+module, see ``ResNet.stage``) as its RoI head.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
+
+LAYER_NAMES = {"c2": "layer1", "c3": "layer2", "c4": "layer3", "c5": "layer4"}
+
+
+def _norm(channels: int, frozen: bool) -> nn.Module:
+    # Frozen BN (seed 001, "won't use batchnorm because of small batch size"): the ImageNet
+    # statistics and affine stay fixed; with detection batch sizes of 2-16 images per GPU,
+    # batch statistics are too noisy to train.
+    return FrozenBatchNorm2d(channels) if frozen else nn.BatchNorm2d(channels)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = _norm(channels, frozen_bn)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = _norm(channels, frozen_bn)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(in_channels, channels, stride, frozen_bn)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.bn1 = _norm(channels, frozen_bn)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride, 1, bias=False)
+        self.bn2 = _norm(channels, frozen_bn)
+        self.conv3 = nn.Conv2d(channels, channels * 4, 1, bias=False)
+        self.bn3 = _norm(channels * 4, frozen_bn)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(in_channels, channels * 4, stride, frozen_bn)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _downsample(in_channels: int, out_channels: int, stride: int, frozen_bn: bool) -> nn.Module | None:
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), _norm(out_channels, frozen_bn))
+
+
+# depth -> (block, blocks per stage); He et al. 2016, Table 1.
+RESNET_SPECS: dict[int, tuple[type, tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """Args:
+        depth: 18, 34, 50, 101 or 152.
+        return_layers: which of "c2".."c5" ``forward`` returns, in order.
+        frozen_bn: FrozenBatchNorm2d instead of BatchNorm2d.
+        trainable_layers: how many stages, counted from layer4 backwards, get gradients
+            (0..5; 5 includes the stem). torchvision's and Detectron's default is 3.
+        width: channels of the stem and of layer1 (64 in the paper); smaller values make the tiny
+            models used by tests and the digits presets.
+    """
+
+    def __init__(self, depth: int = 50, return_layers: Sequence[str] = ("c3", "c4", "c5"),
+                 frozen_bn: bool = True, trainable_layers: int = 3, width: int = 64):
+        super().__init__()
+        if depth not in RESNET_SPECS:
+            raise ValueError(f"ResNet depth must be one of {sorted(RESNET_SPECS)}, got {depth}")
+        unknown = [name for name in return_layers if name not in LAYER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown ResNet outputs {unknown}; choose from {list(LAYER_NAMES)}")
+        if not 0 <= trainable_layers <= 5:
+            raise ValueError(f"trainable_layers must be in 0..5, got {trainable_layers}")
+        block, counts = RESNET_SPECS[depth]
+        self.depth, self.return_layers = depth, tuple(return_layers)
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = _norm(width, frozen_bn)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        channels, in_channels = width, width
+        self.stage_channels: dict[str, int] = {}
+        for index, (count, stride) in enumerate(zip(counts, (1, 2, 2, 2))):
+            blocks = []
+            for i in range(count):
+                blocks.append(block(in_channels, channels, stride if i == 0 else 1, frozen_bn))
+                in_channels = channels * block.expansion
+            setattr(self, f"layer{index + 1}", nn.Sequential(*blocks))
+            self.stage_channels[f"c{index + 2}"] = in_channels
+            channels *= 2
+        self.out_channels = [self.stage_channels[name] for name in self.return_layers]
+        self._freeze(trainable_layers)
+
+    def _freeze(self, trainable_layers: int) -> None:
+        stages = ["layer4", "layer3", "layer2", "layer1", "stem"][:trainable_layers]
+        for name, param in self.named_parameters():
+            stage = name.split(".")[0] if name.startswith("layer") else "stem"
+            param.requires_grad_(stage in stages)
+
+    def stage(self, name: str) -> nn.Module:
+        """The module of a stage by output name, e.g. ``stage("c5")`` is ``layer4``."""
+        return getattr(self, LAYER_NAMES[name])
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) normalized images -> the ``return_layers`` feature maps."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outputs = []
+        last = max(int(name[1]) for name in self.return_layers)
+        for level in range(2, last + 1):
+            x = getattr(self, f"layer{level - 1}")(x)
+            if f"c{level}" in self.return_layers:
+                outputs.append(x)
+        return outputs
+
+
+def resnet(depth: int, **options) -> ResNet:
+    return ResNet(depth, **options)

@@ -1,0 +1,88 @@
+import pytest
+import torch
+import torchvision
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from anchordet.backbones.resnet import ResNet
+from anchordet.backbones.weights import load_state_dict_file, load_torchvision_weights
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_matches_torchvision_resnet_with_its_weights(depth):
+    torch.manual_seed(0)
+    tv = getattr(torchvision.models, f"resnet{depth}")().eval()
+    for m in tv.modules():  # non-trivial BN statistics, so a wrong mapping shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    ours = ResNet(depth, ("c3", "c4", "c5"), frozen_bn=True).eval()
+    load_torchvision_weights(ours, tv.state_dict())
+    extractor = create_feature_extractor(tv, {"layer2": "c3", "layer3": "c4", "layer4": "c5"})
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        expected = extractor(x)
+        got = ours(x)
+    for name, tensor in zip(["c3", "c4", "c5"], got):
+        # FrozenBatchNorm2d folds the BN into scale and shift: float rounding differs slightly
+        torch.testing.assert_close(tensor, expected[name], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("depth,channels", [(18, [128, 256, 512]), (34, [128, 256, 512]), (50, [512, 1024, 2048]),
+                                            (101, [512, 1024, 2048]), (152, [512, 1024, 2048])])
+def test_out_channels(depth, channels):
+    assert ResNet(depth).out_channels == channels
+
+
+def test_c4_output_stride_16():
+    model = ResNet(50, ("c4",), width=16).eval()
+    with torch.no_grad():
+        (c4,) = model(torch.zeros(1, 3, 64, 96))
+    assert c4.shape == (1, 16 * 4 * 4, 4, 6) and model.out_channels == [256]
+    assert model.stage("c5") is model.layer4
+
+
+def test_frozen_bn_and_trainable_layers():
+    model = ResNet(18, trainable_layers=2)
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"layer3", "layer4"}
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert all(p.requires_grad for p in ResNet(18, trainable_layers=5).parameters())
+
+
+def test_loading_mismatch_lists_keys_and_loads_nothing(tmp_path):
+    model = ResNet(18)
+    before = model.conv1.weight.clone()
+    state = torchvision.models.resnet34().state_dict()
+    with pytest.raises(ValueError) as err:
+        load_torchvision_weights(model, state)
+    assert "unexpected" in str(err.value) and "layer1.2.conv1.weight" in str(err.value)
+    state18 = torchvision.models.resnet18().state_dict()
+    del state18["layer4.1.bn2.bias"]
+    with pytest.raises(ValueError, match="missing \\(1\\): layer4.1.bn2.bias"):
+        load_torchvision_weights(model, state18)
+    assert torch.equal(model.conv1.weight, before)
+
+
+def test_weights_file_formats_and_pickle_refused(tmp_path):
+    from safetensors.torch import save_file
+    state = torchvision.models.resnet18().state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "r18.safetensors"))
+    torch.save(state, tmp_path / "r18.pth")
+    for name in ("r18.safetensors", "r18.pth"):
+        load_torchvision_weights(ResNet(18), tmp_path / name)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="not a plain weights file"):
+        load_state_dict_file(tmp_path / "evil.pth")
+    with pytest.raises(FileNotFoundError):
+        load_state_dict_file(tmp_path / "missing.pth")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="depth"):
+        ResNet(20)
+    with pytest.raises(ValueError, match="unknown ResNet outputs"):
+        ResNet(18, ("c6",))
