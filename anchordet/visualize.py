@@ -1,0 +1,56 @@
+"""Drawing detections on images (PIL), for `anchordet predict` and the demo."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+from anchordet.structures.targets import Detections
+
+# A fixed palette of distinguishable colours, cycled by class index.
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """(3, H, W) float in [0, 1] -> RGB PIL image."""
+    array = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def draw_detections(image: Image.Image | Tensor, detections: Detections, class_names: Sequence[str] | None = None,
+                    score_thresh: float = 0.0, scale: int = 1) -> Image.Image:
+    """Draw boxes with "label score" captions; ``scale`` enlarges small images first."""
+    picture = to_pil(image) if isinstance(image, Tensor) else image.convert("RGB")
+    if scale != 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(picture)
+    keep = detections.scores >= score_thresh
+    for box, score, label in zip(detections.boxes[keep].tolist(), detections.scores[keep].tolist(),
+                                 detections.labels[keep].tolist()):
+        colour = PALETTE[label % len(PALETTE)]
+        x1, y1, x2, y2 = (v * scale for v in box)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=max(1, scale))
+        name = class_names[label] if class_names else str(label)
+        caption = f"{name} {score:.2f}"
+        text_box = draw.textbbox((x1, y1), caption)
+        top = max(0, y1 - (text_box[3] - text_box[1]) - 2)
+        draw.rectangle((x1, top, x1 + text_box[2] - text_box[0] + 2, top + text_box[3] - text_box[1] + 2), fill=colour)
+        draw.text((x1 + 1, top), caption, fill=(0, 0, 0))
+    return picture
+
+
+def save_grid(pictures: Sequence[Image.Image], path: str | Path, columns: int = 4) -> Path:
+    """Tile pictures (same size) into one PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = pictures[0].size
+    rows = (len(pictures) + columns - 1) // columns
+    grid = Image.new("RGB", (width * min(columns, len(pictures)), height * rows), (255, 255, 255))
+    for i, picture in enumerate(pictures):
+        grid.paste(picture, ((i % columns) * width, (i // columns) * height))
+    grid.save(path)
+    return path

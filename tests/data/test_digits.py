@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from anchordet.data.digits import (
+    MASK_THRESHOLD, TEST_PHOTOS, TRAIN_PHOTOS, DigitsConfig, DigitsDataset, load_digits, load_photos,
+)
+from anchordet.structures.boxes import box_iou
+
+
+def test_same_seed_same_scene_and_epochs():
+    a, b = DigitsDataset("train", 4, seed=3), DigitsDataset("train", 4, seed=3)
+    assert torch.equal(a[2].image, b[2].image) and torch.equal(a[2].targets.boxes, b[2].targets.boxes)
+    b.set_epoch(1)
+    assert not torch.equal(a[2].image, b[2].image)  # fresh train scenes every epoch
+    test = DigitsDataset("test", 4, seed=3)
+    before = test[1].image.clone()
+    test.set_epoch(5)
+    assert torch.equal(test[1].image, before)  # the test split is fixed by its seed
+    assert not torch.equal(DigitsDataset("test", 4, seed=4)[1].image, before)
+
+
+def test_train_and_test_digits_and_photos_are_disjoint():
+    train_masks, train_labels = load_digits("train")
+    test_masks, test_labels = load_digits("test")
+    assert len(train_labels) == 4000 and len(test_labels) == 1000
+    assert torch.bincount(test_labels).tolist() == [100] * 10
+    flat_train = {tuple(m.flatten().tolist()) for m in train_masks[::40]}
+    assert not any(tuple(m.flatten().tolist()) in flat_train for m in test_masks)
+    assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS)
+    assert "cat" not in TRAIN_PHOTOS  # skimage's cat is chelsea, a test photo
+    assert len(load_photos("train")) == len(TRAIN_PHOTOS)
+
+
+def test_boxes_are_tight_and_apart():
+    ds = DigitsDataset("test", 6, DigitsConfig(canvas_size=96, digits_per_image=(2, 3), digit_size=(24, 40)))
+    for i in range(len(ds)):
+        sample = ds[i]
+        boxes = sample.targets.boxes
+        assert 2 <= len(boxes) <= 3 and sample.image.shape == (3, 96, 96) and sample.orig_size == (96, 96)
+        assert box_iou(boxes, boxes).fill_diagonal_(0).max() == 0
+        assert ((boxes >= 0) & (boxes <= 96)).all()
+        assert (boxes[:, 2:] - boxes[:, :2] >= 2).all()
+        assert sample.targets.labels.min() >= 0 and sample.targets.labels.max() <= 9
+
+
+def test_box_matches_painted_pixels():
+    # On a flat background the digit's pixels are exactly where the image differs from it.
+    ds = DigitsDataset("train", 1, DigitsConfig(digits_per_image=(1, 1)))
+    ds_image, targets = ds.scene(0)
+    from anchordet.data import digits as module
+    generator = ds._generator(0)
+    background = module._background(load_photos("train"), generator, 128)
+    changed = (ds_image - background).abs().amax(dim=0) > 1e-6
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    assert targets.boxes[0].tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+    assert MASK_THRESHOLD > 0
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="digit_size"):
+        DigitsConfig(digit_size=(4, 10))
+    with pytest.raises(ValueError, match="split"):
+        DigitsDataset("validation")
+    with pytest.raises(IndexError):
+        DigitsDataset("test", 2)[2]
