@@ -13,7 +13,17 @@ import sys
 # Subcommand name -> module. Imported lazily so that `anchordet --help` and every command stay
 # fast (torch-heavy modules load only for the command that needs them).
 COMMANDS: dict[str, tuple[str, str]] = {
-    # name: (module, one-line help)
+    "demo": ("anchordet.cli.demo", "train, evaluate and predict on the built-in digits dataset"),
+    "train": ("anchordet.cli.train", "train a detector from a preset or YAML config"),
+    "evaluate": ("anchordet.cli.evaluate", "evaluate a trained model on a dataset (COCO / VOC metrics)"),
+    "predict": ("anchordet.cli.predict", "run a model on images and draw / save its detections"),
+    "presets": ("anchordet.cli.presets", "list the configuration presets"),
+    "score": ("anchordet.cli.score", "score a COCO results file against COCO ground truth"),
+    "data": ("anchordet.cli.data", "write the built-in digits dataset as a COCO dataset"),
+    "check-data": ("anchordet.cli.check_data", "check a dataset's annotations and images"),
+    "anchors": ("anchordet.cli.anchors", "does a model's anchor configuration fit a dataset?"),
+    "convert": ("anchordet.cli.convert", "convert torchvision weights to anchordet safetensors"),
+    "export": ("anchordet.cli.export", "export a model to ONNX or TorchScript"),
 }
 
 
@@ -40,7 +50,7 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = [a for a in argv[:1] if a in COMMANDS]
-    parser = build_parser(chosen if chosen else list(COMMANDS))
+    parser = build_parser(chosen)  # only the chosen command module is imported
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
