@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator, retinanet_anchor_sizes
 from anchordet.coding.box_coder import BoxCoder
+from anchordet.engine.distributed import reduce_mean
 from anchordet.losses.box import box_regression_loss
 from anchordet.losses.dense_targets import DenseTargetBuilder
 from anchordet.losses.focal import dense_focal_loss
@@ -80,7 +81,9 @@ class RetinaNet(nn.Module):
         validate_targets(list(targets), self.num_classes, len(batch))
         out = self(batch.tensor)
         dense = self.target_builder.build(out.anchors, [t.to(out.anchors.device) for t in targets])
-        normalizer = dense.num_positives.clamp(min=1).float()
+        # Under DDP the count is averaged over processes, so that the averaged gradients equal
+        # those of one process on the global batch.
+        normalizer = reduce_mean(dense.num_positives.float()).clamp(min=1)
         loss_cls = dense_focal_loss(out.cls_logits, dense.gt_labels, dense.positive, dense.valid,
                                     self.focal_alpha, self.focal_gamma)
         loss_box = box_regression_loss(out.box_deltas, dense.box_targets, dense.positive,

@@ -1,0 +1,55 @@
+"""``anchordet train``: train a detector from a preset or a YAML config (single process or torchrun)."""
+from __future__ import annotations
+
+import argparse
+
+from anchordet.cli.common import add_config_arguments, load_config_or_fail
+from anchordet.cli.main import UserError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train", help="train a detector from a preset or YAML config",
+        description="Train a detector. Writes to run.out_dir: config.yaml (the resolved config), "
+                    "last.pt / best.pt (resumable checkpoints), model.safetensors and best.safetensors "
+                    "(weights + model config, for predict/evaluate/export), metrics.jsonl, tensorboard/, "
+                    "curves.png. Multi-process: torchrun --nproc_per_node N -m anchordet.cli.main train ... "
+                    "(gloo on CPU, NCCL on GPUs). Ctrl-C saves last.pt; --resume continues exactly.",
+        epilog="example: anchordet train --config retinanet_digits --set solver.epochs=2 --set run.out_dir=runs/try")
+    add_config_arguments(parser, required=False)
+    parser.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue a run from its last.pt (its config is used; --set still applies)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    return parser
+
+
+def run(args) -> int:
+    from anchordet.engine.trainer import Trainer, TrainingDiverged
+
+    config = _config_for(args)
+    try:
+        outcome = Trainer(config, resume=args.resume, progress=not args.no_progress).fit()
+    except TrainingDiverged as exc:
+        raise UserError(str(exc)) from exc
+    from anchordet.engine import distributed
+
+    if distributed.is_main_process():
+        print(f"{outcome.status} after {outcome.iteration} iterations; outputs in {config.run.out_dir}"
+              + (f"; best {config.run.metric} {outcome.best_metric:.4f}" if outcome.best_metric is not None else ""))
+    distributed.cleanup()
+    return {"finished": 0, "stopped": 0, "interrupted": 130}[outcome.status]
+
+
+def _config_for(args):
+    if args.resume:
+        from anchordet.config.schema import ConfigError, ExperimentConfig, apply_overrides
+        from anchordet.engine.checkpoint import load_checkpoint
+
+        try:
+            saved = ExperimentConfig.from_dict(load_checkpoint(args.resume)["config"], args.resume)
+            return apply_overrides(saved, args.overrides)
+        except ConfigError as exc:
+            raise UserError(str(exc)) from exc
+    if not args.config:
+        raise UserError("give --config PRESET_OR_YAML (see `anchordet presets`) or --resume CHECKPOINT")
+    return load_config_or_fail(args.config, args.overrides)

@@ -1,0 +1,53 @@
+"""Every preset, written out in full: one dict, no inheritance.
+
+Names say detector, backbone and dataset. The papers' schedules are given for their batch sizes;
+``solver.base_batch_size`` keeps the learning rate right when ``solver.batch_size`` changes
+(linear scaling rule).
+"""
+from __future__ import annotations
+
+from anchordet.config.schema import DataConfig, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
+
+# RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at half width,
+# BN trained (no pretrained statistics to freeze), a light FPN/head, and anchors from 16 px because
+# digits are 10..56 px (see `anchordet anchors --config retinanet_digits --data digits`).
+RETINANET_DIGITS = ExperimentConfig(
+    model=ModelConfig("retinanet_resnet_fpn", dict(
+        depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=32,
+        fpn_channels=64, head_channels=64, head_num_convs=2,
+        anchor_base_sizes=[16, 32, 64, 128, 256], box_loss="l1", max_detections=100)),
+    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+                    train_transform="resize", eval_transform="resize", min_size=128, max_size=128,
+                    hflip=False, num_workers=1),  # a flipped digit is not a digit
+    solver=SolverConfig(epochs=6, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
+                        warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0),
+    run=RunConfig(out_dir="runs/retinanet_digits", eval_every=2, log_every=20),
+)
+
+# RetinaNet R50-FPN 1x (Lin et al. 2017; Detectron): 90k iterations at batch 16 on COCO is 12 epochs,
+# lr 0.01, steps at 60k/80k (epochs 8 and 11), shorter side 800.
+RETINANET_R50_COCO = ExperimentConfig(
+    model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=80, backbone_weights=None)),
+    data=DataConfig(dataset="coco.yaml", train_transform="resize", eval_transform="resize",
+                    min_size=800, max_size=1333, hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.01, base_batch_size=16, weight_decay=1e-4,
+                        warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(8, 11)),
+    run=RunConfig(out_dir="runs/retinanet_r50_coco", metric="coco"),
+)
+
+# Pascal VOC 07+12 with the same recipe (mmdetection's retinanet_r50_fpn_voc0712: 4 epochs of the
+# 3x-repeated set ~ 12 epochs, lr 0.01 at batch 16, shorter side 600 as the VOC convention).
+RETINANET_R50_VOC = ExperimentConfig(
+    model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=20, backbone_weights=None)),
+    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+                    min_size=600, max_size=1000, hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.01, base_batch_size=16, weight_decay=1e-4,
+                        warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(9,)),
+    run=RunConfig(out_dir="runs/retinanet_r50_voc", metric="voc07"),
+)
+
+PRESETS: dict[str, ExperimentConfig] = {
+    "retinanet_digits": RETINANET_DIGITS,
+    "retinanet_r50_coco": RETINANET_R50_COCO,
+    "retinanet_r50_voc": RETINANET_R50_VOC,
+}

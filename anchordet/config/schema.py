@@ -1,0 +1,349 @@
+"""Typed experiment configuration: four frozen dataclasses, YAML in and out, ``--set`` overrides.
+
+``ExperimentConfig(model, data, solver, run)``. The model section names a factory function of
+``anchordet.detectors`` (the explicit ``MODEL_FACTORIES`` table below) and holds that factory's
+keyword arguments; they are checked against the factory's signature, so ``--set model.X=V`` is
+typed by the factory's own annotations and a misspelt key is refused. Every other section is a
+plain dataclass whose fields are the options.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote is wrong: printed as one line by the CLI."""
+
+
+# The detector factories a config can name: an explicit table, imported lazily so that the CLI
+# reads and checks configs before it imports torch models.
+MODEL_FACTORIES: dict[str, str] = {
+    "retinanet_resnet_fpn": "anchordet.detectors.retinanet",
+    "ssd_vgg16": "anchordet.detectors.ssd",
+    "faster_rcnn_vgg16": "anchordet.detectors.faster_rcnn",
+    "faster_rcnn_resnet_c4": "anchordet.detectors.faster_rcnn",
+}
+
+
+def model_factory(name: str) -> Callable:
+    if name not in MODEL_FACTORIES:
+        raise ConfigError(f"model.factory: unknown factory {name!r}; choose one of {', '.join(MODEL_FACTORIES)}")
+    import importlib
+
+    return getattr(importlib.import_module(MODEL_FACTORIES[name]), name)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``factory``: a key of MODEL_FACTORIES; ``args``: its keyword arguments (num_classes
+    included), as plain YAML values. Fields not given take the factory's defaults."""
+
+    factory: str = "retinanet_resnet_fpn"
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "args", dict(self.args))
+
+    def __hash__(self) -> int:  # frozen dataclass with a dict field
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str)))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.args["num_classes"])
+
+    def build(self):
+        """The detector, randomly initialised (backbone weights if ``backbone_weights`` is set)."""
+        factory = model_factory(self.factory)
+        check_model_args(self.factory, self.args)
+        return factory(**_as_call_args(factory, self.args))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Attributes:
+        dataset: "digits" (built-in, generated) or a dataset YAML (see docs/data.md).
+        digits_*: the built-in dataset's options (ignored for other datasets).
+        train_transform: "resize" (keep ratio: min_size/max_size, random flip),
+            "ssd" (SSD augmentation then a fixed size), or "fixed" (fixed size + flip).
+        eval_transform: "resize" or "fixed" (no randomness).
+        min_size, max_size: keep-ratio resize (shorter side to min_size, longer <= max_size).
+        fixed_size: the square input side of fixed-size models (SSD).
+        num_workers: DataLoader worker processes per training process.
+        skip_bad_annotations: drop (and report) bad boxes instead of stopping.
+    """
+
+    dataset: str = "digits"
+    digits_train_images: int = 2000
+    digits_val_images: int = 200
+    digits_canvas_size: int = 128
+    digits_per_image_max: int = 4
+    digits_seed: int = 0
+    train_transform: str = "resize"
+    eval_transform: str = "resize"
+    min_size: int = 800
+    max_size: int = 1333
+    fixed_size: int = 300
+    hflip: bool = True
+    num_workers: int = 2
+    skip_bad_annotations: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("data.train_transform", self.train_transform, ("resize", "ssd", "fixed"))
+        _check_choice("data.eval_transform", self.eval_transform, ("resize", "fixed"))
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """SGD with momentum; lr = base_lr * batch_size / base_batch_size (Goyal et al. 2017).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: the global batch (all processes together).
+        warmup_iters, warmup_factor: linear warmup from base_lr * warmup_factor.
+        schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
+        clip_grad_norm: 0 disables clipping.
+        amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
+    """
+
+    epochs: int = 12
+    batch_size: int = 16
+    base_lr: float = 0.01
+    base_batch_size: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    schedule: str = "step"
+    steps: tuple[int, ...] = (8, 11)
+    gamma: float = 0.1
+    clip_grad_norm: float = 0.0
+    amp: str = "none"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        _check_choice("solver.schedule", self.schedule, ("step", "cosine"))
+        _check_choice("solver.amp", self.amp, ("none", "bf16", "fp16"))
+        if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
+            raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
+        if self.base_lr <= 0:
+            raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+
+    @property
+    def lr(self) -> float:
+        return self.base_lr * self.batch_size / self.base_batch_size
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Attributes:
+        out_dir: where checkpoints, metrics and pictures go.
+        seed: seeds the model initialisation, the data order and the augmentation.
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        eval_every: evaluate on the val split every N epochs (0: only at the end).
+        metric: "coco" or "voc07" / "voc" (selects the best checkpoint: AP or mAP).
+        log_every: iterations between progress lines in metrics.jsonl.
+        channels_last: use the channels_last memory format on CUDA.
+        threads: torch CPU threads (0: torch's default).
+        stop_after_iters: stop (with a checkpoint, resumable) after this many iterations of this
+            run, as an interruption would; 0 runs to the end. For time-sliced / preemptible jobs.
+        max_minutes: stop (with a checkpoint, resumable) after this wall-clock budget; 0: no limit.
+    """
+
+    out_dir: str = "runs/exp"
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 1
+    metric: str = "coco"
+    log_every: int = 20
+    channels_last: bool = True
+    threads: int = 0
+    stop_after_iters: int = 0
+    max_minutes: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": {"factory": self.model.factory, **self.model.args},
+            "data": _section_dict(self.data),
+            "solver": _section_dict(self.solver),
+            "run": _section_dict(self.run),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @staticmethod
+    def from_dict(values: Mapping[str, Any], source: str = "config") -> "ExperimentConfig":
+        unknown = set(values) - {"model", "data", "solver", "run"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
+        model_values = dict(values.get("model") or {})
+        factory = model_values.pop("factory", ModelConfig.factory)
+        model_factory(factory)  # validates the name
+        check_model_args(factory, model_values, source)
+        return ExperimentConfig(
+            ModelConfig(factory, model_values),
+            _section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
+            _section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
+            _section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
+        )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _section_dict(section) -> dict:
+    return {f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v)
+            for f in dataclasses.fields(section)}
+
+
+def _section_from_dict(cls, values: Mapping[str, Any], where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
+    converted = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**converted)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def check_model_args(factory: str, args: Mapping[str, Any], source: str = "config") -> None:
+    """Every key must be a keyword of the factory, with a value of its annotated type."""
+    signature = inspect.signature(model_factory(factory))
+    hints = typing.get_type_hints(model_factory(factory))
+    known = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key, value in args.items():
+        if key not in known:
+            raise ConfigError(f"{source}: model.{key} is not an option of {factory}; known: {', '.join(known)}")
+        if key in hints:
+            coerce(value, hints[key], f"{source}: model.{key}")
+    if "num_classes" not in args:
+        raise ConfigError(f"{source}: model.num_classes is required")
+
+
+def _as_call_args(factory: Callable, args: Mapping[str, Any]) -> dict:
+    hints = typing.get_type_hints(factory)
+    return {k: coerce(v, hints[k], f"model.{k}") if k in hints else v for k, v in args.items()}
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` (from YAML or ``--set``) as ``annotation``; ConfigError naming ``where`` if it is not one."""
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in arguments:
+            return None
+        errors = []
+        for option in (a for a in arguments if a is not type(None)):
+            try:
+                return coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} is not a {_type_name(annotation)}")
+    if origin in (tuple, list, typing.Sequence, __import__("collections.abc").abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list ({_type_name(annotation)}), got {value!r}")
+        item_type = arguments[0] if arguments else Any
+        return tuple(coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    return value
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Apply ``section.key=value`` strings; values are parsed as YAML (``0.02``, ``true``, ``[1, 2]``)."""
+    values = config.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        path, raw = item.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) != 2 or parts[0] not in values:
+            raise ConfigError(f"--set {item!r}: the key must be section.key with section one of "
+                              f"model, data, solver, run")
+        section, key = parts
+        if section != "model" and key not in values[section]:
+            raise ConfigError(f"--set {item!r}: unknown key {path}; known: {', '.join(values[section])}")
+        try:
+            parsed = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: cannot parse the value ({exc.problem})") from exc
+        values[section][key] = parsed
+    return ExperimentConfig.from_dict(values, "--set")
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """A preset name or a YAML file, then the overrides."""
+    from anchordet.config.presets import PRESETS
+
+    if name_or_path in PRESETS:
+        config = PRESETS[name_or_path]
+    else:
+        path = Path(name_or_path)
+        if path.suffix not in (".yaml", ".yml") and not path.exists():
+            raise ConfigError(f"unknown preset {name_or_path!r} (and no such YAML file); "
+                              f"presets: {', '.join(PRESETS)}")
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping with sections model, data, solver, run")
+        config = ExperimentConfig.from_dict(values, str(path))
+    return apply_overrides(config, overrides or [])

@@ -1,0 +1,102 @@
+"""The training and evaluation data pipelines: transforms from the config, seeded sampling and
+augmentation that make CPU runs repeatable and resumable mid-epoch, DDP sharding."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from anchordet.config.schema import DataConfig
+from anchordet.data.collate import collate
+
+
+def build_transforms(data: DataConfig, train: bool):
+    """``(image, targets) -> (image, targets)`` for the config's train or eval pipeline."""
+    from anchordet.data import transforms as T
+
+    kind = data.train_transform if train else data.eval_transform
+    steps = []
+    if kind == "ssd" and train:
+        return T.SSDAugmentation(data.fixed_size)
+    if kind == "resize":
+        steps.append(T.ResizeKeepRatio(data.min_size, data.max_size))
+    else:  # "fixed" (and "ssd" at eval time)
+        steps.append(T.Resize((data.fixed_size, data.fixed_size)))
+    if train and data.hflip:
+        steps.append(T.RandomHorizontalFlip(0.5))
+    return T.Compose(steps)
+
+
+def dataset_spec(data: DataConfig):
+    from anchordet.data.spec import DatasetSpec, load_dataset_spec
+
+    if data.dataset == "digits":
+        return DatasetSpec.digits(num_train=data.digits_train_images, num_val=data.digits_val_images,
+                                  canvas_size=data.digits_canvas_size, digits_per_image=(1, data.digits_per_image_max),
+                                  seed=data.digits_seed)
+    return load_dataset_spec(data.dataset)
+
+
+def build_dataset(data: DataConfig, split: str, train: bool | None = None):
+    from anchordet.data.spec import build_dataset as build
+
+    train = (split == "train") if train is None else train
+    return build(dataset_spec(data), split=split, transforms=build_transforms(data, train),
+                 skip_bad_annotations=data.skip_bad_annotations)
+
+
+class SeededItems(Dataset):
+    """Item ``i`` of epoch ``e`` is produced under the global torch RNG seeded by (seed, e, i),
+    and the caller's RNG state is restored afterwards: the random augmentation of a sample does
+    not depend on which worker loads it, on the batch order, or on where a run was resumed."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % (2 ** 63))
+            return self.dataset[index]
+
+
+class EpochSampler(Sampler[int]):
+    """This process's indices of one epoch: a permutation seeded by (seed, epoch) (or the identity),
+    cut to whole global batches, sharded by rank (rank r takes every world_size-th local batch
+    slot), starting at local batch ``start_batch`` (for resuming mid-epoch)."""
+
+    def __init__(self, size: int, global_batch: int, *, seed: int, epoch: int, shuffle: bool,
+                 rank: int = 0, world_size: int = 1, start_batch: int = 0, drop_last: bool = True):
+        if shuffle:
+            order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist()
+        else:
+            order = list(range(size))
+        if drop_last:
+            order = order[: size // global_batch * global_batch]
+        local = global_batch // world_size
+        batches = [order[i:i + global_batch] for i in range(0, len(order), global_batch)]
+        self.indices = [i for b in batches[start_batch:] for i in b[rank * local:(rank + 1) * local]]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def make_loader(dataset: Dataset, sampler: Sampler, local_batch: int, num_workers: int, size_divisible: int,
+                seed: int, epoch: int) -> DataLoader:
+    # The loader draws its workers' base seed from this generator, not from the global RNG, so the
+    # model's RNG stream (dropout) is the same whether or not the run was resumed.
+    generator = torch.Generator().manual_seed(seed * 104_729 + epoch)
+    return DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=num_workers,
+                      collate_fn=partial(collate, size_divisible=size_divisible), generator=generator,
+                      persistent_workers=False, drop_last=False)

@@ -1,0 +1,74 @@
+"""Run a detector over a dataset and score it with the COCO or VOC evaluator (any number of processes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from anchordet.engine import distributed as dist_utils
+from anchordet.engine.data import EpochSampler, make_loader
+from anchordet.postprocess.rescale import rescale_detections
+
+
+@dataclass
+class EvaluationResult:
+    """``metrics``: the evaluator's summary; ``headline``: AP (coco) or mAP (voc) for picking the
+    best checkpoint; ``results``: COCO-format detections in original image pixels."""
+
+    metrics: Any
+    headline: float
+    results: list[dict]
+
+    def scalars(self) -> dict[str, float]:
+        values = self.metrics.to_dict()
+        flat = dict(values.get("stats", {}))
+        if "mAP" in values:
+            flat["mAP"] = values["mAP"]
+        return {k: float(v) for k, v in flat.items() if isinstance(v, (int, float))}
+
+
+def make_evaluator(metric: str, ground_truth: dict):
+    from anchordet.evaluation import CocoEvaluator, VocEvaluator
+
+    if metric == "coco":
+        return CocoEvaluator(ground_truth)
+    return VocEvaluator(ground_truth, iou_threshold=0.5, use_07_metric=(metric == "voc07"))
+
+
+@torch.no_grad()
+def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size: int = 8, num_workers: int = 0,
+                    size_divisible: int = 32) -> list[dict]:
+    """This process's share of ``dataset`` through ``model.predict``, as COCO results (original pixels)."""
+    from anchordet.evaluation import detections_to_coco_results
+
+    sampler = EpochSampler(len(dataset), batch_size * dist_utils.world_size(), seed=0, epoch=0, shuffle=False,
+                           rank=dist_utils.rank(), world_size=dist_utils.world_size(), drop_last=False)
+    loader = make_loader(dataset, sampler, batch_size, num_workers, size_divisible, seed=0, epoch=0)
+    results = []
+    was_training = model.training
+    model.eval()
+    for batch in loader:
+        detections = model.predict(batch.images.to(device))
+        for det, image_size, orig_size, image_id in zip(detections, batch.images.image_sizes, batch.orig_sizes,
+                                                        batch.image_ids):
+            det = rescale_detections(det.to("cpu"), image_size, orig_size)
+            results += detections_to_coco_results(image_id, det.boxes, det.scores, det.labels, dataset.category_ids)
+    model.train(was_training)
+    return results
+
+
+def evaluate_dataset(model: nn.Module, dataset, metric: str, device: torch.device, batch_size: int = 8,
+                     num_workers: int = 0) -> EvaluationResult | None:
+    """Predict on every image (shared between processes) and score on rank 0 (None elsewhere)."""
+    results = predict_dataset(model, dataset, device, batch_size, num_workers)
+    gathered = [r for part in dist_utils.all_gather_objects(results) for r in part]
+    if not dist_utils.is_main_process():
+        return None
+    evaluator = make_evaluator(metric, dataset.coco_ground_truth())
+    if gathered:
+        evaluator.add_results(gathered)
+    metrics = evaluator.summarize()
+    headline = metrics.stats["AP"] if metric == "coco" else metrics.mAP
+    return EvaluationResult(metrics, float(headline), gathered)

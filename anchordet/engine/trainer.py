@@ -1,0 +1,311 @@
+"""The training loop: SGD + warmup/schedule, AMP, DDP, NaN guard, evaluation, checkpoints, resume.
+
+One ``Trainer`` per process. Under ``torchrun`` every process trains a shard of each global batch
+(DistributedDataParallel); only rank 0 writes files. The loop fits on a screen: ``fit`` walks the
+epochs, ``_train_epoch`` the batches, ``_step`` one optimizer step.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from anchordet.config.schema import ExperimentConfig
+from anchordet.engine import distributed as dist_utils
+from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
+from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, make_loader
+from anchordet.engine.evaluate import evaluate_dataset
+from anchordet.engine.logger import RunLogger, plot_curves
+from anchordet.engine.optim import build_optimizer, build_scheduler
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the iteration and the images."""
+
+
+@dataclass
+class TrainOutcome:
+    """How ``fit`` ended: "finished", "stopped" (budget / stop_after_iters) or "interrupted" (Ctrl-C)."""
+
+    status: str
+    iteration: int
+    last_checkpoint: Path | None
+    best_metric: float | None
+
+
+class LossModule(nn.Module):
+    """DDP hooks ``__call__`` only: this wrapper makes ``model.loss`` the wrapped forward."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, targets):
+        return self.model.loss(images, targets)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"run.device={name}: CUDA is not available on this machine")
+        if dist_utils.launched_by_torchrun():
+            device = torch.device("cuda", dist_utils.local_rank())
+            torch.cuda.set_device(device)
+    return device
+
+
+class Trainer:
+    def __init__(self, config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True):
+        self.config = config
+        run, solver = config.run, config.solver
+        self.device = resolve_device(run.device)
+        dist_utils.init_from_environment(self.device)
+        self.world = dist_utils.world_size()
+        if solver.batch_size % self.world:
+            raise ValueError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
+                             f"processes ({self.world})")
+        if run.threads:
+            torch.set_num_threads(run.threads)
+        self.out_dir = Path(run.out_dir)
+        self.is_main = dist_utils.is_main_process()
+        self.progress = progress and self.is_main
+        torch.manual_seed(run.seed)  # the model's initialisation
+        self.model = config.model.build().to(self.device)
+        self._maybe_channels_last()
+        self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
+        self.val_set = build_dataset(config.data, "val", train=False)
+        self.iters_per_epoch = len(self.train_set) // solver.batch_size
+        if self.iters_per_epoch == 0:
+            raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
+                             f"(solver.batch_size={solver.batch_size})")
+        self.optimizer = build_optimizer(self.model, solver)
+        self.scheduler = build_scheduler(self.optimizer, solver, self.iters_per_epoch)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.wrapped = LossModule(self.model)
+        if self.world > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(self.wrapped, device_ids=device_ids)
+        self.epoch, self.iteration, self.batch_in_epoch, self.best_metric = 0, 0, 0, None
+        if resume:
+            self._restore(resume)
+        self.logger = RunLogger(self.out_dir, enabled=self.is_main)
+
+    # ----------------------------------------------------------------------------------- set-up
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.config.solver.amp
+        if amp == "none":
+            return None
+        if self.device.type != "cuda":
+            import warnings
+
+            warnings.warn(f"solver.amp={amp} needs CUDA; training in float32 on {self.device}")
+            return None
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+
+    def _maybe_channels_last(self) -> None:
+        # channels_last helps convolutions on CUDA (tensor cores); on CPU it is a wash or slower.
+        if self.config.run.channels_last and self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+
+    def _restore(self, path: str | Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
+        self.batch_in_epoch, self.best_metric = int(state["iteration_in_epoch"]), state["best_metric"]
+        set_rng_states(state["rng"])
+
+    # ------------------------------------------------------------------------------------ loop
+    def fit(self) -> TrainOutcome:
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(self.config.to_yaml())
+        self.started = time.monotonic()
+        self.iterations_this_run = 0
+        try:
+            while self.epoch < self.config.solver.epochs:
+                if not self._train_epoch():
+                    return self._stop("stopped")
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self._end_of_epoch()
+        except KeyboardInterrupt:
+            return self._stop("interrupted")
+        finally:
+            self.logger.close()
+        return self._finish()
+
+    def _train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False when a budget stopped it midway."""
+        solver, run = self.config.solver, self.config.run
+        self.train_set.set_epoch(self.epoch)
+        sampler = EpochSampler(len(self.train_set), solver.batch_size, seed=run.seed, epoch=self.epoch,
+                               shuffle=True, rank=dist_utils.rank(), world_size=self.world,
+                               start_batch=self.batch_in_epoch)
+        loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
+                             self._size_divisible(), run.seed, self.epoch)
+        bar = self._progress_bar()
+        window_start, window_images = time.monotonic(), 0
+        self.model.train()
+        for batch in loader:
+            if self._budget_spent():
+                return False
+            losses = self._step(batch)
+            self.batch_in_epoch += 1
+            self.iteration += 1
+            self.iterations_this_run += 1
+            window_images += len(batch) * self.world
+            speed = window_images / max(time.monotonic() - window_start, 1e-9)
+            self._log_step(losses, speed, bar)
+        if bar is not None:
+            bar.close()
+        return True
+
+    def _step(self, batch) -> dict[str, float]:
+        images = batch.images.to(self.device)
+        targets = [t.to(self.device) for t in batch.targets]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            losses = self.wrapped(images, targets)
+        total = sum(losses.values())
+        self._check_finite(total, losses, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            total.backward()
+        if self.config.solver.clip_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.solver.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["loss"] = float(total.detach())
+        return values
+
+    def _check_finite(self, total: torch.Tensor, losses: dict, batch) -> None:
+        """Stop before a non-finite loss reaches the weights: the last checkpoint stays the last good one."""
+        finite = torch.isfinite(total.detach()).float()
+        if self.world > 1:  # every process must stop together
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if bool(finite):
+            return
+        parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+        last = self.out_dir / "last.pt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"loss is not finite at iteration {self.iteration + 1} (epoch {self.epoch + 1}, batch "
+            f"{self.batch_in_epoch + 1}): {parts}; images of the batch: {list(batch.image_ids)}; {kept}. "
+            f"Lower solver.base_lr, raise solver.warmup_iters, or set solver.clip_grad_norm.")
+
+    # ------------------------------------------------------------------------- logging, budget
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        total = self.iters_per_epoch
+        return tqdm(total=total, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.config.solver.epochs}",
+                    leave=False, dynamic_ncols=True)
+
+    def _log_step(self, losses: dict[str, float], images_per_s: float, bar) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2g}", img_s=f"{images_per_s:.1f}")
+        if self.iteration % self.config.run.log_every == 0 or self.iteration == 1:
+            reduced = dist_utils.all_reduce_sums(losses)
+            averaged = {k: v / self.world for k, v in reduced.items()}
+            self.logger.log("train", self.iteration, {"epoch": self.epoch + 1, "lr": lr,
+                                                      "images_per_s": images_per_s, **averaged})
+
+    def _budget_spent(self) -> bool:
+        run = self.config.run
+        over_iters = run.stop_after_iters and self.iterations_this_run >= run.stop_after_iters
+        over_time = run.max_minutes and (time.monotonic() - self.started) > 60 * run.max_minutes
+        spent = torch.tensor(float(bool(over_iters or over_time)))
+        if self.world > 1:
+            torch.distributed.all_reduce(spent, op=torch.distributed.ReduceOp.MAX)
+        return bool(spent)
+
+    def _size_divisible(self) -> int:
+        return int(getattr(self.model, "size_divisible", 32))
+
+    # ---------------------------------------------------------------------- epochs, checkpoints
+    def _end_of_epoch(self) -> None:
+        every = self.config.run.eval_every
+        last_epoch = self.epoch == self.config.solver.epochs
+        if last_epoch or (every and self.epoch % every == 0):
+            self._evaluate()
+        self._save("last.pt")
+
+    def _evaluate(self) -> None:
+        result = evaluate_dataset(self.model, self.val_set, self.config.run.metric, self.device,
+                                  batch_size=max(1, self.config.solver.batch_size // self.world))
+        improved = False
+        if result is not None:
+            self.logger.log("eval", self.iteration, {"epoch": self.epoch, **result.scalars()})
+            improved = self.best_metric is None or result.headline > self.best_metric
+            if improved:
+                self.best_metric = result.headline
+            if self.progress:
+                print(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.scalars().items()
+                                                          if k in ("AP", "AP50", "AP75", "mAP")), flush=True)
+        improved = bool(dist_utils.all_gather_objects(improved)[0])
+        if improved:
+            self._save("best.pt")
+            if self.is_main:
+                save_weights(self.out_dir / "best.safetensors", self.model, self.config.model,
+                             inference_metadata(self.config, self.val_set))
+
+    def _save(self, name: str) -> Path | None:
+        path = self.out_dir / name
+        if self.is_main:
+            save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                            scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
+                            iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
+                            extra={"inference": inference_settings(self.config, self.val_set)})
+        dist_utils.barrier()
+        return path
+
+    def _stop(self, status: str) -> TrainOutcome:
+        path = self._save("last.pt")
+        if self.progress:
+            print(f"\n{status} at iteration {self.iteration}; resume with: anchordet train --resume {path}", flush=True)
+        return TrainOutcome(status, self.iteration, path, self.best_metric)
+
+    def _finish(self) -> TrainOutcome:
+        if self.is_main:
+            save_weights(self.out_dir / "model.safetensors", self.model, self.config.model,
+                         inference_metadata(self.config, self.val_set))
+            plot_curves(self.logger.metrics_path, self.out_dir / "curves.png")
+        return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric)
+
+
+def inference_settings(config: ExperimentConfig, dataset) -> dict:
+    """What `predict` needs besides the weights: the eval resize and the class names / ids."""
+    data = config.data
+    return {"eval_transform": data.eval_transform, "min_size": data.min_size, "max_size": data.max_size,
+            "fixed_size": data.fixed_size, "class_names": list(dataset.class_names),
+            "category_ids": [int(c) for c in dataset.category_ids], "dataset": data.dataset,
+            "digits_val_images": data.digits_val_images, "digits_canvas_size": data.digits_canvas_size,
+            "digits_per_image_max": data.digits_per_image_max, "digits_seed": data.digits_seed}
+
+
+def inference_metadata(config: ExperimentConfig, dataset) -> dict:
+    import json
+
+    return {"anchordet_inference": json.dumps(inference_settings(config, dataset))}

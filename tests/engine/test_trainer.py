@@ -1,0 +1,144 @@
+"""The training engine through the real `anchordet train` command, on a tiny RetinaNet and tiny
+digit scenes: outputs, exact resume, the NaN guard, Ctrl-C, DDP with torchrun on CPU."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from anchordet.cli.main import main
+from anchordet.engine.checkpoint import load_checkpoint
+
+TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
+        "data.digits_train_images=16", "data.digits_val_images=4", "data.digits_canvas_size=64",
+        "data.min_size=64", "data.max_size=64", "data.num_workers=0", "solver.batch_size=4", "solver.warmup_iters=2",
+        "run.log_every=1", "run.threads=1"]
+
+
+def train(out: Path, *extra: str, resume: str | None = None) -> int:
+    args = ["train", "--no-progress"]
+    args += ["--resume", resume] if resume else ["--config", "retinanet_digits"]
+    for item in (TINY if not resume else []) + [f"run.out_dir={out}", *extra]:
+        args += ["--set", item]
+    return main(args)
+
+
+def test_train_writes_checkpoints_metrics_and_events(tmp_path):
+    assert train(tmp_path, "solver.epochs=2", "run.eval_every=1") == 0
+    for name in ("config.yaml", "last.pt", "best.pt", "model.safetensors", "best.safetensors", "curves.png"):
+        assert (tmp_path / name).is_file(), name
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["type"] == "train"]
+    assert [r["iteration"] for r in train_records] == list(range(1, 9))  # 16 images / 4 = 4 per epoch
+    assert all(r["loss"] > 0 and r["loss"] == pytest.approx(r["loss_cls"] + r["loss_box"]) for r in train_records)
+    assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2]
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["epoch"], state["iteration"], state["iteration_in_epoch"]) == (2, 8, 0)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    assert all(torch.equal(weights[k], v) for k, v in state["model"].items())
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    common = ["solver.epochs=2", "run.eval_every=0", "data.hflip=true"]  # flips: augmentation must replay exactly
+    assert train(straight, *common) == 0
+    assert train(interrupted, *common, "run.stop_after_iters=3") == 0  # stops mid-epoch 1 (4 batches per epoch)
+    state = load_checkpoint(interrupted / "last.pt")
+    assert (state["epoch"], state["iteration_in_epoch"]) == (0, 3)
+    assert main(["train", "--no-progress", "--resume", str(interrupted / "last.pt"),
+                 "--set", "run.stop_after_iters=0"]) == 0
+    expected = load_checkpoint(straight / "last.pt")["model"]
+    resumed = load_checkpoint(interrupted / "last.pt")["model"]
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key
+
+
+def test_nan_loss_stops_with_iteration_and_image_ids(tmp_path, monkeypatch, capsys):
+    from anchordet.detectors.retinanet import RetinaNet
+
+    original = RetinaNet.loss
+    calls = {"n": 0}
+
+    def loss_with_nan(self, images, targets):
+        losses = original(self, images, targets)
+        calls["n"] += 1
+        if calls["n"] == 6:  # second batch of epoch 2
+            losses["loss_box"] = losses["loss_box"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(RetinaNet, "loss", loss_with_nan)
+    assert train(tmp_path, "solver.epochs=2", "run.eval_every=0") == 2
+    message = capsys.readouterr().err
+    assert "loss is not finite at iteration 6 (epoch 2, batch 2)" in message
+    assert "loss_box=nan" in message and "images of the batch: [" in message
+    assert f"the last good checkpoint is {tmp_path / 'last.pt'}" in message
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 4  # end of epoch 1, untouched by the NaN
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, monkeypatch):
+    from anchordet.engine.trainer import Trainer
+
+    original = Trainer._step
+    calls = {"n": 0}
+
+    def interrupt_on_third(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "_step", interrupt_on_third)
+    assert train(tmp_path, "solver.epochs=1", "run.eval_every=0") == 130
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["epoch"], state["iteration"], state["iteration_in_epoch"]) == (0, 2, 2)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--config", "no_such_preset"], "unknown preset 'no_such_preset'"),
+    (["train", "--config", "retinanet_digits", "--set", "solver.epochz=1"], "unknown key solver.epochz"),
+    (["train", "--config", "retinanet_digits", "--set", "solver.epochs=two"], "solver.epochs: expected an integer"),
+    (["train", "--config", "retinanet_digits", "--set", "data.dataset=/no/such/data.yaml"], "/no/such/data.yaml"),
+    (["train", "--config", "/no/such/config.yaml"], "config file not found: /no/such/config.yaml"),
+    (["train", "--resume", "/no/such/last.pt"], "checkpoint not found: /no/such/last.pt"),
+])
+def test_bad_command_lines_get_one_clear_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+DDP_SCRIPT = """
+import sys
+from anchordet.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_torchrun_two_cpu_processes_take_the_same_first_step_as_one_process(tmp_path):
+    """Plain SGD (no momentum, no decay) for one step: equal weights after it mean equal
+    gradients of the global batch. Frozen BN, so batch statistics do not depend on the split."""
+    one_step = ["solver.epochs=1", "run.stop_after_iters=1", "run.eval_every=0", "solver.momentum=0.0",
+                "solver.weight_decay=0.0", "model.frozen_bn=true", "solver.clip_grad_norm=0.0",
+                "solver.warmup_iters=0"]
+    single, multi = tmp_path / "single", tmp_path / "ddp"
+    assert train(single, *one_step) == 0
+    script = tmp_path / "run.py"
+    script.write_text(DDP_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(script), "train", "--no-progress", "--config", "retinanet_digits"]
+    for item in TINY + [f"run.out_dir={multi}", *one_step]:
+        command += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = load_checkpoint(single / "last.pt")["model"]
+    got = load_checkpoint(multi / "last.pt")["model"]
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert load_checkpoint(multi / "last.pt")["iteration"] == 1
