@@ -97,17 +97,22 @@ class DigitsConfig:
             raise ValueError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
 
 
-def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig) -> tuple[Tensor, Targets]:
-    """One scene: a (3, S, S) image in [0, 1] and its tight digit boxes."""
+def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
+                   render: bool = True) -> tuple[Tensor, Targets]:
+    """One scene: a (3, S, S) image in [0, 1] and its tight digit boxes.
+
+    ``render=False`` draws the same random numbers and returns the same boxes without painting
+    (the image is then black): ground truth without generating images twice.
+    """
     masks, labels = load_digits(split)
-    image = _background(load_photos(split), generator, config.canvas_size)
+    image = _background(load_photos(split), generator, config.canvas_size, render)
     count = int(torch.randint(config.digits_per_image[0], config.digits_per_image[1] + 1, (1,), generator=generator))
     boxes, classes = [], []
     for _ in range(count * 20):  # rejection sampling of free positions
         if len(boxes) == count:
             break
         index = int(torch.randint(len(labels), (1,), generator=generator))
-        pasted = _paste_digit(image, masks[index], generator, config, boxes)
+        pasted = _paste_digit(image, masks[index], generator, config, boxes, render)
         if pasted is not None:
             boxes.append(pasted)
             classes.append(int(labels[index]))
@@ -115,18 +120,20 @@ def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig)
     return image, Targets(box_tensor, torch.tensor(classes, dtype=torch.int64))
 
 
-def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: int) -> Tensor:
+def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: int, render: bool = True) -> Tensor:
     photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
     _, height, width = photo.shape
     side = int(torch.randint(min(size, height, width), min(height, width) + 1, (1,), generator=generator))
     top = int(torch.randint(height - side + 1, (1,), generator=generator))
     left = int(torch.randint(width - side + 1, (1,), generator=generator))
+    if not render:
+        return torch.zeros((3, size, size))
     crop = photo[:, top:top + side, left:left + side][None]
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
 def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, config: DigitsConfig,
-                 taken: list[list[float]]) -> list[float] | None:
+                 taken: list[list[float]], render: bool = True) -> list[float] | None:
     """Paste a scaled digit at a free random place; return its tight box, or None if it would
     overlap a digit already there."""
     size = int(torch.randint(config.digit_size[0], config.digit_size[1] + 1, (1,), generator=generator))
@@ -143,8 +150,9 @@ def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, config
         return None
     alpha = torch.where(alpha > MASK_THRESHOLD, alpha, torch.zeros(()))  # nothing visible outside the box
     region = image[:, top:top + size, left:left + size]
-    colour = _contrasting_colour(region, alpha, generator)
-    region.mul_(1 - alpha).add_(colour[:, None, None] * alpha)
+    colour = _contrasting_colour(region, alpha, generator)  # draws from the generator even when not rendering
+    if render:
+        region.mul_(1 - alpha).add_(colour[:, None, None] * alpha)
     return box
 
 
@@ -169,6 +177,7 @@ class DigitsDataset(Dataset):
 
     class_names = CLASS_NAMES
     num_classes = len(CLASS_NAMES)
+    category_ids = list(range(len(CLASS_NAMES)))  # category id = the digit, as written by `anchordet data digits`
 
     def __init__(self, split: str = "train", num_images: int = 1000, config: DigitsConfig = DigitsConfig(),
                  seed: int = 0, transforms=None):
@@ -196,7 +205,28 @@ class DigitsDataset(Dataset):
         return generate_scene(self.split, self._generator(index), self.config)
 
     def read_annotations(self, index: int) -> Targets:
-        return self.scene(index)[1]
+        """The scene's targets, computed without painting the image."""
+        if not 0 <= index < self.num_images:
+            raise IndexError(f"scene {index} out of range 0..{self.num_images - 1}")
+        return generate_scene(self.split, self._generator(index), self.config, render=False)[1]
+
+    def file_name(self, index: int) -> str:
+        """Name of scene ``index`` when written to disk (``anchordet data digits``)."""
+        return f"{self.split}_{index:06d}.png"
+
+    def coco_ground_truth(self) -> dict:
+        """COCO gt dict of the current epoch's scenes (image id = index), computed without
+        painting any image. Boxes are tight pixel boxes, ``area`` is w * h."""
+        side = self.config.canvas_size
+        images, annotations = [], []
+        for index in range(self.num_images):
+            images.append({"id": index, "file_name": self.file_name(index), "width": side, "height": side})
+            targets = self.read_annotations(index)
+            for (x1, y1, x2, y2), label in zip(targets.boxes.tolist(), targets.labels.tolist()):
+                annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": self.category_ids[label],
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+        categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
+        return {"images": images, "annotations": annotations, "categories": categories}
 
     def __getitem__(self, index: int) -> Sample:
         image, targets = self.scene(index)

@@ -1,0 +1,100 @@
+"""Reading image files with PIL into (3, H, W) float tensors in [0, 1].
+
+What a detection dataset throws at a loader, handled here once:
+- EXIF orientation: phone photos store landscape pixels plus an "Orientation" tag; annotation
+  tools draw boxes on the rotated picture, so the tag is applied (``ImageOps.exif_transpose``).
+- modes: grayscale (L, LA), palette (P, PA), RGBA, CMYK, 1-bit and 16-bit (I;16, I) images all
+  become RGB. Alpha is dropped (what torchvision and ultralytics do); 16-bit values are scaled
+  by 65535, not clipped at 255 as ``Image.convert`` would.
+- a limit on decompressed pixels (``MAX_PIXELS``), checked on the header before decoding,
+  so a decompression bomb is refused with a clear error instead of exhausting memory.
+- a missing, truncated or unreadable file raises an error naming the file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+# 8192 x 8192 = 67 M pixels (805 MB as a float32 RGB tensor): below PIL's own
+# decompression-bomb warning (89.5 M), so ours fires first and names the file and the limit.
+MAX_PIXELS = 8192 * 8192
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageReadError(ValueError):
+    """A file that exists but cannot be decoded (truncated, corrupt, too large)."""
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        image = Image.open(path)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+    if image.width * image.height > max_pixels:
+        image.close()
+        raise ImageReadError(f"{path}: {image.width}x{image.height} = {image.width * image.height} pixels "
+                             f"exceeds the limit of {max_pixels} decompressed pixels")
+    return image
+
+
+def image_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) after EXIF orientation, read from the header only (no decoding)."""
+    with _open(Path(path), max_pixels) as image:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        width, height = image.size
+    return (width, height) if orientation in _TRANSPOSED_ORIENTATIONS else (height, width)
+
+
+def raw_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) as stored, ignoring EXIF orientation (to explain a size mismatch)."""
+    with _open(Path(path), max_pixels) as image:
+        return image.height, image.width
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """Decode an image file.
+
+    Returns:
+        (3, H, W) float32 in [0, 1], RGB, with EXIF orientation applied.
+    Raises:
+        FileNotFoundError: no such file.
+        ImageReadError (a ValueError): not an image, truncated, or more than ``max_pixels``.
+    """
+    path = Path(path)
+    with _open(path, max_pixels) as image:
+        try:
+            image.load()  # PIL decodes lazily: truncation shows up here
+            oriented = ImageOps.exif_transpose(image)
+            return _to_tensor(oriented)
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL raises all three for broken files
+            raise ImageReadError(f"{path}: cannot decode the image, truncated or corrupt ({exc})") from exc
+
+
+def _to_tensor(image: Image.Image) -> Tensor:
+    """PIL image of any mode -> (3, H, W) float32 RGB in [0, 1]."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit PNG/TIFF grayscale (PIL opens some as "I", 32-bit ints holding 0..65535).
+        array = np.asarray(image, dtype=np.float64).clip(0, 65535) / 65535.0
+        array = np.repeat(array[..., None], 3, axis=2)
+    elif image.mode == "F":
+        array = np.repeat(np.asarray(image, dtype=np.float64).clip(0, 1)[..., None], 3, axis=2)
+    else:
+        array = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted, by extension."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())

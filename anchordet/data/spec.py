@@ -1,0 +1,232 @@
+"""Dataset description files (YAML) and ``build_dataset``.
+
+A YAML file names the format, the class names and the splits (docs/data.md)::
+
+    format: coco            # coco | voc | yolo | digits
+    root: .                 # relative paths are relative to the YAML file's folder
+    names: [cat, dog]       # optional for coco (then read from the train JSON's categories)
+    train: {images: images/train, annotations: annotations/instances_train.json}
+    val:   {images: images/val,   annotations: annotations/instances_val.json}
+
+VOC splits are ``{root: VOCdevkit/VOC2007, image_set: trainval}``; YOLO splits are
+``{images: images/train, labels: labels/train}`` or, as in an ultralytics data YAML (``path``,
+``train``, ``val``, ``names`` as a list or a {index: name} dict, no ``format`` key), a folder or
+an image-list file. Errors name the YAML file and the key.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from anchordet.data.coco import CocoDataset, coco_categories, load_coco_json, read_coco_records
+from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.data.validate import RecordSet
+from anchordet.data.voc import VocDataset, read_voc_records
+from anchordet.data.yolo import YoloDataset, read_yolo_records
+
+FORMATS = ("coco", "voc", "yolo", "digits")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DigitsOptions:
+    """Options of the built-in digits dataset (see ``anchordet.data.digits``)."""
+
+    num_train: int = 2000
+    num_val: int = 200
+    canvas_size: int = 128
+    digits_per_image: tuple[int, int] = (1, 4)
+    digit_size: tuple[int, int] = (20, 56)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset is and how to read it.
+
+    Attributes:
+        format: "coco", "voc", "yolo" or "digits".
+        class_names: label k is ``class_names[k]``.
+        splits: split name -> options with absolute paths (coco: images, annotations; voc: root,
+            image_set; yolo: images, labels (None: the ultralytics images -> labels rule)).
+        source: the YAML file, or "digits".
+        digits: options of the built-in dataset (format "digits" only).
+    """
+
+    format: str
+    class_names: list[str]
+    splits: dict[str, dict] = field(default_factory=dict)
+    source: str = ""
+    digits: DigitsOptions | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @staticmethod
+    def digits(num_train: int = 2000, num_val: int = 200, canvas_size: int = 128,
+               digits_per_image: tuple[int, int] = (1, 4), digit_size: tuple[int, int] = (20, 56),
+               seed: int = 0) -> "DatasetSpec":
+        """The built-in digits dataset (no files). ``val`` is the fixed test split."""
+        from anchordet.data.digits import CLASS_NAMES
+
+        options = DigitsOptions(num_train, num_val, canvas_size, tuple(digits_per_image), tuple(digit_size), seed)
+        DigitsConfig(canvas_size, options.digits_per_image, options.digit_size)  # validates the options
+        return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
+
+
+def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
+    """Read a dataset YAML (or the built-in name "digits").
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the YAML file and the key, for a missing or malformed entry.
+    """
+    if str(path_or_name) == "digits":
+        return DatasetSpec.digits()
+    path = Path(path_or_name)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset description not found: {path} (a YAML file, or the built-in 'digits')")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a dataset description is a YAML mapping with keys format, names, train, val")
+    return _SpecReader(path, data).read()
+
+
+class _SpecReader:
+    """Turns one YAML mapping into a ``DatasetSpec``; every error names the file and the key."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data = path, data
+
+    def error(self, key: str, message: str) -> ValueError:
+        return ValueError(f"{self.path}: key {key!r}: {message}")
+
+    def read(self) -> DatasetSpec:
+        fmt = self.data.get("format")
+        if fmt is None and "names" in self.data and not isinstance(self.data.get("train", self.data.get("val")), dict):
+            fmt = "yolo"  # an ultralytics data YAML
+        if fmt not in FORMATS:
+            raise self.error("format", f"must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        if fmt == "digits":
+            return self._digits()
+        root = self.data.get("root", self.data.get("path", "."))
+        if not isinstance(root, str):
+            raise self.error("root", f"must be a folder path, got {root!r}")
+        self.root = (self.path.parent / root).resolve()
+        names = self._names(required=fmt != "coco")
+        splits = {s: getattr(self, f"_{fmt}_split")(s, self.data[s]) for s in SPLITS if self.data.get(s) is not None}
+        if not splits:
+            raise self.error("train", "no split given: add 'train' and/or 'val'")
+        if names is None:
+            names = self._coco_names(splits)
+        return DatasetSpec(fmt, names, splits, str(self.path))
+
+    def _names(self, required: bool) -> list[str] | None:
+        names = self.data.get("names")
+        if names is None:
+            if required:
+                raise self.error("names", "required for this format: the list of class names")
+            return None
+        if isinstance(names, dict):  # ultralytics: {0: person, 1: bicycle}
+            if sorted(names) != list(range(len(names))):
+                raise self.error("names", f"as a mapping its keys must be 0..{len(names) - 1}, got {sorted(names)}")
+            names = [names[k] for k in range(len(names))]
+        if not isinstance(names, list) or not names or not all(isinstance(n, (str, int)) for n in names):
+            raise self.error("names", f"must be a non-empty list of class names, got {names!r}")
+        names = [str(n) for n in names]
+        if len(set(names)) != len(names):
+            raise self.error("names", f"class names must be unique, got {names}")
+        return names
+
+    def _file(self, key: str, value) -> Path:
+        if not isinstance(value, str) or not value:
+            raise self.error(key, f"must be a path, got {value!r}")
+        return (self.root / value).resolve()
+
+    def _need(self, split: str, value, keys: tuple[str, ...]) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(split, f"must be a mapping with keys {', '.join(keys)}, got {value!r}")
+        for key in keys:
+            if key not in value:
+                raise self.error(f"{split}.{key}", "missing")
+        return value
+
+    def _coco_split(self, split: str, value) -> dict:
+        value = self._need(split, value, ("images", "annotations"))
+        return {"images": self._file(f"{split}.images", value["images"]),
+                "annotations": self._file(f"{split}.annotations", value["annotations"])}
+
+    def _voc_split(self, split: str, value) -> dict:
+        value = self._need(split, value, ("image_set",))
+        root = self._file(f"{split}.root", value["root"]) if "root" in value else self.root
+        if not isinstance(value["image_set"], str):
+            raise self.error(f"{split}.image_set", f"must be a name such as 'trainval', got {value['image_set']!r}")
+        return {"root": root, "image_set": value["image_set"]}
+
+    def _yolo_split(self, split: str, value) -> dict:
+        if isinstance(value, dict):
+            value = self._need(split, value, ("images",))
+            labels = self._file(f"{split}.labels", value["labels"]) if value.get("labels") is not None else None
+            return {"images": self._file(f"{split}.images", value["images"]), "labels": labels}
+        if isinstance(value, list):
+            return {"images": [self._file(f"{split}[{i}]", v) for i, v in enumerate(value)], "labels": None}
+        return {"images": self._file(split, value), "labels": None}
+
+    def _coco_names(self, splits: dict) -> list[str]:
+        first = splits.get("train") or next(iter(splits.values()))
+        names, _ = coco_categories(load_coco_json(first["annotations"]), first["annotations"])
+        return names
+
+    def _digits(self) -> DatasetSpec:
+        allowed = {f for f in DigitsOptions.__dataclass_fields__}
+        unknown = set(self.data) - allowed - {"format"}
+        if unknown:
+            raise self.error(sorted(unknown)[0], f"not a digits option; options: {', '.join(sorted(allowed))}")
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.data.items() if k != "format"}
+        try:
+            return DatasetSpec.digits(**options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.path}: digits options: {exc}") from exc
+
+
+def _check_split(spec: DatasetSpec, split: str) -> dict:
+    if split not in spec.splits:
+        raise ValueError(f"{spec.source}: no split {split!r}; it has {', '.join(spec.splits) or 'none'}")
+    return spec.splits[split]
+
+
+def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annotations: bool = False):
+    """The dataset of one split: a ``CocoDataset``, ``VocDataset``, ``YoloDataset`` or ``DigitsDataset``.
+
+    Every one returns ``Sample``s and has ``class_names``, ``num_classes``, ``category_ids``,
+    ``coco_ground_truth()`` and ``set_epoch(epoch)``.
+    """
+    options = _check_split(spec, split)
+    if spec.format == "digits":
+        d = spec.digits
+        config = DigitsConfig(d.canvas_size, d.digits_per_image, d.digit_size)
+        return DigitsDataset(split, d.num_train if split == "train" else d.num_val, config, d.seed, transforms)
+    if spec.format == "coco":
+        return CocoDataset(options["images"], options["annotations"], transforms, spec.class_names, skip_bad_annotations)
+    if spec.format == "voc":
+        return VocDataset(options["root"], options["image_set"], spec.class_names, transforms, skip_bad_annotations)
+    return YoloDataset(options["images"], options["labels"], spec.class_names, transforms, skip_bad_annotations)
+
+
+def read_records(spec: DatasetSpec, split: str) -> RecordSet:
+    """The unchecked records of a file-based split (what ``check-data`` inspects)."""
+    options = _check_split(spec, split)
+    if spec.format == "coco":
+        return read_coco_records(options["annotations"], options["images"], spec.class_names)
+    if spec.format == "voc":
+        return read_voc_records(options["root"], options["image_set"], spec.class_names)
+    if spec.format == "yolo":
+        return read_yolo_records(options["images"], options["labels"], spec.class_names)
+    raise ValueError("the digits dataset is generated: it has no files to check")

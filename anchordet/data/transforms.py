@@ -1,0 +1,285 @@
+"""Joint image + target transforms.
+
+Each transform is a callable ``(image (3, H, W) float in [0, 1], targets) -> (image, targets)``
+with boxes in the pixels of the returned image. After every geometric transform boxes are
+clipped to the image and boxes left empty are dropped with their labels and ignore flags.
+Random transforms draw from torch's global RNG, so ``torch.manual_seed`` reproduces them and
+DataLoader workers (seeded by PyTorch per worker) draw different numbers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor
+
+from anchordet.structures.boxes import box_iou, clip_boxes, nonempty_mask
+from anchordet.structures.image_batch import IMAGENET_MEAN
+from anchordet.structures.targets import Targets
+
+Transform = Callable[[Tensor, Targets], "tuple[Tensor, Targets]"]
+
+
+def clip_and_drop(image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+    """Clip boxes to the image; drop boxes with no width or height."""
+    boxes = clip_boxes(targets.boxes, (int(image.shape[-2]), int(image.shape[-1])))
+    return image, targets.with_boxes(boxes).select(nonempty_mask(boxes))
+
+
+def _uniform(low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand(()))
+
+
+def _chance(p: float) -> bool:
+    return float(torch.rand(())) < p
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms: Sequence[Transform]):
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        for transform in self.transforms:
+            image, targets = transform(image, targets)
+        return image, targets
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
+
+
+def resize_image_and_boxes(image: Tensor, targets: Targets, size: tuple[int, int]) -> tuple[Tensor, Targets]:
+    """Resize to ``size`` (height, width); boxes scale by the exact per-axis ratios.
+
+    Bilinear with ``align_corners=False`` maps pixel edges to pixel edges, so a box edge at x
+    goes to x * new_w / w. Antialiasing when shrinking (torchvision's default too).
+    """
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    new_h, new_w = size
+    if (new_h, new_w) != (height, width):
+        image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False,
+                              antialias=new_h < height or new_w < width)[0].clamp(0, 1)
+    scale = torch.tensor([new_w / width, new_h / height, new_w / width, new_h / height], dtype=targets.boxes.dtype)
+    return clip_and_drop(image, targets.with_boxes(targets.boxes * scale))
+
+
+def keep_ratio_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """Shorter side to ``min_size`` unless the longer side would pass ``max_size`` (then the
+    longer side is ``max_size``): Detectron's / torchvision's GeneralizedRCNNTransform rule."""
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class ResizeKeepRatio:
+    """Resize keeping the aspect ratio (``keep_ratio_size``).
+
+    Args:
+        min_size: target shorter side, or several: one is drawn per image (multi-scale training).
+        max_size: cap on the longer side.
+    """
+
+    def __init__(self, min_size: int | Sequence[int], max_size: int):
+        self.min_sizes = [min_size] if isinstance(min_size, int) else list(min_size)
+        if not self.min_sizes or min(self.min_sizes) <= 0 or max_size < max(self.min_sizes):
+            raise ValueError(f"ResizeKeepRatio: need 0 < min_size <= max_size, got {min_size}, {max_size}")
+        self.max_size = max_size
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        min_size = self.min_sizes[int(torch.randint(len(self.min_sizes), ()))] if len(self.min_sizes) > 1 \
+            else self.min_sizes[0]
+        size = keep_ratio_size(int(image.shape[-2]), int(image.shape[-1]), min_size, self.max_size)
+        return resize_image_and_boxes(image, targets, size)
+
+    def __repr__(self) -> str:
+        return f"ResizeKeepRatio({self.min_sizes}, {self.max_size})"
+
+
+class Resize:
+    """Resize to a fixed (height, width), ignoring the aspect ratio (SSD)."""
+
+    def __init__(self, size: int | tuple[int, int]):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        if min(self.size) <= 0:
+            raise ValueError(f"Resize: size must be positive, got {size}")
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        return resize_image_and_boxes(image, targets, self.size)
+
+    def __repr__(self) -> str:
+        return f"Resize({self.size})"
+
+
+class RandomHorizontalFlip:
+    """Mirror left-right with probability ``p``: x1' = W - x2, x2' = W - x1."""
+
+    def __init__(self, p: float = 0.5):
+        self.p = p
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        if not _chance(self.p):
+            return image, targets
+        width = image.shape[-1]
+        boxes = targets.boxes
+        flipped = torch.stack((width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]), dim=1)
+        return clip_and_drop(image.flip(-1), targets.with_boxes(flipped))
+
+
+class PhotometricDistort:
+    """SSD's colour augmentation (Liu et al. 2016, Sec. 3.6; ssd.pytorch's PhotometricDistort),
+    with torchvision's float-image colour functions. Each step happens with probability ``p``:
+    brightness, then contrast before or after (coin flip) saturation and hue, then a random
+    channel permutation. Ranges from torchvision's RandomPhotometricDistort. Boxes unchanged.
+    """
+
+    def __init__(self, brightness=(0.875, 1.125), contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue=(-0.05, 0.05),
+                 p: float = 0.5):
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        if _chance(self.p):
+            image = TF.adjust_brightness(image, _uniform(*self.brightness))
+        contrast_first = _chance(0.5)
+        if contrast_first and _chance(self.p):
+            image = TF.adjust_contrast(image, _uniform(*self.contrast))
+        if _chance(self.p):
+            image = TF.adjust_saturation(image, _uniform(*self.saturation))
+        if _chance(self.p):
+            image = TF.adjust_hue(image, _uniform(*self.hue))
+        if not contrast_first and _chance(self.p):
+            image = TF.adjust_contrast(image, _uniform(*self.contrast))
+        if _chance(self.p):
+            image = image[torch.randperm(3)]
+        return image.clamp(0, 1), targets
+
+    def __repr__(self) -> str:
+        return f"PhotometricDistort(p={self.p})"
+
+
+class RandomExpand:
+    """SSD's zoom out (Liu et al. 2016, Sec. 3.6): with probability ``p`` place the image at a
+    random spot of a canvas ``ratio`` times larger (ratio uniform in [1, max_ratio]) filled with
+    ``fill`` (the mean colour, which normalizes to 0). Makes objects smaller."""
+
+    def __init__(self, max_ratio: float = 4.0, fill: Sequence[float] = IMAGENET_MEAN, p: float = 0.5):
+        if max_ratio < 1:
+            raise ValueError(f"RandomExpand: max_ratio must be >= 1, got {max_ratio}")
+        self.max_ratio, self.fill, self.p = max_ratio, tuple(fill), p
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        if not _chance(self.p):
+            return image, targets
+        _, height, width = image.shape
+        ratio = _uniform(1.0, self.max_ratio)
+        new_h, new_w = int(height * ratio), int(width * ratio)
+        top = int(torch.randint(new_h - height + 1, ()))
+        left = int(torch.randint(new_w - width + 1, ()))
+        canvas = torch.tensor(self.fill, dtype=image.dtype).view(3, 1, 1).expand(3, new_h, new_w).clone()
+        canvas[:, top:top + height, left:left + width] = image
+        shift = torch.tensor([left, top, left, top], dtype=targets.boxes.dtype)
+        return clip_and_drop(canvas, targets.with_boxes(targets.boxes + shift))
+
+
+class RandomIoUCrop:
+    """SSD's IoU-constrained random crop (Liu et al. 2016, Sec. 3.6).
+
+    Per image, draw an option: ``None`` keeps the whole image; 0.0 is a free random patch; 0.1,
+    0.3, 0.5, 0.7 or 0.9 need a patch whose IoU with at least one (non-ignored) object reaches
+    it, as Caffe SSD's SatisfySampleConstraint. A patch has sides in [min_scale, 1] of the
+    image's and aspect ratio w/h in ``aspect_range``; objects whose centres fall inside it are
+    kept (clipped), the others dropped, and a patch that keeps no object is rejected. After
+    ``trials`` rejections another option is drawn; after ``max_options`` the image is returned
+    unchanged. (ssd.pytorch's ``overlap.min() < min_iou and max_iou < overlap.max()`` test is
+    always false with max_iou = inf, so its constraint never applies; not copied.)
+    """
+
+    OPTIONS = (None, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
+
+    def __init__(self, min_scale: float = 0.3, aspect_range: tuple[float, float] = (0.5, 2.0), trials: int = 50,
+                 max_options: int = 20):
+        self.min_scale, self.aspect_range, self.trials, self.max_options = min_scale, aspect_range, trials, max_options
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        _, height, width = image.shape
+        for _ in range(self.max_options):
+            min_iou = self.OPTIONS[int(torch.randint(len(self.OPTIONS), ()))]
+            if min_iou is None:
+                return image, targets
+            for _ in range(self.trials):
+                crop = self._sample_patch(height, width)
+                kept = None if crop is None else self._accept(crop, targets, min_iou)
+                if kept is not None:
+                    left, top, right, bottom = crop
+                    shift = torch.tensor([left, top, left, top], dtype=targets.boxes.dtype)
+                    cropped = image[:, top:bottom, left:right]
+                    return clip_and_drop(cropped, targets.select(kept).with_boxes(targets.boxes[kept] - shift))
+        return image, targets
+
+    def _sample_patch(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        """(left, top, right, bottom) integer pixel edges of a random patch, or None if its
+        aspect ratio is outside the range (that counts as a failed trial)."""
+        new_w = _uniform(self.min_scale, 1.0) * width
+        new_h = _uniform(self.min_scale, 1.0) * height
+        if not self.aspect_range[0] <= new_w / new_h <= self.aspect_range[1]:
+            return None
+        new_w, new_h = max(1, int(new_w)), max(1, int(new_h))
+        left = int(torch.randint(width - new_w + 1, ()))
+        top = int(torch.randint(height - new_h + 1, ()))
+        return left, top, left + new_w, top + new_h
+
+    @staticmethod
+    def _accept(crop: tuple[int, int, int, int], targets: Targets, min_iou: float) -> Tensor | None:
+        """Bool mask of the kept objects, or None if the patch breaks the constraint."""
+        centres = (targets.boxes[:, :2] + targets.boxes[:, 2:]) / 2
+        kept = ((centres[:, 0] > crop[0]) & (centres[:, 0] < crop[2]) & (centres[:, 1] > crop[1])
+                & (centres[:, 1] < crop[3]))
+        trainable = ~targets.ignore
+        if not bool(trainable.any()):
+            return kept  # no object to satisfy: any patch (ignore regions follow their centres)
+        patch = torch.tensor([crop], dtype=targets.boxes.dtype)
+        if min_iou > 0 and not bool((box_iou(patch, targets.boxes[trainable]) >= min_iou).any()):
+            return None
+        return kept if bool((kept & trainable).any()) else None
+
+
+class SSDAugmentation(Compose):
+    """The SSD training pipeline: photometric distortion, zoom out, IoU crop, flip, then a
+    fixed ``Resize((size, size))`` (Liu et al. 2016, Sec. 3.6)."""
+
+    def __init__(self, size: int = 300, fill: Sequence[float] = IMAGENET_MEAN):
+        super().__init__([PhotometricDistort(), RandomExpand(4.0, fill), RandomIoUCrop(), RandomHorizontalFlip(0.5),
+                          Resize((size, size))])
+
+
+def train_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
+    """Training pipelines.
+
+    kind: "keep_ratio" (RetinaNet, Faster R-CNN: ``ResizeKeepRatio(size, max_size)`` + flip;
+    ``size`` may list several shorter sides), "fixed" (``Resize((size, size))`` + flip), "ssd"
+    (``SSDAugmentation(size)``), or "none" (flip only; ``size`` is ignored).
+    """
+    if kind == "ssd":
+        return SSDAugmentation(int(size))
+    return Compose([*_resize(kind, size, max_size), RandomHorizontalFlip(0.5)])
+
+
+def eval_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
+    """The deterministic resize that matches ``train_transforms(kind, ...)`` (largest shorter
+    side when several are listed; ``kind="ssd"`` is a fixed resize)."""
+    if isinstance(size, Sequence):
+        size = max(size)
+    return Compose(_resize("fixed" if kind == "ssd" else kind, size, max_size))
+
+
+def _resize(kind: str, size, max_size: int | None) -> list[Transform]:
+    if kind == "none":
+        return []
+    if kind == "fixed":
+        return [Resize(int(size))]
+    if kind == "keep_ratio":
+        largest = size if isinstance(size, int) else max(size)
+        return [ResizeKeepRatio(size, max_size if max_size is not None else int(math.ceil(largest * 1333 / 800)))]
+    raise ValueError(f"unknown transform kind {kind!r}; expected 'keep_ratio', 'fixed', 'ssd' or 'none'")

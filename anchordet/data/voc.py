@@ -1,0 +1,107 @@
+"""Pascal VOC datasets: ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, ``ImageSets/Main/<set>.txt``.
+
+Coordinates: VOC writes 1-based inclusive pixel indices (xmin = 1 is the first column), so the
+continuous box is ``(xmin - 1, ymin - 1, xmax, ymax)`` in anchordet's 0-based pixel-edge frame
+(as Detectron and mmdetection do). ``difficult`` objects are kept with ``ignore=True`` and
+written as ``"difficult": 1`` in the gt dict, so the VOC evaluator ignores them as the devkit
+does. Image ids are the positions in the image-set file (0, 1, ...); ``file_name`` keeps the name.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from anchordet.data.coco import RecordDataset
+from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+
+
+class VocDataset(RecordDataset):
+    """A VOC split.
+
+    Args:
+        root: the folder holding JPEGImages, Annotations and ImageSets (e.g. VOCdevkit/VOC2007).
+        image_set: name of ``ImageSets/Main/<image_set>.txt`` (train, val, trainval, test).
+        class_names: the K class names, in label order (VOC files name classes, not ids).
+        transforms, skip_bad_annotations: as ``CocoDataset``.
+    """
+
+    ignore_key = "difficult"
+
+    def __init__(self, root: str | os.PathLike, image_set: str, class_names: list[str], transforms=None,
+                 skip_bad_annotations: bool = False):
+        self.root = Path(root)
+        records = read_voc_records(root, image_set, class_names)
+        super().__init__(records, transforms, skip_bad_annotations, what=f"the VOC annotations in {self.root}")
+
+    @property
+    def image_root(self) -> Path:
+        return self.root / "JPEGImages"
+
+
+def read_voc_records(root: str | os.PathLike, image_set: str, class_names: list[str]) -> RecordSet:
+    """Parse a VOC image set into a ``RecordSet`` (unreadable XML files become problems)."""
+    root = Path(root)
+    if not class_names:
+        raise ValueError(f"VOC dataset {root}: class names are required (VOC files name the classes)")
+    set_file = root / "ImageSets" / "Main" / f"{image_set}.txt"
+    if not set_file.is_file():
+        raise FileNotFoundError(f"VOC image set file not found: {set_file}")
+    stems = [line.split()[0] for line in set_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records, problems = [], []
+    for image_id, stem in enumerate(stems):
+        parsed = _parse_voc_xml(root, stem, image_id, problems)
+        if parsed is not None:
+            records.append(parsed)
+    label_of = {name: k for k, name in enumerate(class_names)}
+    return RecordSet(records, list(class_names), list(range(len(class_names))), label_of, False, problems)
+
+
+def _parse_voc_xml(root: Path, stem: str, image_id: int, problems: list[Problem]) -> ImageRecord | None:
+    """The image's record, or None if its XML is unusable; problems are appended to ``problems``."""
+    xml_path = root / "Annotations" / f"{stem}.xml"
+    source = str(xml_path)
+    try:
+        tree = ET.parse(xml_path)
+    except FileNotFoundError:
+        problems.append(Problem("malformed", source, image_id, None, f"annotation file not found for image {stem!r}"))
+        return None
+    except ET.ParseError as exc:
+        problems.append(Problem("malformed", source, image_id, None, f"not valid XML ({exc})"))
+        return None
+    node = tree.getroot()
+    size = None
+    try:
+        size_node = node.find("size")
+        if size_node is not None:
+            size = (int(size_node.findtext("height")), int(size_node.findtext("width")))
+    except (TypeError, ValueError):
+        problems.append(Problem("malformed", source, image_id, None, "<size> needs integer <width> and "
+                                f"<height>: {ET.tostring(size_node, 'unicode').strip()!r}"))
+        return None
+    image_path = root / "JPEGImages" / f"{stem}.jpg"
+    filename = node.findtext("filename")
+    if not image_path.is_file() and filename:
+        image_path = root / "JPEGImages" / filename.strip()
+    annotations = []
+    for index, obj in enumerate(node.findall("object")):
+        parsed = _parse_voc_object(obj, index, source, image_id)
+        if isinstance(parsed, Problem):
+            problems.append(parsed)  # only this object is dropped
+        else:
+            annotations.append(parsed)
+    return ImageRecord(image_id, image_path, size, annotations, source)
+
+
+def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -> AnnotationRecord | Problem:
+    name = (obj.findtext("name") or "").strip()
+    box = obj.find("bndbox")
+    try:
+        xmin, ymin, xmax, ymax = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+    except (AttributeError, TypeError, ValueError):
+        text = ET.tostring(box, "unicode").strip() if box is not None else "no <bndbox>"
+        return Problem("malformed", source, image_id, index, f"object {name!r}: <bndbox> needs numeric "
+                                                             f"xmin, ymin, xmax, ymax: {text!r}")
+    difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "")
+    # 1-based inclusive indices -> 0-based pixel edges (module docstring).
+    return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source)

@@ -1,0 +1,151 @@
+import math
+
+import pytest
+import torch
+
+from anchordet.data.transforms import (
+    Compose, PhotometricDistort, RandomExpand, RandomHorizontalFlip, RandomIoUCrop, Resize, ResizeKeepRatio,
+    SSDAugmentation, clip_and_drop, eval_transforms, keep_ratio_size, train_transforms,
+)
+from anchordet.structures.boxes import box_iou
+from anchordet.structures.targets import Targets
+
+
+def _painted(height=60, width=80, boxes=((10, 5, 30, 25), (50, 30, 76, 52))):
+    """Black image with box k painted 1.0 in channel k (channels 0, 1), and its targets."""
+    image = torch.zeros(3, height, width)
+    for channel, (x1, y1, x2, y2) in enumerate(boxes):
+        image[channel, y1:y2, x1:x2] = 1.0
+    targets = Targets(torch.tensor(boxes, dtype=torch.float32), torch.arange(len(boxes)),
+                      torch.tensor([False, True][:len(boxes)]))
+    return image, targets
+
+
+def _painted_box(image, channel):
+    """Bounding box (x1, y1, x2, y2 pixel edges) of the pixels of ``channel`` above 0.5."""
+    ys, xs = torch.nonzero(image[channel] > 0.5, as_tuple=True)
+    return [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+
+
+def _assert_aligned(image, targets, tol):
+    assert len(targets) > 0
+    height, width = image.shape[1:]
+    assert (targets.boxes >= 0).all()
+    assert (targets.boxes[:, 0::2] <= width).all() and (targets.boxes[:, 1::2] <= height).all()
+    for box, label in zip(targets.boxes.tolist(), targets.labels.tolist()):
+        assert _painted_box(image, label) == pytest.approx(box, abs=tol), (box, label)
+
+
+@pytest.mark.parametrize("transform, tol", [
+    (Resize((30, 120)), 1.0),
+    (ResizeKeepRatio(90, 1000), 1.0),
+    (RandomHorizontalFlip(p=1.0), 0.0),
+    (RandomExpand(max_ratio=3, p=1.0), 0.0),
+])
+def test_geometric_transform_keeps_painted_region_under_box(transform, tol):
+    torch.manual_seed(0)
+    image, targets = _painted()
+    out_image, out_targets = transform(image, targets)
+    _assert_aligned(out_image, out_targets, tol)
+    assert out_targets.ignore.tolist() == [False, True]  # flags travel with their boxes
+
+
+def test_random_crop_and_ssd_pipeline_keep_boxes_aligned():
+    geometric = Compose([RandomExpand(p=1.0), RandomIoUCrop(), RandomHorizontalFlip(), Resize((64, 64))])
+    for seed in range(12):
+        torch.manual_seed(seed)
+        image, targets = _painted()
+        out_image, out_targets = geometric(image, targets)
+        assert out_image.shape == (3, 64, 64)
+        # A crop may cut a box: the box is then clipped to the crop, like the painted pixels.
+        _assert_aligned(out_image, out_targets, 1.0)
+    torch.manual_seed(0)
+    out_image, out_targets = SSDAugmentation(48)(*_painted())
+    assert out_image.shape == (3, 48, 48) and 0 <= out_image.min() and out_image.max() <= 1
+    assert ((out_targets.boxes >= 0) & (out_targets.boxes <= 48)).all() and len(out_targets) >= 1
+
+
+def test_keep_ratio_size_rule():
+    # 480 x 640 to shorter side 800: scale 800 / 480 = 1.667; longer side 640 * 1.667 = 1066.7 < 1333.
+    assert keep_ratio_size(480, 640, 800, 1333) == (800, round(640 * 800 / 480))
+    # 300 x 1000: 800 / 300 would make the long side 2667 > 1333, so the scale is 1333 / 1000.
+    assert keep_ratio_size(300, 1000, 800, 1333) == (round(300 * 1.333), 1333)
+    image, targets = _painted()
+    out_image, out_targets = ResizeKeepRatio(120, 1000)(image, targets)
+    assert out_image.shape == (3, 120, 160)  # 60 x 80 scaled by 2
+    assert torch.equal(out_targets.boxes, targets.boxes * 2)
+    with pytest.raises(ValueError, match="min_size <= max_size"):
+        ResizeKeepRatio(800, 600)
+
+
+def test_multi_scale_draws_each_size():
+    torch.manual_seed(0)
+    transform = ResizeKeepRatio((20, 30, 40), 1000)
+    heights = {transform(*_painted())[0].shape[1] for _ in range(30)}
+    assert heights == {20, 30, 40}
+
+
+def test_flip_arithmetic_and_clip_and_drop():
+    image = torch.zeros(3, 10, 20)
+    targets = Targets(torch.tensor([[2.0, 1.0, 5.0, 4.0]]), torch.tensor([3]))
+    _, flipped = RandomHorizontalFlip(p=1.0)(image, targets)
+    assert flipped.boxes.tolist() == [[20 - 5.0, 1.0, 20 - 2.0, 4.0]]
+    _, same = RandomHorizontalFlip(p=0.0)(image, targets)
+    assert same.boxes.tolist() == targets.boxes.tolist()
+    boxes = torch.tensor([[-5.0, 2.0, 8.0, 30.0], [25.0, 0.0, 30.0, 5.0], [3.0, 3.0, 3.0, 9.0]])
+    _, kept = clip_and_drop(image, Targets(boxes, torch.tensor([0, 1, 2]), torch.tensor([True, False, False])))
+    # First clipped to the 20 x 10 image; second entirely right of it and third of zero width: dropped.
+    assert kept.boxes.tolist() == [[0.0, 2.0, 8.0, 10.0]] and kept.labels.tolist() == [0]
+    assert kept.ignore.tolist() == [True]
+
+
+def test_photometric_distort_changes_colours_not_boxes():
+    torch.manual_seed(1)
+    image, targets = _painted()
+    image = image * 0.5 + torch.rand(3, 60, 80) * 0.5
+    changed = 0
+    for _ in range(5):
+        out, out_targets = PhotometricDistort()(image, targets)
+        assert torch.equal(out_targets.boxes, targets.boxes) and out.shape == image.shape
+        assert 0 <= out.min() and out.max() <= 1
+        changed += not torch.allclose(out, image)
+    assert changed >= 3  # each step has p = 0.5; all six skipped has probability 1/64
+
+
+def test_iou_crop_accepts_only_patches_meeting_the_constraint():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]])
+    targets = Targets(boxes, torch.tensor([0, 1]))
+    # Patch (0, 0, 20, 20): IoU with box 0 = 100 / 400 = 0.25, with box 1 = 0 (they touch at a corner).
+    assert RandomIoUCrop._accept((0, 0, 20, 20), targets, 0.1).tolist() == [True, False]
+    assert RandomIoUCrop._accept((0, 0, 20, 20), targets, 0.3) is None
+    assert box_iou(torch.tensor([[0.0, 0, 20, 20]]), boxes)[0, 0] == pytest.approx(100 / 400)
+    # Patch (5, 5, 35, 35) holds box 1's centre (30, 30) but not box 0's (5, 5 is on the edge).
+    assert RandomIoUCrop._accept((5, 5, 35, 35), targets, 0.0).tolist() == [False, True]
+    # An ignored box alone does not satisfy the constraint nor count as a kept object.
+    ignored = Targets(boxes, torch.tensor([0, 1]), torch.tensor([False, True]))
+    assert RandomIoUCrop._accept((5, 5, 35, 35), ignored, 0.0) is None
+    empty = Targets()
+    assert RandomIoUCrop._accept((0, 0, 5, 5), empty, 0.9).tolist() == []
+
+
+def test_iou_crop_alone_keeps_exact_alignment():
+    image, targets = _painted()
+    cropped = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out, out_targets = RandomIoUCrop()(image, targets)
+        assert len(out_targets.trainable) >= 1  # a crop never drops every object
+        assert out.shape[1] >= math.floor(0.3 * 60) and out.shape[2] >= math.floor(0.3 * 80)
+        _assert_aligned(out, out_targets, 0.0)  # integer crop edges: exact
+        cropped += out.shape[1:] != image.shape[1:]
+    assert cropped >= 10  # the "keep the whole image" option has probability 1/7
+
+
+def test_pipeline_helpers():
+    image, targets = _painted()
+    assert train_transforms("ssd", 32)(image, targets)[0].shape == (3, 32, 32)
+    assert eval_transforms("ssd", 32)(image, targets)[0].shape == (3, 32, 32)
+    assert eval_transforms("keep_ratio", (30, 45), 1000)(image, targets)[0].shape == (3, 45, 60)
+    assert eval_transforms("none", None)(image, targets)[0] is image
+    with pytest.raises(ValueError, match="unknown transform kind"):
+        train_transforms("mosaic", 32)

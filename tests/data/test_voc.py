@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from anchordet.data.voc import VocDataset
+
+NAMES = ["cat", "dog", "person"]
+
+
+def _object(name, box, difficult=0):
+    xmin, ymin, xmax, ymax = box
+    return (f"<object><name>{name}</name><pose>Left</pose><truncated>0</truncated><difficult>{difficult}</difficult>"
+            f"<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+
+
+def _write_voc(root, items):
+    """items: {stem: ((height, width), [object xml])}; writes JPEGImages, Annotations, ImageSets."""
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for stem, ((height, width), objects) in items.items():
+        Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(root / "JPEGImages" / f"{stem}.jpg")
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><folder>VOC2007</folder><filename>{stem}.jpg</filename><size><width>{width}</width>"
+            f"<height>{height}</height><depth>3</depth></size>{''.join(objects)}</annotation>")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{stem}\n" for stem in items))
+
+
+def test_reads_boxes_difficult_and_empty_images(tmp_path):
+    _write_voc(tmp_path, {
+        "000005": ((20, 30), [_object("dog", (1, 2, 10, 12)), _object("person", (5, 5, 30, 20), difficult=1)]),
+        "000007": ((16, 16), []),
+    })
+    ds = VocDataset(tmp_path, "trainval", NAMES)
+    assert len(ds) == 2 and ds.class_names == NAMES and ds.category_ids == [0, 1, 2]
+    sample = ds[0]
+    assert sample.image_id == 0 and sample.orig_size == (20, 30) and sample.file_name.endswith("000005.jpg")
+    # VOC indices are 1-based and inclusive: pixels xmin..xmax are edges xmin - 1 .. xmax.
+    assert sample.targets.boxes.tolist() == [[0.0, 1.0, 10.0, 12.0], [4.0, 4.0, 30.0, 20.0]]
+    assert sample.targets.labels.tolist() == [1, 2] and sample.targets.ignore.tolist() == [False, True]
+    assert len(ds[1].targets) == 0
+    gt = ds.coco_ground_truth()
+    assert gt["images"] == [{"id": 0, "file_name": "000005.jpg", "width": 30, "height": 20},
+                            {"id": 1, "file_name": "000007.jpg", "width": 16, "height": 16}]
+    difficult = [a for a in gt["annotations"] if a.get("difficult") == 1]
+    assert len(difficult) == 1 and difficult[0]["bbox"] == [4.0, 4.0, 26.0, 16.0] and difficult[0]["category_id"] == 2
+    assert all(a["iscrowd"] == 0 for a in gt["annotations"])
+
+
+def test_unknown_class_and_bad_xml(tmp_path):
+    _write_voc(tmp_path, {"a": ((20, 30), [_object("horse", (1, 2, 10, 12))]), "b": ((8, 8), [])})
+    with pytest.raises(ValueError, match=r"a.xml, image 0, annotation 0: unknown category 'horse'"):
+        VocDataset(tmp_path, "trainval", NAMES)
+    (tmp_path / "Annotations" / "b.xml").write_text("<annotation><size>")
+    with pytest.warns(UserWarning) as caught:
+        ds = VocDataset(tmp_path, "trainval", NAMES, skip_bad_annotations=True)
+    messages = [str(w.message) for w in caught]
+    assert any("b.xml, image 1: not valid XML" in m for m in messages)
+    assert any("unknown category 'horse'" in m for m in messages)
+    assert len(ds) == 1 and len(ds[0].targets) == 0
+    with pytest.raises(FileNotFoundError, match="test.txt"):
+        VocDataset(tmp_path, "test", NAMES)
