@@ -130,12 +130,12 @@ def evaluate_coco(gt: GroundTruth, dets: DetectionArrays) -> CocoMetrics:
     det_bbox, det_score = dets.bbox_xywh[keep], dets.score[keep]
     det_img, det_cat = dets.image_index[keep], dets.category_index[keep]
     gt_ignore = _gt_ignored(gt)  # (G, A)
-    matched, ignored = _match(det_cat * num_images + det_img, det_bbox,
+    matched, ignored, outside = _match(det_cat * num_images + det_img, det_bbox,
                               gt.category_index * num_images + gt.image_index, gt, gt_ignore)
     num_pos = np.stack([np.bincount(gt.category_index, weights=~gt_ignore[:, a], minlength=num_cats)
                         for a in range(len(AREA_RANGES))], axis=1).astype(np.int64)  # (K, A)
     precision, recall, scores = _accumulate(det_cat, det_img, det_score, rank, matched, ignored,
-                                            num_pos, num_cats)
+                                            outside, num_pos, num_cats)
     stats = {name: _summarize(precision, recall, is_ap, iou, area, md)
              for name, is_ap, iou, area, md in STAT_SPECS}
     per_class = {}
@@ -193,7 +193,8 @@ def _match(det_key, det_bbox, gt_key, gt: GroundTruth, gt_ignore):
         det_key: (D,) pair key (category * I + image), grouped, best score first per pair.
         det_bbox: (D, 4) xywh. gt_key: (G,) pair key. gt_ignore: (G, A) bool.
     Returns:
-        matched, ignored: (D, A, T) bool, as pycocotools' ``dtMatches > 0`` and ``dtIgnore``.
+        matched, ignored: (D, A, T) bool, as pycocotools' ``dtMatches > 0`` and ``dtIgnore``;
+        outside: (D, A) bool, the detection's area is outside the range.
     """
     num_a, num_t = gt_ignore.shape[1], len(IOU_THRESHOLDS)
     thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)  # evaluateImg: iou = min([t, 1-1e-10])
@@ -213,7 +214,7 @@ def _match(det_key, det_bbox, gt_key, gt: GroundTruth, gt_ignore):
         m, ig = _greedy(rows, di, gi, iou, gt.iscrowd, gt_ignore, thresholds)
         matched[cand], match_ignored[cand] = m, ig
     ignored = np.where(matched, match_ignored, det_outside[:, :, None])
-    return matched, ignored
+    return matched, ignored, det_outside
 
 
 class _CandidateLayout:
@@ -284,7 +285,7 @@ def _greedy(rows: _CandidateLayout, di, gi, iou, gt_crowd, gt_ignore, thresholds
     return out_matched[rows.row_of_cand], out_ignored[rows.row_of_cand]
 
 
-def _accumulate(det_cat, det_img, det_score, rank, matched, ignored, num_pos, num_cats):
+def _accumulate(det_cat, det_img, det_score, rank, matched, ignored, outside, num_pos, num_cats):
     """cocoeval.accumulate, vectorized over (A, M, T) per category.
 
     Returns precision (T, R, K, A, M), recall (T, K, A, M), scores (T, R, K, A, M).
@@ -298,12 +299,14 @@ def _accumulate(det_cat, det_img, det_score, rank, matched, ignored, num_pos, nu
     order = np.lexsort((rank, det_img, -det_score, det_cat))
     bounds = np.searchsorted(det_cat[order], np.arange(num_cats + 1), side="left")
     max_dets = np.array(MAX_DETS)[:, None]
+    is_matched = matched.any(axis=(1, 2))
     for k in range(num_cats):
         if not (num_pos[k] > 0).any():
             continue
         seg = order[bounds[k]:bounds[k + 1]]
-        p, r, s = _accumulate_category(rank[seg] < max_dets, matched[seg], ignored[seg],
-                                       det_score[seg], num_pos[k])
+        cand = np.flatnonzero(is_matched[seg])
+        p, r, s = _accumulate_category(rank[seg] < max_dets, cand, matched[seg[cand]], ignored[seg[cand]],
+                                       outside[seg], det_score[seg], num_pos[k])
         valid = num_pos[k] > 0  # (A,): npig == 0 leaves -1
         precision[:, :, k, valid] = p[:, :, valid]
         recall[:, k, valid] = r[:, valid]
@@ -311,48 +314,65 @@ def _accumulate(det_cat, det_img, det_score, rank, matched, ignored, num_pos, nu
     return precision, recall, scores
 
 
-def _accumulate_category(included, matched, ignored, score, num_pos):
-    """One category. included (M, n); matched, ignored (n, A, T); score (n,) sorted; num_pos (A,).
+def _accumulate_category(included, cand, matched, ignored, outside, score, num_pos):
+    """One category, its n detections sorted as accumulate sorts them.
 
-    Returns precision (T, R, A, M), recall (T, A, M), scores (T, R, A, M).
+    Args:
+        included: (M, n) bool, rank within the image < maxDets[m].
+        cand: (C,) positions of the detections matched at some (area, threshold).
+        matched, ignored: (C, A, T) bool for those. outside: (n, A) bool, area out of range.
+        score: (n,). num_pos: (A,) int, npig.
+    Returns:
+        precision (T, R, A, M), recall (T, A, M), scores (T, R, A, M).
+
+    Only matched positions need precision: it rises only at true positives, so the monotone
+    envelope and the recall-threshold reads (the first index with tp >= need, always a true
+    positive) are all at matched positions. ``fp + tp`` there is the count of non-ignored
+    detections so far: for unmatched ones that is "included and inside the area range",
+    corrected at matched ones by their gt's ignore flag.
     """
-    num_m, n = included.shape
-    num_a, num_t = matched.shape[1], matched.shape[2]
-    num_r = len(RECALL_THRESHOLDS)
+    (num_m, n), num_r = included.shape, len(RECALL_THRESHOLDS)
+    num_a, num_t, num_c = outside.shape[1], len(IOU_THRESHOLDS), len(cand)
     if n == 0:  # gt but no detections: recall 0, precision 0 (cocoeval: nd == 0)
         return np.zeros((num_t, num_r, num_a, num_m)), np.zeros((num_t, num_a, num_m)), np.zeros((num_t, num_r, num_a, num_m))
-    m_t = matched.transpose(1, 2, 0)[:, None]  # (A, 1, T, n)
-    keep = ~ignored.transpose(1, 2, 0)[:, None] & included[None, :, None, :]  # (A, M, T, n)
-    tp_int = np.cumsum(m_t & keep, axis=-1)
-    tp = tp_int.astype(np.float64)
-    fp = np.cumsum(~m_t & keep, axis=-1).astype(np.float64)
-    npig = np.maximum(num_pos, 1)[:, None, None, None]
-    rc = tp / npig
-    pr = tp / (fp + tp + np.spacing(1))
-    pr = np.maximum.accumulate(pr[..., ::-1], axis=-1)[..., ::-1]  # monotone precision
-    recall = rc[..., -1]  # (A, M, T)
-    # searchsorted(rc, recThrs, 'left') per row == first index with tp >= need, where
-    # need = searchsorted(arange(npig + 1) / npig, recThrs) (same float division as rc).
+    first = np.where(included.any(axis=1), np.argmax(included, axis=1), n)  # (M,) first read at recall 0
     need = np.stack([np.searchsorted(np.arange(c + 1, dtype=np.float64) / c, RECALL_THRESHOLDS, side="left")
-                     for c in np.maximum(num_pos, 1)])  # (A, R)
+                     for c in np.maximum(num_pos, 1)])  # (A, R): rc >= r  <=>  tp >= need
+    shape = (num_a, num_m, num_t, num_r)
+    need_b = np.broadcast_to(need[:, None, None, :], shape)
+    first_b = np.broadcast_to(first[None, :, None, None], shape)
+    score_first = np.where(first_b < n, score[np.minimum(first_b, n - 1)], 0.0)
+    if num_c == 0:
+        q = np.zeros(shape)
+        ss = np.where(need_b == 0, score_first, 0.0)
+        return q.transpose(2, 3, 0, 1), np.zeros((num_t, num_a, num_m)), ss.transpose(2, 3, 0, 1)
+    m_c = matched.transpose(1, 2, 0)[:, None]  # (A, 1, T, C)
+    keep_c = ~ignored.transpose(1, 2, 0)[:, None]
+    inc_c = included[:, cand][None, :, None, :]  # (1, M, 1, C)
+    in_range_c = ~outside[cand].T[:, None, None, :]  # (A, 1, 1, C)
+    tp = np.cumsum(m_c & keep_c & inc_c, axis=-1)  # (A, M, T, C)
+    kept_plain = np.cumsum(included[None] & ~outside.T[:, None, :], axis=-1)[:, :, None, cand]  # (A, M, 1, C)
+    fix = (m_c & inc_c).astype(np.int8) * (keep_c.astype(np.int8) - in_range_c.astype(np.int8))
+    kept = kept_plain + np.cumsum(fix, axis=-1, dtype=np.int64)  # == fp + tp at each position
+    npig = np.maximum(num_pos, 1)[:, None, None]
+    recall = tp[..., -1] / npig  # (A, M, T), rc[-1]
+    pr = tp / (kept.astype(np.float64) + np.spacing(1))  # tp / (fp + tp + eps), bit for bit
+    env = np.maximum.accumulate(pr[..., ::-1], axis=-1)[..., ::-1]  # monotone precision
     rows = num_a * num_m * num_t
-    stride = n + 2  # tp <= n, so row * stride + tp is sorted across rows
-    row_id = np.arange(rows)
-    keys = (row_id[:, None] * stride + tp_int.reshape(rows, n)).ravel()
-    need_rows = np.broadcast_to(np.minimum(need, n + 1)[:, None, None, :], (num_a, num_m, num_t, num_r))
-    query = row_id[:, None] * stride + need_rows.reshape(rows, num_r)
-    index = np.searchsorted(keys, query.ravel(), side="left").reshape(rows, num_r) - row_id[:, None] * n
-    # recall 0 reads the first *included* detection (accumulate slices [0:maxDet] first)
-    first = np.argmax(included, axis=1) + n * ~included.any(axis=1)  # (M,)
-    first_rows = np.broadcast_to(first[None, :, None], (num_a, num_m, num_t)).reshape(rows, 1)
-    index = np.maximum(index, first_rows)
-    valid = index < n
-    index = np.minimum(index, n - 1)
-    q = np.where(valid, np.take_along_axis(pr.reshape(rows, n), index, axis=1), 0.0)
-    ss = np.where(valid, score[index], 0.0)
-    q = q.reshape(num_a, num_m, num_t, num_r).transpose(2, 3, 0, 1)
-    ss = ss.reshape(num_a, num_m, num_t, num_r).transpose(2, 3, 0, 1)
-    return q, recall.transpose(2, 0, 1), ss
+    stride = num_c + 2  # tp <= C: row * stride + tp is sorted across rows
+    row_id = np.arange(rows)[:, None]
+    keys = (row_id * stride + tp.reshape(rows, num_c)).ravel()
+    query = row_id * stride + np.minimum(need_b, num_c + 1).reshape(rows, num_r)
+    index = np.searchsorted(keys, query.ravel(), side="left").reshape(shape) - row_id.reshape(
+        num_a, num_m, num_t, 1) * num_c
+    found = index < num_c
+    index = np.minimum(index, num_c - 1)
+    q = np.where(found, np.take_along_axis(env, index, axis=-1), 0.0)
+    ss = np.where(found, score[cand][index], 0.0)
+    at_zero = need_b == 0  # recall 0: the first included detection, precision max over all
+    q = np.where(at_zero, np.where(first_b < n, env[..., :1], 0.0), q)
+    ss = np.where(at_zero, score_first, ss)
+    return q.transpose(2, 3, 0, 1), recall.transpose(2, 0, 1), ss.transpose(2, 3, 0, 1)
 
 
 def _summarize(precision, recall, is_ap, iou, area, max_dets) -> float:

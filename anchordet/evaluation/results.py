@@ -244,7 +244,7 @@ class DetectionStore:
             cat = np.array([r["category_id"] for r in results], np.int64)
             bbox = np.array([r["bbox"] for r in results], np.float64).reshape(len(results), 4)
             score = np.array([r["score"] for r in results], np.float64)
-            if not all(_is_int(r["image_id"]) and _is_int(r["category_id"]) for r in results):
+            if not _all_int([r["image_id"] for r in results] + [r["category_id"] for r in results]):
                 raise TypeError
         except (KeyError, TypeError, ValueError, IndexError):
             _find_bad_entry(results)  # raises with the entry's index and value
@@ -262,8 +262,9 @@ class DetectionStore:
         return DetectionArrays(*(np.concatenate(p) for p in parts))
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+def _all_int(values: list) -> bool:
+    """True if every value is an int (not a bool): one pass over the distinct types."""
+    return all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in set(map(type, values)))
 
 
 def _check_values(bbox_xywh: np.ndarray, score: np.ndarray, what: str) -> None:
