@@ -1,0 +1,62 @@
+"""``anchordet score GT.json DETECTIONS.json --metric coco|voc07|voc [--json] [--plots DIR]``.
+
+Scores a COCO results file (a list of ``{image_id, category_id, bbox [x, y, w, h], score}``)
+against a COCO ground-truth file. ``--json`` prints one JSON object: the 12 COCO statistics,
+or ``mAP`` and ``per_class`` for the VOC metrics; otherwise a readable table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+METRICS = ("coco", "voc07", "voc")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "score", help="score a COCO results file against COCO ground truth",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("gt", type=Path, help="COCO ground-truth JSON")
+    parser.add_argument("detections", type=Path, help="COCO results JSON (a list of detections)")
+    parser.add_argument("--metric", choices=METRICS, default="coco",
+                        help="coco: AP@[.5:.95] and the 12 COCO numbers; voc07: VOC2007 11-point AP; "
+                             "voc: VOC2010+ area AP (both at IoU 0.5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="write precision-recall curves (PNG) here")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from anchordet.cli.main import UserError
+    from anchordet.evaluation import CocoEvaluator, VocEvaluator
+    from anchordet.evaluation.results import load_json
+
+    for path in (args.gt, args.detections):
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+    try:
+        gt = load_json(args.gt)
+        evaluator = (CocoEvaluator(gt) if args.metric == "coco"
+                     else VocEvaluator(gt, iou_threshold=0.5, use_07_metric=args.metric == "voc07"))
+    except ValueError as exc:
+        raise UserError(f"{args.gt}: {exc}" if str(args.gt) not in str(exc) else str(exc)) from None
+    try:
+        results = load_json(args.detections)
+        if not isinstance(results, list):
+            raise ValueError(f"expected a list of detections, got a JSON {type(results).__name__}")
+        evaluator.add_results(results)
+    except ValueError as exc:
+        raise UserError(f"{args.detections}: {exc}" if str(args.detections) not in str(exc) else str(exc)) from None
+    metrics = evaluator.summarize()
+    if args.json:
+        print(json.dumps(metrics.stats if args.metric == "coco" else metrics.to_dict()))
+    else:
+        print(metrics.table())
+    if args.plots is not None:
+        from anchordet.evaluation.plots import plot_pr_curves
+
+        paths = plot_pr_curves(metrics, args.plots)
+        if not args.json:
+            print(f"wrote {len(paths)} precision-recall plots to {args.plots}")
+    return 0

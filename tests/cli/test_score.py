@@ -1,0 +1,105 @@
+"""``anchordet score``: JSON and table output against the evaluators, plots, bad input."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+
+from anchordet.cli.main import main
+
+GT = {"images": [{"id": 1}, {"id": 2}],
+      "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+      "annotations": [
+          {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+          {"id": 2, "image_id": 1, "category_id": 2, "bbox": [20, 20, 40, 40], "area": 1600, "iscrowd": 0},
+          {"id": 3, "image_id": 2, "category_id": 1, "bbox": [5, 5, 10, 10], "area": 100, "iscrowd": 0}]}
+# cat: a perfect hit on image 1 (score .9), a miss on image 2 (score .8, IoU 0);
+# dog: a hit at IoU (40*30)/(40*40) = 0.75.
+DETS = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+        {"image_id": 2, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.8},
+        {"image_id": 1, "category_id": 2, "bbox": [20, 20, 40, 30], "score": 0.7}]
+
+
+def run_cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def files(tmp_path):
+    gt, dets = tmp_path / "gt.json", tmp_path / "dets.json"
+    gt.write_text(json.dumps(GT))
+    dets.write_text(json.dumps(DETS))
+    return gt, dets
+
+
+def test_coco_json_matches_pycocotools(files):
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    code, out, _ = run_cli(["score", str(files[0]), str(files[1]), "--metric", "coco", "--json"])
+    assert code == 0
+    got = json.loads(out)
+    keys = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    assert list(got) == keys
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(files[0]))
+        ev = COCOeval(coco, coco.loadRes(str(files[1])), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    np.testing.assert_allclose([got[k] for k in keys], ev.stats, rtol=0, atol=1e-9)
+    assert got["APl"] == -1.0  # no gt with area > 96 ** 2: undefined, as pycocotools
+
+
+@pytest.mark.parametrize("metric,cat_ap,dog_ap", [
+    # cat: TP then FP over 2 gts: recall 1/2, 1/2, precision 1, 1/2.
+    # 11-point: recall >= 0..0.5 (6 points) -> 1, else 0 = 6/11; area: 1/2 * 1 = 1/2. dog: 1.
+    ("voc07", 6 / 11, 1.0), ("voc", 0.5, 1.0)])
+def test_voc_json(files, metric, cat_ap, dog_ap):
+    code, out, _ = run_cli(["score", str(files[0]), str(files[1]), "--metric", metric, "--json"])
+    assert code == 0
+    got = json.loads(out)
+    assert got["per_class"] == pytest.approx({"cat": cat_ap, "dog": dog_ap}, abs=1e-12)
+    assert got["mAP"] == pytest.approx((cat_ap + dog_ap) / 2, abs=1e-12)
+
+
+def test_table_and_plots(files, tmp_path):
+    code, out, _ = run_cli(["score", str(files[0]), str(files[1]), "--plots", str(tmp_path / "pr")])
+    assert code == 0
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in out
+    assert "dog" in out and "wrote 3 precision-recall plots" in out
+    assert sorted(p.name for p in (tmp_path / "pr").iterdir()) == ["pr_000_cat.png", "pr_001_dog.png",
+                                                                   "pr_overall.png"]
+
+
+@pytest.mark.parametrize("which,content,message", [
+    ("dets", "[{\"image_id\": 1,", r"dets\.json: malformed JSON"),
+    ("gt", "{\"images\": ", r"gt\.json: malformed JSON"),
+    ("dets", json.dumps({"image_id": 1}), r"dets\.json: expected a list of detections"),
+    ("dets", json.dumps(DETS + [{**DETS[0], "image_id": 7}]), r"dets\.json: results entry 3: image_id 7 is not"),
+    ("dets", json.dumps(DETS + [{**DETS[0], "category_id": 9}]), r"dets\.json: results entry 3: category_id 9"),
+    ("dets", json.dumps([{**DETS[0], "bbox": [0, 0, -2, 1]}]), r"results entry 0: .*negative width"),
+    ("dets", json.dumps([DETS[0], {**DETS[1], "score": 1e400}]), r"results entry 1: score is not finite: inf"),
+    ("gt", json.dumps({**GT, "annotations": GT["annotations"] + [{"image_id": 1, "category_id": 5, "bbox": [0, 0, 1, 1]}]}),
+     r"gt\.json: ground truth annotation 3: category_id 5 is not in 'categories'"),
+])
+def test_bad_input_is_one_clear_line(files, which, content, message):
+    gt, dets = files
+    (gt if which == "gt" else dets).write_text(content)
+    code, out, err = run_cli(["score", str(gt), str(dets), "--metric", "voc"])
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("anchordet score: error: ")
+    import re
+    assert re.search(message, err), err
+
+
+def test_missing_file(tmp_path, files):
+    code, _, err = run_cli(["score", str(files[0]), str(tmp_path / "nope.json")])
+    assert code == 2 and "nope.json: no such file" in err
