@@ -232,7 +232,8 @@ def _parse_coco_annotation(index: int, ann, source: str) -> AnnotationRecord | P
     x, y, w, h = (float(v) for v in bbox)
     area = ann.get("area")
     return AnnotationRecord(index, ann["category_id"], (x, y, x + w, y + h), bool(ann.get("iscrowd", 0)),
-                            float(area) if _is_number(area) else None, ann.get("id"), source)
+                            float(area) if _is_number(area) else None, ann.get("id"), source,
+                            f"bbox {json.dumps(bbox)} (x, y, w, h)")
 
 
 def _is_number(value) -> bool:

@@ -74,6 +74,8 @@ class AnnotationRecord:
         area: COCO "area" (kept so that evaluation uses the file's areas, as pycocotools does).
         annotation_id: COCO annotation id.
         source: the file it is written in.
+        written: the values as the file writes them (COCO "bbox [x, y, w, h]", a YOLO line),
+            quoted in messages when they differ from ``box``.
     """
 
     index: int
@@ -83,6 +85,7 @@ class AnnotationRecord:
     area: float | None = None
     annotation_id: int | None = None
     source: str = ""
+    written: str | None = None
 
 
 @dataclass
@@ -120,11 +123,13 @@ class RecordSet:
 def check_annotation(ann: AnnotationRecord, image: ImageRecord, label_of: dict, normalized: bool) -> Problem | None:
     """The first problem of one annotation (non-finite, unknown category, degenerate, outside)."""
     def problem(kind: str, message: str) -> Problem:
+        if ann.written is not None and kind != "unknown-category":
+            message += f"; written as {ann.written}"
         return Problem(kind, ann.source or image.source, image.image_id, ann.index, message)
 
     box = ", ".join(f"{v:g}" for v in ann.box)
     if not all(math.isfinite(v) for v in ann.box):
-        return problem("non-finite-box", f"box [{box}] has a non-finite coordinate")
+        return problem("non-finite-box", f"box [{box}] (x1, y1, x2, y2) has a non-finite coordinate")
     if ann.category not in label_of:
         known = sorted(label_of, key=str)
         shown = ", ".join(map(str, known[:20])) + (", ..." if len(known) > 20 else "")
@@ -192,7 +197,7 @@ def check_image_files(records: RecordSet) -> tuple[list[Problem], dict[int, tupl
             problems.append(Problem("missing-image", image.source, image.image_id, None, str(exc)))
             continue
         except ImageReadError as exc:
-            problems.append(Problem("unreadable-image", str(image.path), image.image_id, None, str(exc)))
+            problems.append(Problem("unreadable-image", image.source, image.image_id, None, str(exc)))
             continue
         sizes[image.image_id] = size
         mismatch = size_mismatch(image, size)

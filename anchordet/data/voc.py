@@ -104,4 +104,5 @@ def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -
                                                              f"xmin, ymin, xmax, ymax: {text!r}")
     difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "")
     # 1-based inclusive indices -> 0-based pixel edges (module docstring).
-    return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source)
+    written = f"<bndbox> xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g} (1-based pixels)"
+    return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written)

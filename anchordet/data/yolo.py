@@ -115,4 +115,4 @@ def _parse_line(line: str, number: int, source: str, image_id: int) -> Annotatio
                        f"line {line.strip()!r} has {len(values)} values; expected 'class cx cy w h'")
     if not values[0].is_integer():
         return Problem("malformed", source, image_id, number, f"class {fields[0]!r} is not an integer index")
-    return AnnotationRecord(number, int(values[0]), box, False, None, None, source)
+    return AnnotationRecord(number, int(values[0]), box, False, None, None, source, f"line {line.strip()!r}")

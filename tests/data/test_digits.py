@@ -63,3 +63,18 @@ def test_bad_options():
         DigitsDataset("validation")
     with pytest.raises(IndexError):
         DigitsDataset("test", 2)[2]
+
+
+def test_ground_truth_without_painting_matches_the_rendered_scenes():
+    ds = DigitsDataset("train", 5, DigitsConfig(canvas_size=64, digit_size=(16, 30)), seed=2)
+    ds.set_epoch(3)
+    gt = ds.coco_ground_truth()
+    assert [im["id"] for im in gt["images"]] == list(range(5))
+    assert gt["images"][0] == {"id": 0, "file_name": "train_000000.png", "width": 64, "height": 64}
+    for index in range(5):
+        rendered = ds[index].targets
+        assert torch.equal(ds.read_annotations(index).boxes, rendered.boxes)
+        anns = [a for a in gt["annotations"] if a["image_id"] == index]
+        assert [a["category_id"] for a in anns] == rendered.labels.tolist()  # category id = digit
+        assert [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)] == rendered.boxes.tolist()
+    assert len({a["id"] for a in gt["annotations"]}) == len(gt["annotations"])

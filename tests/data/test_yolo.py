@@ -53,7 +53,8 @@ def test_ultralytics_data_yaml(tmp_path):
     ("2 0.5 0.5 0.1 0.1", "unknown category 2"),
     ("0 0.5 0.5 0.1", "has 4 values; expected 'class cx cy w h'"),
     ("0 0.5 nan 0.1 0.1", "non-finite coordinate"),
-    ("0 0.95 0.5 0.2 0.1", r"box \[0.85, 0.45, 1.05, 0.55\] \(x1, y1, x2, y2\) lies outside the normalized image"),
+    ("0 0.95 0.5 0.2 0.1", r"box \[0.85, 0.45, 1.05, 0.55\] \(x1, y1, x2, y2\) lies outside the normalized image "
+                          r"\[0, 1\]; written as line '0 0.95 0.5 0.2 0.1'"),
     ("0.5 0.5 0.5 0.1 0.1", "class '0.5' is not an integer index"),
     ("0 0.5 0.5 0 0.1", "is degenerate"),
 ])

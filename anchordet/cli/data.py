@@ -1,0 +1,89 @@
+"""``anchordet data digits``: write the built-in digits dataset as a COCO dataset.
+
+Layout under ``--out``: ``images/{train,val}/*.png``, ``annotations/instances_{train,val}.json``
+and ``data.yaml`` (``format: coco``), which ``load_dataset_spec`` and every COCO tool read.
+``--preview PNG`` draws a few val (test) scenes with their boxes.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+from PIL import ImageDraw
+
+from anchordet.cli.main import UserError
+from anchordet.data.coco import write_coco_json
+from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.structures.targets import Targets
+from anchordet.visualize import PALETTE, save_grid, to_pil
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("data", help="write the built-in digits dataset as a COCO dataset",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=["digits"], help="the built-in dataset")
+    parser.add_argument("--out", type=Path, help="output folder (images, COCO JSONs, data.yaml)")
+    parser.add_argument("--num-train", type=int, default=2000, help="train scenes (default 2000)")
+    parser.add_argument("--num-val", type=int, default=200, help="val scenes, drawn from the test split (default 200)")
+    parser.add_argument("--canvas-size", type=int, default=128, help="scene side in pixels (default 128)")
+    parser.add_argument("--digits-per-image", type=int, nargs=2, default=(1, 4), metavar=("MIN", "MAX"))
+    parser.add_argument("--digit-size", type=int, nargs=2, default=(20, 56), metavar=("MIN", "MAX"),
+                        help="side of a pasted digit in pixels (default 20 56)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preview", type=Path, help="also write a PNG of 6 val scenes with their boxes")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out is None and args.preview is None:
+        raise UserError("give --out DIR (write the dataset) and/or --preview PNG (draw sample scenes)")
+    if args.num_train < 0 or args.num_val < 0:
+        raise UserError(f"--num-train and --num-val must be >= 0, got {args.num_train}, {args.num_val}")
+    config = DigitsConfig(args.canvas_size, tuple(args.digits_per_image), tuple(args.digit_size))
+    splits = {"train": DigitsDataset("train", args.num_train, config, args.seed),
+              "val": DigitsDataset("val", args.num_val, config, args.seed)}
+    if args.out is not None:
+        for split, dataset in splits.items():
+            write_split(dataset, args.out, split)
+        spec = {"format": "coco", "root": ".", "names": list(DigitsDataset.class_names),
+                **{s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in splits}}
+        (args.out / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        print(f"wrote {args.num_train} train and {args.num_val} val scenes to {args.out} "
+              f"(describe it with {args.out / 'data.yaml'})")
+    if args.preview is not None:
+        preview_dataset = DigitsDataset("val", max(6, args.num_val), config, args.seed)
+        write_preview(preview_dataset, args.preview)
+        print(f"wrote {args.preview}")
+    return 0
+
+
+def write_split(dataset: DigitsDataset, out: Path, split: str) -> None:
+    """PNG files under ``out/images/<split>`` and ``out/annotations/instances_<split>.json``."""
+    folder = out / "images" / split
+    folder.mkdir(parents=True, exist_ok=True)
+    gt = dataset.coco_ground_truth()
+    for index in range(len(dataset)):
+        image, _ = dataset.scene(index)
+        to_pil(image).save(folder / dataset.file_name(index))
+    write_coco_json(out / "annotations" / f"instances_{split}.json", gt)
+
+
+def draw_targets(image, targets: Targets, class_names: list[str], scale: int = 2):
+    """A PIL picture of ``image`` (3, H, W) enlarged ``scale`` times with its boxes and labels."""
+    picture = to_pil(image)
+    picture = picture.resize((picture.width * scale, picture.height * scale))
+    draw = ImageDraw.Draw(picture)
+    for box, label in zip(targets.boxes.tolist(), targets.labels.tolist()):
+        colour = PALETTE[label % len(PALETTE)]
+        x1, y1, x2, y2 = (v * scale for v in box)
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=2)
+        draw.rectangle((x1, max(0, y1 - 12), x1 + 8, max(0, y1 - 12) + 11), fill=colour)
+        draw.text((x1 + 2, max(0, y1 - 12)), class_names[label], fill=(0, 0, 0))
+    return picture
+
+
+def write_preview(dataset: DigitsDataset, path: Path, count: int = 6, columns: int = 3) -> Path:
+    """A grid of the first ``count`` scenes with their boxes."""
+    pictures = [draw_targets(*dataset.scene(i), dataset.class_names) for i in range(min(count, len(dataset)))]
+    return save_grid(pictures, path, columns=columns)
