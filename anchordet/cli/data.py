@@ -84,6 +84,7 @@ def draw_targets(image, targets: Targets, class_names: list[str], scale: int = 2
 
 
 def write_preview(dataset: DigitsDataset, path: Path, count: int = 6, columns: int = 3) -> Path:
-    """A grid of the first ``count`` scenes with their boxes."""
-    pictures = [draw_targets(*dataset.scene(i), dataset.class_names) for i in range(min(count, len(dataset)))]
+    """A grid of the first ``count`` scenes with their boxes and labels (the gt, exactly)."""
+    scale = 2 if dataset.config.canvas_size < 128 else 1  # small scenes are enlarged to keep labels legible
+    pictures = [draw_targets(*dataset.scene(i), dataset.class_names, scale) for i in range(min(count, len(dataset)))]
     return save_grid(pictures, path, columns=columns)

@@ -37,6 +37,8 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         image = Image.open(path)
+    except Image.DecompressionBombError as exc:  # PIL's own limit, above ours
+        raise ImageReadError(f"{path}: too many decompressed pixels ({exc})") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
     if image.width * image.height > max_pixels:
