@@ -208,11 +208,18 @@ def _match(det_key, det_bbox, gt_key, gt: GroundTruth, gt_ignore):
     di, gi = group_pairs(det_key, gt_key)
     iou = coco_iou(det_bbox[di], gt.bbox_xywh[gi], gt.iscrowd[gi])
     hit = iou >= thresholds.min()
-    if hit.any():
-        cand = np.unique(di[hit])  # detections that can match at some threshold
-        rows = _CandidateLayout(cand, det_key, gt_key)
+    cand = np.unique(di[hit])  # detections that can match at some threshold
+    # Pairs are padded to their bucket's largest gt count: bucket by gt count (1, 2-4, 5-16,
+    # ...) so that one crowded image does not blow up the arrays of all the others.
+    sorted_gt_keys = np.sort(gt_key)
+    num_gts = (np.searchsorted(sorted_gt_keys, det_key[cand], side="right")
+               - np.searchsorted(sorted_gt_keys, det_key[cand], side="left"))
+    bucket = np.ceil(np.log2(num_gts)).astype(np.int64) // 2 if len(cand) else num_gts
+    for b in np.unique(bucket):
+        sub = cand[bucket == b]
+        rows = _CandidateLayout(sub, det_key, gt_key)
         m, ig = _greedy(rows, di, gi, iou, gt.iscrowd, gt_ignore, thresholds)
-        matched[cand], match_ignored[cand] = m, ig
+        matched[sub], match_ignored[sub] = m, ig
     ignored = np.where(matched, match_ignored, det_outside[:, :, None])
     return matched, ignored, det_outside
 

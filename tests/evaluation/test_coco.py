@@ -37,6 +37,12 @@ def random_case(seed: int, num_images: int = 6, num_cats: int = 4):
             anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": cat, "bbox": box,
                          "area": area, "iscrowd": crowd})
             gt_boxes.append((im["id"], cat, box))
+    if seed % 5 == 2:  # a crowded pair: 40 gts of one category in one image (a larger bucket)
+        for j in range(40):
+            box = [float(10 + 7 * (j % 8) * 4), float(10 + 30 * (j // 8)), 20.0, 20.0]
+            anns.append({"id": len(anns) + 1, "image_id": images[-1]["id"], "category_id": cats[1]["id"],
+                         "bbox": box, "area": 400.0, "iscrowd": int(j % 13 == 0)})
+            gt_boxes.append((images[-1]["id"], cats[1]["id"], box))
     results = []
     for img_id, cat, box in gt_boxes:
         for _ in range(rng.integers(0, 4)):
