@@ -118,16 +118,25 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
                          anchor_octave_scales: Sequence[float] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
                          anchor_aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
                          anchor_offset: float = 0.5,
+                         anchor_sizes: Sequence[Sequence[float]] | None = None,
+                         anchor_round_base: bool = False,
                          box_loss: str = "smooth_l1",
                          box_loss_beta: float = 1.0 / 9,
                          score_thresh: float = 0.05,
                          topk_candidates: int = 1000,
                          nms_thresh: float = 0.5,
-                         max_detections: int = 100) -> RetinaNet:
+                         max_detections: int = 100,
+                         pixel_mean: Sequence[float] = IMAGENET_MEAN,
+                         pixel_std: Sequence[float] = IMAGENET_STD) -> RetinaNet:
     """RetinaNet on ResNet-``depth`` + FPN P3-P7 with the paper's numbers as defaults.
 
     ``backbone_weights``: a path to a torchvision ResNet state dict (``.pth`` or
-    ``.safetensors``) or None for random initialisation.
+    ``.safetensors``), "imagenet" (torchvision's ImageNet weights from the torch hub cache, see
+    ``anchordet.interop.torchvision.resolve_backbone_weights``), or None / "none" for random
+    initialisation.
+    ``anchor_sizes``: per-level sizes that replace ``anchor_base_sizes`` x ``anchor_octave_scales``
+    (torchvision truncates them to integers: ``TORCHVISION_RETINANET_ANCHOR_SIZES``).
+    ``anchor_round_base``: round the centred base anchors to whole pixels, as torchvision.
     """
     from anchordet.backbones.fpn import FPN
     from anchordet.backbones.resnet import ResNet
@@ -136,16 +145,20 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
 
     backbone = ResNet(depth, ("c3", "c4", "c5"), frozen_bn=frozen_bn, trainable_layers=trainable_layers,
                       width=backbone_width)
-    if backbone_weights:
-        load_torchvision_weights(backbone, backbone_weights)
-    anchors = GridAnchorGenerator(
-        retinanet_anchor_sizes(anchor_base_sizes, anchor_octave_scales), anchor_aspect_ratios,
-        (8, 16, 32, 64, 128), offset=anchor_offset)
+    from anchordet.interop.torchvision import resolve_backbone_weights
+
+    weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")
+    if weights_file:
+        load_torchvision_weights(backbone, weights_file)
+    sizes = anchor_sizes if anchor_sizes is not None else retinanet_anchor_sizes(anchor_base_sizes, anchor_octave_scales)
+    anchors = GridAnchorGenerator(sizes, anchor_aspect_ratios, (8, 16, 32, 64, 128), offset=anchor_offset,
+                                  round_base=anchor_round_base)
     return RetinaNet(
         backbone, FPN(backbone.out_channels, fpn_channels, p6_from),
         RetinaHead(fpn_channels, anchors.num_anchors_per_location, num_classes, head_channels, head_num_convs),
         num_classes, anchors, box_loss=box_loss, box_loss_beta=box_loss_beta,
         postprocess=DensePostprocess(score_thresh, topk_candidates, nms_thresh, max_detections),
+        pixel_mean=pixel_mean, pixel_std=pixel_std,
     )
 
 

@@ -1,0 +1,217 @@
+"""torchvision <-> anchordet weight conversion, checked against torchvision's own models.
+
+The peer is torchvision's RetinaNet (and SSD in test_torchvision_ssd.py) with random weights: the
+converted detector must give the same detections on the same input. Inputs are 128 x 256: sides
+that are multiples of 128, so that torchvision's P6/P7 anchor strides (padded size // feature
+size) equal ours and nothing is padded, and torchvision's resize is set to leave them unchanged
+(min_size 128, max_size 256 gives a scale of min(128/128, 256/256) = 1).
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet50
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.retinanet import RetinaNet as TVRetinaNet
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+from anchordet.config.schema import ModelConfig
+from anchordet.interop.torchvision import (
+    TORCHVISION_RETINANET_ANCHOR_SIZES,
+    UNUSED_LOGIT_BIAS,
+    coco_categories,
+    from_torchvision,
+    to_torchvision,
+)
+
+COCO_IDS, COCO_NAMES = coco_categories()
+UNUSED = [i for i in range(91) if i not in COCO_IDS]  # background 0 and the 10 ids COCO never used
+SIZE = (128, 256)
+
+
+def tv_retinanet(eps: float, seed: int) -> TVRetinaNet:
+    """torchvision's retinanet_resnet50_fpn layout (frozen BN, P6 from P5, 91 logits) with random
+    weights that give many detections: BN statistics drawn so that features stay O(10..100),
+    class biases around sigmoid(-3) = 0.05, the score threshold."""
+    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    backbone = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+    model = TVRetinaNet(backbone, 91, min_size=SIZE[0], max_size=SIZE[1]).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                module.eps = eps
+                n = module.running_var.numel()
+                # Small variances make eps matter (1e-5 is 1-10% of them).
+                module.running_var.copy_(torch.empty(n).uniform_(1e-4, 1e-3, generator=generator))
+                module.weight.copy_(module.running_var.sqrt() * torch.empty(n).uniform_(0.8, 1.2, generator=generator))
+                module.running_mean.normal_(0, 0.1, generator=generator)
+                module.bias.normal_(0, 0.1, generator=generator)
+        cls_logits = model.head.classification_head.cls_logits
+        cls_logits.weight.normal_(0, 0.03, generator=generator)
+        cls_logits.bias.normal_(-3, 1, generator=generator)
+        # Our detector has no logits for torchvision's unused labels: they must never score here.
+        cls_logits.weight.view(9, 91, -1)[:, UNUSED] = 0
+        cls_logits.bias.view(9, 91)[:, UNUSED] = UNUSED_LOGIT_BIAS
+        model.head.regression_head.bbox_reg.bias.normal_(0, 0.2, generator=generator)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tv_model() -> TVRetinaNet:
+    return tv_retinanet(eps=1e-5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def converted(tv_model):
+    return from_torchvision(tv_model)
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.rand(1, 3, *SIZE, generator=torch.Generator().manual_seed(1))
+
+
+def assert_same_detections(theirs: dict, ours, category_ids=None, box_tol=1e-4, score_tol=1e-5, min_count=50):
+    """Every torchvision detection has exactly one of ours with the same label, a box within
+    ``box_tol`` and a score within ``score_tol`` (order may differ only among near-ties)."""
+    labels = ours.labels if category_ids is None else torch.tensor(category_ids)[ours.labels]
+    assert len(theirs["boxes"]) == len(ours.boxes) >= min_count  # enough detections to mean something
+    free = torch.ones(len(ours.boxes), dtype=torch.bool)
+    for box, score, label in zip(theirs["boxes"], theirs["scores"], theirs["labels"]):
+        close = (free & (labels == label) & ((ours.boxes - box).abs().amax(dim=1) <= box_tol)
+                 & ((ours.scores - score).abs() <= score_tol))
+        assert close.any(), f"no match for torchvision's {label.item()} {box.tolist()} {score.item():.6f}"
+        free[torch.nonzero(close)[0, 0]] = False
+
+
+def test_converted_config_reproduces_torchvision_settings(converted):
+    args = converted.config.args
+    assert converted.config.factory == "retinanet_resnet_fpn"
+    assert args["depth"] == 50 and args["num_classes"] == 80 and args["p6_from"] == "p5"
+    # int(32 * 2 ** (1/3)) = int(40.3) = 40, int(32 * 2 ** (2/3)) = int(50.8) = 50, ... (torchvision truncates)
+    assert args["anchor_sizes"][0] == [32.0, 40.0, 50.0] and args["anchor_sizes"][4] == [512.0, 645.0, 812.0]
+    assert [list(s) for s in TORCHVISION_RETINANET_ANCHOR_SIZES] == args["anchor_sizes"]
+    assert args["anchor_offset"] == 0.0 and args["anchor_round_base"] is True
+    assert args["max_detections"] == 300 and args["topk_candidates"] == 1000  # torchvision's, not the paper's 100
+    assert converted.category_ids == COCO_IDS and len(COCO_IDS) == 80
+    assert converted.class_names[0] == "person" and converted.class_names[-1] == "toothbrush"
+    assert converted.inference == {"eval_transform": "resize", "min_size": SIZE[0], "max_size": SIZE[1]}
+    rebuilt = ModelConfig(converted.config.factory, converted.config.args).build()
+    assert set(rebuilt.state_dict()) == set(converted.model.state_dict())
+
+
+def test_anchors_equal_torchvision_anchor_generator(converted, tv_model, image):
+    feature_sizes = [(SIZE[0] // s, SIZE[1] // s) for s in (8, 16, 32, 64, 128)]
+    theirs = AnchorGenerator(tuple(TORCHVISION_RETINANET_ANCHOR_SIZES), ((0.5, 1.0, 2.0),) * 5)(
+        ImageList(image, [SIZE]), [torch.zeros(1, 1, h, w) for h, w in feature_sizes])[0]
+    ours = torch.cat(converted.model.anchor_generator.grid_anchors(feature_sizes))
+    assert torch.equal(ours, theirs)
+
+
+def test_torchvision_to_ours_same_detections(tv_model, converted, image):
+    with torch.no_grad():
+        theirs = tv_model(list(image))[0]
+    ours = converted.model.predict(image)[0]
+    assert_same_detections(theirs, ours, converted.category_ids)
+
+
+def test_ours_to_torchvision_same_detections(converted, image):
+    ours_model = ModelConfig(converted.config.factory, converted.config.args).build().eval()
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, param in ours_model.named_parameters():
+            if name.startswith("head.cls_output"):
+                param.copy_(torch.randn(param.shape, generator=generator) * (0.03 if param.ndim > 1 else 1) - 3 * (param.ndim == 1))
+            elif name.startswith("head.box_output.bias"):
+                param.normal_(0, 0.2, generator=generator)
+    tv_back = to_torchvision(ours_model, COCO_IDS, min_size=SIZE[0], max_size=SIZE[1])
+    with torch.no_grad():
+        theirs = tv_back(list(image))[0]
+    assert_same_detections(theirs, ours_model.predict(image)[0], COCO_IDS)
+
+
+def test_round_trip_restores_torchvision_state(tv_model, converted):
+    back = to_torchvision(converted.model, converted.category_ids, min_size=SIZE[0], max_size=SIZE[1]).state_dict()
+    for key, value in tv_model.state_dict().items():
+        if key.endswith("running_var"):  # stored as running_var + eps - 1e-5 on the way: both eps are 1e-5 here
+            assert torch.allclose(back[key], value, rtol=0, atol=1e-9), key
+        else:
+            assert torch.equal(back[key], value), key
+
+
+def test_file_and_v1_keys_convert_like_the_model(tv_model, converted, tmp_path):
+    state = tv_model.state_dict()
+    # torchvision < 0.13 head layout (RetinaNetHead v1: conv.{2i}), as the COCO file still has it.
+    old = {k.replace(".conv.1.0.", ".conv.2.").replace(".conv.2.0.", ".conv.4.").replace(".conv.3.0.", ".conv.6.")
+           .replace(".conv.0.0.", ".conv.0."): v for k, v in state.items()}
+    assert "head.classification_head.conv.6.weight" in old
+    path = tmp_path / "retinanet.pth"
+    torch.save(old, path)
+    from_file = from_torchvision(path, "retinanet_resnet50_fpn", bn_eps=1e-5)
+    for key, value in converted.model.state_dict().items():
+        assert torch.equal(from_file.model.state_dict()[key], value), key
+
+
+def test_coco_eps_zero_is_folded_into_running_var(image):
+    """torchvision's COCO RetinaNet runs its frozen BN with eps 0; ours has eps 1e-5 and moves
+    running_var by -1e-5 instead. With variances of 1e-4..1e-3, ignoring that changes the
+    ResNet features by percents; folding it leaves float rounding (~1e-7 per layer)."""
+    tv_model = tv_retinanet(eps=0.0, seed=3)
+    folded = from_torchvision(tv_model).model
+    ignored = copy.deepcopy(folded)  # then undo the fold by hand
+    with torch.no_grad():
+        for name, module in ignored.backbone.named_modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                module.running_var.copy_(tv_model.backbone.body.get_submodule(name).running_var)
+        normalized = (image - folded.pixel_mean.view(1, 3, 1, 1)) / folded.pixel_std.view(1, 3, 1, 1)
+        theirs = list(tv_model.backbone.body(normalized).values())[-1]
+        good = folded.backbone(normalized)[-1]
+        bad = ignored.backbone(normalized)[-1]
+    scale = theirs.abs().max()
+    assert (good - theirs).abs().max() / scale < 1e-5
+    assert (bad - theirs).abs().max() / scale > 1e-3
+
+
+def test_custom_labels_select_logit_channels(tv_model):
+    converted = from_torchvision(tv_model, labels=[1, 3, 18], class_names=["person", "car", "dog"])
+    assert converted.config.args["num_classes"] == 3 and converted.category_ids == [1, 3, 18]
+    ours = converted.model.head.cls_output.bias.view(9, 3)
+    theirs = tv_model.head.classification_head.cls_logits.bias.view(9, 91)
+    assert torch.equal(ours, theirs[:, [1, 3, 18]])
+
+
+def test_wrong_architecture_lists_what_does_not_match(tv_model):
+    state = {k: v for k, v in tv_model.state_dict().items() if k != "backbone.fpn.layer_blocks.1.0.bias"}
+    with pytest.raises(ValueError) as missing:
+        from_torchvision(state, "retinanet_resnet50_fpn")
+    assert "missing (1): backbone.fpn.layer_blocks.1.0.bias" in str(missing.value)
+    assert "nothing was converted" in str(missing.value)
+    ssd_like = {"backbone.scale_weight": torch.ones(512), "backbone.features.0.weight": torch.ones(64, 3, 3, 3),
+                **{f"head.classification_head.module_list.{i}.weight": torch.ones(4 * 91, 1, 3, 3) for i in range(6)}}
+    with pytest.raises(ValueError, match="ssd300_vgg16"):
+        from_torchvision(ssd_like, "retinanet_resnet50_fpn")
+    extra = {**tv_model.state_dict(), "roi_heads.box_predictor.cls_score.weight": torch.ones(91, 1024)}
+    with pytest.raises(ValueError, match=r"unexpected \(1\): roi_heads.box_predictor.cls_score.weight"):
+        from_torchvision(extra, "retinanet_resnet50_fpn")
+    with pytest.raises(ValueError, match="arch must be one of"):
+        from_torchvision(tv_model.state_dict())
+
+
+def test_to_torchvision_refuses_what_it_cannot_reproduce():
+    paper = ModelConfig("retinanet_resnet_fpn", {"depth": 18, "num_classes": 3, "backbone_width": 64}).build()
+    with pytest.raises(ValueError, match="anchor_offset=0, anchor_round_base=True"):
+        to_torchvision(paper)
+    with pytest.raises(ValueError, match="category_ids"):
+        to_torchvision(paper, [1, 1, 2])
+
+
+def test_builds_for_non_module_refused():
+    with pytest.raises(ValueError, match="only torchvision RetinaNet"):
+        from_torchvision(nn.Linear(2, 2))
