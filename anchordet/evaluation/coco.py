@@ -131,7 +131,7 @@ def evaluate_coco(gt: GroundTruth, dets: DetectionArrays) -> CocoMetrics:
     det_img, det_cat = dets.image_index[keep], dets.category_index[keep]
     gt_ignore = _gt_ignored(gt)  # (G, A)
     matched, ignored, outside = _match(det_cat * num_images + det_img, det_bbox,
-                              gt.category_index * num_images + gt.image_index, gt, gt_ignore)
+                                       gt.category_index * num_images + gt.image_index, gt, gt_ignore)
     num_pos = np.stack([np.bincount(gt.category_index, weights=~gt_ignore[:, a], minlength=num_cats)
                         for a in range(len(AREA_RANGES))], axis=1).astype(np.int64)  # (K, A)
     precision, recall, scores = _accumulate(det_cat, det_img, det_score, rank, matched, ignored,
