@@ -63,16 +63,23 @@ class RetinaNet(nn.Module):
 
     def forward(self, images: Tensor) -> DenseOutputs:
         """images: (B, 3, H, W) float in [0, 1], H and W multiples of ``size_divisible``."""
-        features = self.fpn(self.backbone(normalize(images, self.pixel_mean, self.pixel_std)))
-        cls_per_level, box_per_level = self.head(features)
-        anchors = self.anchor_generator.grid_anchors(
-            [tuple(f.shape[-2:]) for f in features], device=images.device)
+        cls_per_level, box_per_level, anchors = self.forward_per_level(images)
         return DenseOutputs(
             torch.cat(cls_per_level, dim=1),  # (B, A, K)
             torch.cat(box_per_level, dim=1),  # (B, A, 4)
             torch.cat(anchors),  # (A, 4)
             [a.shape[0] for a in anchors],
         )
+
+    def forward_per_level(self, images: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """``forward`` before the levels are concatenated: per level the class logits
+        (B, A_l, K), box deltas (B, A_l, 4) and anchors (A_l, 4). The exported post-processing
+        takes its per-level top-k from these (a traced split by level sizes would be constant)."""
+        features = self.fpn(self.backbone(normalize(images, self.pixel_mean, self.pixel_std)))
+        cls_per_level, box_per_level = self.head(features)
+        anchors = self.anchor_generator.grid_anchors(
+            [tuple(f.shape[-2:]) for f in features], device=images.device)
+        return cls_per_level, box_per_level, anchors
 
     def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
         """Focal loss and box loss, each summed and divided by the number of positive anchors

@@ -49,9 +49,11 @@ TORCHVISION_SSD_STD = (1.0 / 255.0,) * 3
 # What torchvision's own constructors use when nothing else is known (a state dict file).
 TORCHVISION_DEFAULTS = {
     "retinanet_resnet50_fpn": dict(score_thresh=0.05, nms_thresh=0.5, detections_per_img=300, topk_candidates=1000,
-                                   min_size=800, max_size=1333, bn_eps=0.0),
+                                   min_size=800, max_size=1333, image_mean=[0.485, 0.456, 0.406],
+                                   image_std=[0.229, 0.224, 0.225], bn_eps=0.0),
     "ssd300_vgg16": dict(score_thresh=0.01, nms_thresh=0.45, detections_per_img=200, topk_candidates=400,
-                         min_size=300, max_size=300, bn_eps=0.0),
+                         min_size=300, max_size=300, image_mean=list(TORCHVISION_SSD_MEAN),
+                         image_std=list(TORCHVISION_SSD_STD), bn_eps=0.0),
 }
 # Unique key fragments to name the architecture of a state dict that was given for another.
 _ARCH_SIGNS = {"retinanet_resnet50_fpn": "head.classification_head.cls_logits.weight",
@@ -227,17 +229,16 @@ def _our_config(arch: str, state: Mapping[str, Tensor], settings: dict, num_clas
     post = dict(score_thresh=settings["score_thresh"], nms_thresh=settings["nms_thresh"],
                 topk_candidates=settings["topk_candidates"], max_detections=settings["detections_per_img"])
     if arch == "retinanet_resnet50_fpn":
+        channels = _fpn_channels(state)  # torchvision's head convs keep the FPN's width
         args = dict(depth=_resnet_depth(state), num_classes=num_classes, p6_from=_p6_from(state),
+                    fpn_channels=channels, head_channels=channels,
                     anchor_sizes=[list(s) for s in settings.get("anchor_sizes", TORCHVISION_RETINANET_ANCHOR_SIZES)],
                     anchor_aspect_ratios=list(settings.get("anchor_aspect_ratios", (0.5, 1.0, 2.0))),
                     anchor_offset=0.0, anchor_round_base=True, box_loss="l1", **post)
-        for key in ("image_mean", "image_std"):
-            if key in settings:
-                args["pixel_" + key[6:]] = settings[key]
-        return ModelConfig("retinanet_resnet_fpn", args)
-    args = dict(num_classes=num_classes, image_size=300, min_negatives=0,
-                pixel_mean=list(settings.get("image_mean", TORCHVISION_SSD_MEAN)),
-                pixel_std=list(settings.get("image_std", TORCHVISION_SSD_STD)), **post)
+        return ModelConfig("retinanet_resnet_fpn", {**args, "pixel_mean": settings["image_mean"],
+                                                    "pixel_std": settings["image_std"]})
+    args = dict(num_classes=num_classes, image_size=300, min_negatives=0, pixel_mean=settings["image_mean"],
+                pixel_std=settings["image_std"], **post)
     return ModelConfig("ssd_vgg16", args)
 
 
@@ -252,6 +253,11 @@ def _resnet_depth(state: Mapping[str, Tensor]) -> int:
             return depth
     raise ValueError(f"backbone.body: {blocks} blocks per stage is not a ResNet-18..152"
                      f"{'' if any(k.startswith('backbone.body.') for k in state) else ' (no backbone.body keys)'}")
+
+
+def _fpn_channels(state: Mapping[str, Tensor]) -> int:
+    lateral = state.get("backbone.fpn.inner_blocks.0.0.weight", state.get("backbone.fpn.inner_blocks.0.weight"))
+    return 256 if lateral is None else int(lateral.shape[0])  # 256: let the key check report it missing
 
 
 def _p6_from(state: Mapping[str, Tensor]) -> str:
@@ -450,7 +456,7 @@ def _tv_retinanet(detector: nn.Module, num_tv_classes: int, min_size: int, max_s
     from torchvision.models import resnet
     from torchvision.models.detection.retinanet import RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.ops import FrozenBatchNorm2d
     from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
@@ -461,13 +467,15 @@ def _tv_retinanet(detector: nn.Module, num_tv_classes: int, min_size: int, max_s
                          f"strides {generator.strides}: build it with anchor_offset=0, anchor_round_base=True")
     if tuple(detector.box_coder.weights) != (1.0, 1.0, 1.0, 1.0):
         raise ValueError(f"torchvision's RetinaNet decodes with weights (1, 1, 1, 1), not {detector.box_coder.weights}")
-    depth = detector.backbone.depth
-    body = getattr(resnet, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d)
+    if detector.backbone.conv1.out_channels != 64:
+        raise ValueError(f"torchvision's ResNet has width 64; this backbone has {detector.backbone.conv1.out_channels}")
+    body = getattr(resnet, f"resnet{detector.backbone.depth}")(weights=None, norm_layer=FrozenBatchNorm2d)
     fpn = detector.fpn
     p6_in = fpn.out_channels if fpn.p6_from == "p5" else fpn.p6.in_channels
     if fpn.p6_from == "c5" and p6_in == fpn.out_channels:
         raise ValueError("torchvision takes P6 from P5 whenever C5 has the FPN's width; this model reads C5")
-    backbone = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(p6_in, 256))
+    backbone = BackboneWithFPN(body, {"layer2": "0", "layer3": "1", "layer4": "2"}, list(detector.backbone.out_channels),
+                               fpn.out_channels, extra_blocks=LastLevelP6P7(p6_in, fpn.out_channels))
     sizes = tuple(tuple(level) for level in generator.sizes_per_level)
     post = detector.postprocess
     tv = RetinaNet(backbone, num_tv_classes, min_size=min_size, max_size=max_size,

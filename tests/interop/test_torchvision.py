@@ -13,9 +13,9 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torchvision.models import resnet50
+from torchvision.models import resnet18, resnet50
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.retinanet import RetinaNet as TVRetinaNet
 from torchvision.ops import FrozenBatchNorm2d
@@ -35,12 +35,19 @@ UNUSED = [i for i in range(91) if i not in COCO_IDS]  # background 0 and the 10 
 SIZE = (128, 256)
 
 
-def tv_retinanet(eps: float, seed: int) -> TVRetinaNet:
+def tv_retinanet(eps: float, seed: int, small: bool = False) -> TVRetinaNet:
     """torchvision's retinanet_resnet50_fpn layout (frozen BN, P6 from P5, 91 logits) with random
     weights that give many detections: BN statistics drawn so that features stay O(10..100),
-    class biases around sigmoid(-3) = 0.05, the score threshold."""
-    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    backbone = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+    class biases around sigmoid(-3) = 0.05, the score threshold.
+    ``small``: ResNet-18 and a 16-channel FPN (torchvision's RetinaNet class takes any backbone),
+    for the tests that only need the layout."""
+    if small:
+        body = resnet18(weights=None, norm_layer=FrozenBatchNorm2d)
+        backbone = BackboneWithFPN(body, {"layer2": "0", "layer3": "1", "layer4": "2"}, [128, 256, 512], 16,
+                                   extra_blocks=LastLevelP6P7(16, 16))
+    else:
+        body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+        backbone = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
     model = TVRetinaNet(backbone, 91, min_size=SIZE[0], max_size=SIZE[1]).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -66,6 +73,11 @@ def tv_retinanet(eps: float, seed: int) -> TVRetinaNet:
 @pytest.fixture(scope="module")
 def tv_model() -> TVRetinaNet:
     return tv_retinanet(eps=1e-5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def small_tv_model() -> TVRetinaNet:
+    return tv_retinanet(eps=1e-5, seed=4, small=True)
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +115,6 @@ def test_converted_config_reproduces_torchvision_settings(converted):
     assert converted.category_ids == COCO_IDS and len(COCO_IDS) == 80
     assert converted.class_names[0] == "person" and converted.class_names[-1] == "toothbrush"
     assert converted.inference == {"eval_transform": "resize", "min_size": SIZE[0], "max_size": SIZE[1]}
-    rebuilt = ModelConfig(converted.config.factory, converted.config.args).build()
-    assert set(rebuilt.state_dict()) == set(converted.model.state_dict())
 
 
 def test_anchors_equal_torchvision_anchor_generator(converted, tv_model, image):
@@ -122,32 +132,46 @@ def test_torchvision_to_ours_same_detections(tv_model, converted, image):
     assert_same_detections(theirs, ours, converted.category_ids)
 
 
-def test_ours_to_torchvision_same_detections(converted, image):
-    ours_model = ModelConfig(converted.config.factory, converted.config.args).build().eval()
+@pytest.fixture(scope="module")
+def ours_model(converted):
+    """A detector that did not come from torchvision: the converted one with new random heads."""
+    model = copy.deepcopy(converted.model)
     generator = torch.Generator().manual_seed(2)
     with torch.no_grad():
-        for name, param in ours_model.named_parameters():
-            if name.startswith("head.cls_output"):
-                param.copy_(torch.randn(param.shape, generator=generator) * (0.03 if param.ndim > 1 else 1) - 3 * (param.ndim == 1))
-            elif name.startswith("head.box_output.bias"):
-                param.normal_(0, 0.2, generator=generator)
-    tv_back = to_torchvision(ours_model, COCO_IDS, min_size=SIZE[0], max_size=SIZE[1])
+        model.head.cls_output.weight.normal_(0, 0.03, generator=generator)
+        model.head.cls_output.bias.normal_(-3, 1, generator=generator)
+        model.head.box_output.bias.normal_(0, 0.2, generator=generator)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tv_back(ours_model):
+    return to_torchvision(ours_model, COCO_IDS, min_size=SIZE[0], max_size=SIZE[1])
+
+
+def test_ours_to_torchvision_same_detections(ours_model, tv_back, image):
     with torch.no_grad():
         theirs = tv_back(list(image))[0]
     assert_same_detections(theirs, ours_model.predict(image)[0], COCO_IDS)
 
 
-def test_round_trip_restores_torchvision_state(tv_model, converted):
-    back = to_torchvision(converted.model, converted.category_ids, min_size=SIZE[0], max_size=SIZE[1]).state_dict()
-    for key, value in tv_model.state_dict().items():
-        if key.endswith("running_var"):  # stored as running_var + eps - 1e-5 on the way: both eps are 1e-5 here
-            assert torch.allclose(back[key], value, rtol=0, atol=1e-9), key
+def test_unused_torchvision_logits_never_score(tv_back):
+    bias = tv_back.head.classification_head.cls_logits.bias.view(9, 91)
+    weight = tv_back.head.classification_head.cls_logits.weight.view(9, 91, -1)
+    assert torch.all(bias[:, UNUSED] == UNUSED_LOGIT_BIAS) and torch.all(weight[:, UNUSED] == 0)
+
+
+def test_round_trip_restores_the_state(ours_model, tv_back):
+    again = from_torchvision(tv_back).model.state_dict()
+    for key, value in ours_model.state_dict().items():
+        if key.endswith("running_var"):  # + 1e-5 - 1e-5 on the way: float rounding only
+            assert torch.allclose(again[key], value, rtol=1e-6, atol=0), key
         else:
-            assert torch.equal(back[key], value), key
+            assert torch.equal(again[key], value), key
 
 
-def test_file_and_v1_keys_convert_like_the_model(tv_model, converted, tmp_path):
-    state = tv_model.state_dict()
+def test_file_and_v1_keys_convert_like_the_model(small_tv_model, tmp_path):
+    state = small_tv_model.state_dict()
     # torchvision < 0.13 head layout (RetinaNetHead v1: conv.{2i}), as the COCO file still has it.
     old = {k.replace(".conv.1.0.", ".conv.2.").replace(".conv.2.0.", ".conv.4.").replace(".conv.3.0.", ".conv.6.")
            .replace(".conv.0.0.", ".conv.0."): v for k, v in state.items()}
@@ -155,7 +179,10 @@ def test_file_and_v1_keys_convert_like_the_model(tv_model, converted, tmp_path):
     path = tmp_path / "retinanet.pth"
     torch.save(old, path)
     from_file = from_torchvision(path, "retinanet_resnet50_fpn", bn_eps=1e-5)
-    for key, value in converted.model.state_dict().items():
+    from_model = from_torchvision(small_tv_model)
+    assert from_file.config.args["depth"] == 18 and from_file.config.args["fpn_channels"] == 16
+    assert from_file.config == from_model.config  # the file gets torchvision's defaults, as the model has them
+    for key, value in from_model.model.state_dict().items():
         assert torch.equal(from_file.model.state_dict()[key], value), key
 
 
@@ -163,7 +190,7 @@ def test_coco_eps_zero_is_folded_into_running_var(image):
     """torchvision's COCO RetinaNet runs its frozen BN with eps 0; ours has eps 1e-5 and moves
     running_var by -1e-5 instead. With variances of 1e-4..1e-3, ignoring that changes the
     ResNet features by percents; folding it leaves float rounding (~1e-7 per layer)."""
-    tv_model = tv_retinanet(eps=0.0, seed=3)
+    tv_model = tv_retinanet(eps=0.0, seed=3, small=True)
     folded = from_torchvision(tv_model).model
     ignored = copy.deepcopy(folded)  # then undo the fold by hand
     with torch.no_grad():
@@ -171,7 +198,7 @@ def test_coco_eps_zero_is_folded_into_running_var(image):
             if isinstance(module, FrozenBatchNorm2d):
                 module.running_var.copy_(tv_model.backbone.body.get_submodule(name).running_var)
         normalized = (image - folded.pixel_mean.view(1, 3, 1, 1)) / folded.pixel_std.view(1, 3, 1, 1)
-        theirs = list(tv_model.backbone.body(normalized).values())[-1]
+        theirs = list(tv_model.backbone.body(normalized).values())[-1]  # C5
         good = folded.backbone(normalized)[-1]
         bad = ignored.backbone(normalized)[-1]
     scale = theirs.abs().max()
@@ -179,7 +206,8 @@ def test_coco_eps_zero_is_folded_into_running_var(image):
     assert (bad - theirs).abs().max() / scale > 1e-3
 
 
-def test_custom_labels_select_logit_channels(tv_model):
+def test_custom_labels_select_logit_channels(small_tv_model):
+    tv_model = small_tv_model
     converted = from_torchvision(tv_model, labels=[1, 3, 18], class_names=["person", "car", "dog"])
     assert converted.config.args["num_classes"] == 3 and converted.category_ids == [1, 3, 18]
     ours = converted.model.head.cls_output.bias.view(9, 3)
@@ -187,7 +215,8 @@ def test_custom_labels_select_logit_channels(tv_model):
     assert torch.equal(ours, theirs[:, [1, 3, 18]])
 
 
-def test_wrong_architecture_lists_what_does_not_match(tv_model):
+def test_wrong_architecture_lists_what_does_not_match(small_tv_model):
+    tv_model = small_tv_model
     state = {k: v for k, v in tv_model.state_dict().items() if k != "backbone.fpn.layer_blocks.1.0.bias"}
     with pytest.raises(ValueError) as missing:
         from_torchvision(state, "retinanet_resnet50_fpn")
