@@ -56,8 +56,6 @@ EXTRAS_512 = (ExtraLayer(256, 512, 3, 2, 1), ExtraLayer(128, 256, 3, 2, 1), Extr
 
 # VGG16 configuration D up to conv4_3 (Simonyan & Zisserman 2015, Table 1), 'C' = ceil-mode pool.
 _VGG_TO_CONV4_3 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512)
-# torchvision vgg16 ``features`` indices of conv5_1..conv5_3 and where they live here.
-_CONV5_KEYS = {"features.24": "extra.0.1", "features.26": "extra.0.3", "features.28": "extra.0.5"}
 
 
 class L2Norm(nn.Module):
@@ -77,7 +75,12 @@ def _channels(channels: int, width: int) -> int:
     return max(1, channels * width // 64)
 
 
-def _vgg_features(width: int) -> nn.Sequential:
+def _conv_relu(in_channels: int, out_channels: int, batch_norm: bool) -> list[nn.Module]:
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    return [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
+
+
+def _vgg_features(width: int, batch_norm: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     in_channels = 3
     for entry in _VGG_TO_CONV4_3:
@@ -85,16 +88,16 @@ def _vgg_features(width: int) -> nn.Sequential:
             layers.append(nn.MaxPool2d(2, 2, ceil_mode=entry == "C"))
         else:
             out = _channels(entry, width)
-            layers += [nn.Conv2d(in_channels, out, 3, padding=1), nn.ReLU(inplace=True)]
+            layers += _conv_relu(in_channels, out, batch_norm)
             in_channels = out
     return nn.Sequential(*layers)
 
 
-def _conv5_fc7(width: int) -> nn.Sequential:
+def _conv5_fc7(width: int, batch_norm: bool) -> nn.Sequential:
     c512, c1024 = _channels(512, width), _channels(1024, width)
     conv5 = []
     for _ in range(3):
-        conv5 += [nn.Conv2d(c512, c512, 3, padding=1), nn.ReLU(inplace=True)]
+        conv5 += _conv_relu(c512, c512, batch_norm)
     fc = nn.Sequential(
         nn.MaxPool2d(3, 1, padding=1),  # pool5, Sec. 3: 3x3 s1 instead of 2x2 s2
         nn.Conv2d(c512, c1024, 3, padding=6, dilation=6),  # fc6, "atrous" (Sec. 3)
@@ -111,15 +114,18 @@ class SSDVGG16(nn.Module):
         extra_layers: the extra layers after fc7 (``EXTRAS_300``, ``EXTRAS_512`` or fewer for
             small inputs), channel counts given at width 64.
         l2norm_scale: initial L2Norm weight (20, Sec. 3.1 / seed 002).
+        batch_norm: BatchNorm after conv1_1..conv5_3, as torchvision's ``vgg16_bn`` (not in the
+            paper; it lets the small from-scratch models train in minutes). fc6, fc7 and the
+            extras stay without it.
     """
 
     def __init__(self, width: int = 64, extra_layers: Sequence[Sequence[int]] = EXTRAS_300,
-                 l2norm_scale: float = 20.0):
+                 l2norm_scale: float = 20.0, batch_norm: bool = False):
         super().__init__()
         # l2norm first: the state dict then lists tensors in torchvision's order.
         self.l2norm = L2Norm(_channels(512, width), l2norm_scale)
-        self.features = _vgg_features(width)
-        self.extra = nn.ModuleList([_conv5_fc7(width)])
+        self.features = _vgg_features(width, batch_norm)
+        self.extra = nn.ModuleList([_conv5_fc7(width, batch_norm)])
         in_channels = _channels(1024, width)
         self.out_channels = [_channels(512, width), in_channels]
         for spec in extra_layers:
@@ -204,30 +210,53 @@ def _stages(backbone: SSDVGG16) -> list[list[nn.Module]]:
     return stages
 
 
+def _torchvision_vgg16_prefixes(batch_norm: bool) -> list[str]:
+    """Module names of conv1_1..conv5_3 (each followed by its BatchNorm with ``batch_norm``) in
+    torchvision's ``vgg16`` / ``vgg16_bn`` ``features`` (its ``make_layers`` numbering)."""
+    prefixes, index = [], 0
+    for entry in _VGG_TO_CONV4_3 + ("M", 512, 512, 512):
+        if entry in ("M", "C"):
+            index += 1
+            continue
+        prefixes.append(f"features.{index}")
+        if batch_norm:
+            prefixes.append(f"features.{index + 1}")
+        index += 3 if batch_norm else 2
+    return prefixes
+
+
+def _own_vgg_prefixes(backbone: SSDVGG16) -> list[str]:
+    """Our conv1_1..conv5_3 (and BatchNorm) module names, in order."""
+    fc = backbone.extra[0][-1]
+    return [name for name, module in backbone.named_modules()
+            if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)) and name.startswith(("features.", "extra.0."))
+            and not any(module is m for m in fc.modules())]
+
+
 def load_vgg16_weights(backbone: SSDVGG16, state_dict_or_path: dict | str | Path) -> None:
-    """Load torchvision ``vgg16`` ImageNet weights (a state dict or a ``.pth`` /
-    ``.safetensors`` file) into conv1_1..conv5_3. fc6 and fc7 keep their initialisation: the
-    paper subsamples VGG's fc6/fc7 into them, torchvision's ssd300_vgg16 does not.
+    """Load torchvision ``vgg16`` (or ``vgg16_bn`` for a batch-norm backbone) ImageNet weights,
+    a state dict or a ``.pth`` / ``.safetensors`` file, into conv1_1..conv5_3. fc6 and fc7 keep
+    their initialisation: the paper subsamples VGG's fc6/fc7 into them, torchvision's
+    ssd300_vgg16 does not.
 
     Raises:
-        ValueError listing missing conv keys and shape mismatches; nothing is loaded then.
+        ValueError listing missing keys and shape mismatches; nothing is loaded then.
     """
     source = state_dict_or_path
     state = load_state_dict_file(source) if isinstance(source, (str, Path)) else source
     name = str(source) if isinstance(source, (str, Path)) else "state dict"
+    batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in backbone.features)
     own = backbone.state_dict()
-    wanted = {}
-    for key in own:
-        if key.startswith("features."):
-            wanted[key] = key
-        elif key.rsplit(".", 1)[0] in _CONV5_KEYS.values():
-            prefix, leaf = key.rsplit(".", 1)
-            source_prefix = next(k for k, v in _CONV5_KEYS.items() if v == prefix)
-            wanted[key] = f"{source_prefix}.{leaf}"
+    wanted = {}  # our key -> the file's key
+    for ours, theirs in zip(_own_vgg_prefixes(backbone), _torchvision_vgg16_prefixes(batch_norm), strict=True):
+        for key in own:
+            if key.startswith(ours + "."):
+                wanted[key] = theirs + key[len(ours):]
     missing = sorted(src for src in wanted.values() if src not in state)
     mismatched = sorted(f"{src}: file {tuple(state[src].shape)} vs model {tuple(own[dst].shape)}"
                         for dst, src in wanted.items() if src in state and state[src].shape != own[dst].shape)
     if missing or mismatched:
-        raise ValueError(f"{name}: not torchvision vgg16 weights for this SSD backbone (width 64 needed); "
+        kind = "vgg16_bn" if batch_norm else "vgg16"
+        raise ValueError(f"{name}: not torchvision {kind} weights for this SSD backbone (width 64 needed); "
                          f"nothing was loaded. missing: {missing[:6]}; shape mismatch: {mismatched[:3]}")
     backbone.load_state_dict({dst: state[src] for dst, src in wanted.items()}, strict=False)

@@ -119,6 +119,7 @@ def ssd_vgg16(num_classes: int, *,
               backbone_weights: str | None = None,
               trainable_layers: int = 5,
               width: int = 64,
+              batch_norm: bool = False,
               extra_layers: Sequence[Sequence[int]] | None = None,
               steps: Sequence[float] | None = None,
               min_sizes: Sequence[float] | None = None,
@@ -147,7 +148,9 @@ def ssd_vgg16(num_classes: int, *,
 
     ``extra_layers``: (mid_channels, out_channels, kernel, stride, padding) per extra layer, at
     width 64 (see ``ExtraLayer``). ``width``: VGG's conv1 channels (64); all channels scale.
-    ``backbone_weights``: a torchvision ``vgg16`` state dict file (ImageNet) or None.
+    ``batch_norm``: BatchNorm in conv1_1..conv5_3 (torchvision's vgg16_bn; not the paper's).
+    ``backbone_weights``: a torchvision ``vgg16`` (``vgg16_bn`` with ``batch_norm``) state dict
+    file (ImageNet) or None.
     ``trainable_layers``: VGG stages left trainable (5 = all; 3 freezes conv1-conv2 as the
     Caffe SSD scripts do).
     ``min_negatives``: hard negatives mined in an image without positives (0 = torchvision).
@@ -159,7 +162,7 @@ def ssd_vgg16(num_classes: int, *,
 
     options = _resolve_layout(image_size, extra_layers=extra_layers, steps=steps, min_sizes=min_sizes,
                               max_sizes=max_sizes, aspect_ratios=aspect_ratios)
-    backbone = SSDVGG16(width, options["extra_layers"], l2norm_scale)
+    backbone = SSDVGG16(width, options["extra_layers"], l2norm_scale, batch_norm)
     if backbone_weights:
         load_vgg16_weights(backbone, backbone_weights)
     backbone.freeze(trainable_layers)

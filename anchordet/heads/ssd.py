@@ -46,6 +46,7 @@ class SSDHead(nn.Module):
         """Source maps -> (per level (B, H*W*A_l, K + 1) logits, per level (B, H*W*A_l, 4) deltas)."""
         if len(features) != len(self.classification):
             raise ValueError(f"{len(features)} feature maps for a head of {len(self.classification)} levels")
-        cls_per_level = [flatten_anchors(conv(f), self.num_classes + 1) for conv, f in zip(self.classification, features)]
+        cls_per_level = [flatten_anchors(conv(f), self.num_classes + 1)
+                         for conv, f in zip(self.classification, features)]
         box_per_level = [flatten_anchors(conv(f), 4) for conv, f in zip(self.regression, features)]
         return cls_per_level, box_per_level

@@ -36,10 +36,10 @@ def test_l2norm_by_hand():
     assert norm.weight.tolist() == [20.0, 20.0] and norm.weight.requires_grad
 
 
-def vgg16_features():
+def vgg16_features(batch_norm=False):
     """torchvision's VGG16 ``features`` (configuration D) without the 120M-parameter classifier."""
     from torchvision.models.vgg import cfgs, make_layers
-    return make_layers(cfgs["D"], batch_norm=False)
+    return make_layers(cfgs["D"], batch_norm=batch_norm)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,29 @@ def test_load_torchvision_vgg16_weights(tmp_path):
         load_vgg16_weights(SSDVGG16(width=16), str(path))
     with pytest.raises(ValueError, match=r"missing: \['features.0.bias'"):
         load_vgg16_weights(SSDVGG16(), {k: v for k, v in source.items() if k != "features.0.bias"})
+
+
+def test_load_torchvision_vgg16_bn_weights():
+    features = vgg16_features(batch_norm=True)
+    for module in features.modules():  # distinct running statistics to check they are copied
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_()
+    source = {f"features.{k}": v for k, v in features.state_dict().items()}
+    backbone = SSDVGG16(batch_norm=True)
+    load_vgg16_weights(backbone, source)
+    # vgg16_bn numbering: conv, bn, relu per conv; conv4_3 at 30 (bn 31), conv5_3 at 40 (bn 41)
+    torch.testing.assert_close(backbone.features[30].weight, source["features.30.weight"])
+    torch.testing.assert_close(backbone.features[31].running_mean, source["features.31.running_mean"])
+    torch.testing.assert_close(backbone.extra[0][7].weight, source["features.40.weight"])
+    torch.testing.assert_close(backbone.extra[0][8].running_mean, source["features.41.running_mean"])
+    with pytest.raises(ValueError, match="not torchvision vgg16_bn weights"):
+        load_vgg16_weights(backbone, {f"features.{k}": v for k, v in vgg16_features().state_dict().items()})
+
+
+def test_batch_norm_variant_sizes():
+    backbone = SSDVGG16(width=4, batch_norm=True)
+    assert backbone.feature_sizes(300) == [38, 19, 10, 5, 3, 1]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in backbone.modules()) == 13
 
 
 def test_freeze_first_stages():
