@@ -179,7 +179,7 @@ class FasterRCNN(nn.Module):
         normalizer = max(len(sampled.labels), 1)
         loss_cls = F.cross_entropy(head.class_logits.float(), sampled.labels, reduction="sum")
         positive = sampled.labels < self.num_classes
-        deltas = head.box_deltas.reshape(len(sampled.labels), -1, 4)  # (S, K + 1, 4)
+        deltas = head.box_deltas.reshape(len(sampled.labels), self.num_classes + 1, 4)  # (S, K + 1, 4)
         pred = deltas[positive, sampled.labels[positive]]  # (P, 4): each RoI's own class
         loss_box = smooth_l1(pred, sampled.box_targets[positive], self.roi_box_loss_beta).sum()
         return {"loss_roi_cls": loss_cls / normalizer, "loss_roi_box": loss_box / normalizer}

@@ -13,8 +13,8 @@ from anchordet.sampling.balanced import BalancedSampler
 # Small enough for CPU tests: ResNet-18-C4 at 1/8 width, anchors for 20-44 px boxes, few RoIs.
 TINY = dict(backbone_width=8, frozen_bn=False, trainable_layers=5, anchor_sizes=(16, 32, 64),
             rpn_allowed_border=None, rpn_min_size=0.0, rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=128,
-            rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=50, roi_batch_size_per_image=32,
-            roi_pool="align", roi_output_size=8)
+            rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=50, roi_batch_size_per_image=16,
+            roi_pool="align", roi_output_size=6)
 
 
 def tiny(num_classes=3, **options):
@@ -91,6 +91,22 @@ def test_no_gt_box_losses_zero_class_losses_positive():
     assert set(losses) == {"loss_rpn_cls", "loss_rpn_box", "loss_roi_cls", "loss_roi_box"}
     assert losses["loss_rpn_box"].item() == 0.0 and losses["loss_roi_box"].item() == 0.0
     assert losses["loss_rpn_cls"].item() > 0 and losses["loss_roi_cls"].item() > 0
+
+
+def test_no_proposals_and_no_gt():
+    model = tiny(rpn_min_size=1000.0)  # every proposal is removed
+    losses = model.loss([torch.rand(3, 64, 64)], [Targets()])
+    assert losses["loss_roi_cls"].item() == 0.0 and losses["loss_rpn_cls"].item() > 0
+    sum(losses.values()).backward()
+    assert len(model.predict([torch.rand(3, 64, 64)])[0]) == 0
+
+
+def test_proposals_on_ignore_regions_are_not_background():
+    builder = RoITargetBuilder(add_gt_boxes=False)
+    gt = Targets(torch.tensor([[0.0, 0, 40, 40], [50, 50, 90, 90]]), torch.tensor([0, 1]), torch.tensor([False, True]))
+    proposals = torch.tensor([[52.0, 50, 92, 90], [0.0, 50, 40, 90]])  # on the crowd region; free
+    sampled = builder.build([proposals], [gt], num_classes=2)
+    assert sampled.labels.tolist() == [2] and torch.equal(sampled.proposals[0], proposals[1:])
 
 
 def _backbone_grad(model, loss):
