@@ -436,7 +436,7 @@ def to_torchvision(detector: nn.Module, category_ids: Sequence[int] | None = Non
     left = sorted(k for k in tv_state if k not in new and not k.endswith("num_batches_tracked"))
     if problems or left:
         raise ValueError(_mismatch_message(f"{type(detector).__name__} -> torchvision {arch}", left, [], problems))
-    tv.load_state_dict(new, strict=False)
+    tv.load_state_dict(new, strict=False, assign=True)  # assign: meta tensors are replaced, not copied into
     return tv.eval()
 
 
@@ -487,23 +487,33 @@ def _tv_retinanet(detector: nn.Module, num_tv_classes: int, min_size: int, max_s
 
 
 def _tv_ssd(detector: nn.Module, num_tv_classes: int):
-    from torchvision.models.detection import ssd300_vgg16
+    """torchvision's ``ssd300_vgg16`` builder, step by step, with VGG16 made on the meta device:
+    SSD keeps only its ``features`` and every weight is overwritten, so allocating and
+    initialising VGG's 138M parameters (the 102M of its classifier included) would be wasted."""
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD, _vgg_extractor
+    from torchvision.models.vgg import VGG, cfgs, make_layers
 
     if detector.image_size != 300:
         raise ValueError(f"torchvision has SSD300 only; this SSD takes {detector.image_size} px inputs")
     if tuple(detector.box_coder.weights) != (10.0, 10.0, 5.0, 5.0):
         raise ValueError(f"torchvision's SSD decodes with weights (10, 10, 5, 5), not {detector.box_coder.weights}")
+    with torch.device("meta"):
+        vgg = VGG(make_layers(cfgs["D"]), init_weights=False)
+    anchor_generator = DefaultBoxGenerator(  # ssd300_vgg16's
+        [[2], [2, 3], [2, 3], [2, 3], [2], [2]], scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+        steps=[8, 16, 32, 64, 100, 300])
     post = detector.postprocess
-    tv = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_tv_classes,
-                      image_mean=detector.pixel_mean.tolist(), image_std=detector.pixel_std.tolist(),
-                      score_thresh=post.score_thresh, nms_thresh=post.nms_thresh,
-                      detections_per_img=post.max_detections, topk_candidates=post.topk_candidates)
+    tv = SSD(_vgg_extractor(vgg, False, 4), anchor_generator, (300, 300), num_tv_classes,
+             image_mean=detector.pixel_mean.tolist(), image_std=detector.pixel_std.tolist(),
+             score_thresh=post.score_thresh, nms_thresh=post.nms_thresh,
+             detections_per_img=post.max_detections, topk_candidates=post.topk_candidates)
     sides = detector.backbone.feature_sizes(300)
     ours = torch.cat(detector.default_boxes.default_boxes([(s, s) for s in sides], (300, 300)))
     theirs = _tv_default_boxes(tv)
     if ours.shape != theirs.shape or not torch.allclose(ours, theirs, atol=1e-3):
         raise ValueError("this SSD's default boxes differ from torchvision's ssd300_vgg16 (steps, sizes, ratios)")
-    return tv, tv.anchor_generator.num_anchors_per_location()
+    return tv, anchor_generator.num_anchors_per_location()
 
 
 def _tv_default_boxes(tv: nn.Module) -> Tensor:
