@@ -269,7 +269,7 @@ class CoverageReport:
     def uncovered(self) -> list[dict]:
         """The boxes no anchor can learn, worst first: image id, class, box, best IoU."""
         index = torch.nonzero(~self.covered).flatten()
-        index = index[torch.argsort(self.best_iou[index])]
+        index = index[torch.argsort(self.best_iou[index], stable=True)]
         return [{"image_id": int(self.image_ids[i]), "label": int(self.labels[i]),
                  "box": [round(v, 2) for v in self.boxes[i].tolist()], "best_iou": float(self.best_iou[i])}
                 for i in index.tolist()]

@@ -26,7 +26,7 @@ from anchordet.anchors.analysis import AnnotatedImage, CoverageReport, analyze_c
 from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.anchors.model_anchors import DetectorAnchors
 
-SIZE_FACTORS = tuple(2 ** (k / 4) for k in range(-12, 7))  # x1/8 .. x2.8 in quarter octaves
+SIZE_FACTORS = tuple(2 ** (k / 4) for k in range(-16, 7))  # x1/16 .. x2.8 in quarter octaves
 RATIO_SPREADS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)  # ratio between neighbouring aspect ratios
 OCTAVE_SPREADS = (0.5, 1.0, 1.5)  # octaves covered by the scales of one level (RetinaNet: 1)
 SSD_RATIO_STEPS = (0.25, 0.5, 1.0, 1.5, 2.0)  # SSD ratios 1 + step * i (the paper: step 1 -> 2, 3)

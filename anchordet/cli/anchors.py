@@ -61,6 +61,7 @@ def run(args) -> int:
         better = (after.summary().get("confident", 0.0), after.summary().get("best_iou_mean", 0.0)) > \
             (report.summary().get("confident", 0.0), report.summary().get("best_iou_mean", 0.0))
         result["suggestion"] = {"overrides": suggestion.overrides, "evaluated": suggestion.evaluated, "better": better,
+                                "kept_current": suggestion.generator is anchors.generator,
                                 "search_images": min(args.search_images, len(dataset.images)),
                                 "after": _rounded(after.summary()), "after_by_size": _by_size(after)}
     if args.plots:
@@ -144,7 +145,9 @@ def format_report(r: dict) -> str:
         lines += ["", f"suggested anchors (searched {s['evaluated']} settings on {s['search_images']} images):",
                   _row("after, all", s["after"]), *(_row(f"after, {k}", v) for k, v in s["after_by_size"].items()),
                   "apply with: " + " ".join(f"--set '{o}'" for o in s["overrides"])]
-        if not s["better"]:
+        if s["kept_current"]:
+            lines[-1] = "no searched setting beats the current anchors on the sample: keep them"
+        elif not s["better"]:
             lines.append("(on all the images this is no better than the current anchors: keep them, or search more "
                          "images with --search-images)")
     if "plots" in r:
