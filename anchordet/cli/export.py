@@ -1,0 +1,118 @@
+"""``anchordet export``: a trained model to ONNX (optionally with post-processing) or TorchScript."""
+from __future__ import annotations
+
+import argparse
+
+from anchordet.cli.main import UserError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "export", help="export a model to ONNX or TorchScript",
+        description="Export a model's network (forward: raw class logits, box deltas and anchors) to ONNX or "
+                    "TorchScript. --postprocess (ONNX) appends the post-processing with ONNX NonMaxSuppression, "
+                    "so the outputs are boxes, scores, labels and batch_index. Inputs are float32 images "
+                    "(B, 3, H, W) in [0, 1]; see docs/export.md and examples/onnxruntime_inference.py.",
+        epilog="example: anchordet export --weights model.safetensors --format onnx --dynamic --postprocess "
+               "--out model.onnx --check")
+    parser.add_argument("--weights", "-w", required=True, help="model.safetensors or a .pt checkpoint")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--out", required=True, help="the file to write (.onnx / .pt)")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="batch size, height and width free (SSD: batch size only); else fixed to --size")
+    parser.add_argument("--postprocess", action="store_true", help="ONNX only: include score threshold, NMS, top-k")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="example input size (default: the model's fixed size, else 512 512); RetinaNet: "
+                             "multiples of 32")
+    parser.add_argument("--batch-size", type=int, default=1, help="example batch size (default 1)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--check", action="store_true",
+                        help="run the exported file (onnxruntime / torch.jit.load) and compare it with eager PyTorch")
+    return parser
+
+
+def run(args) -> int:
+    from anchordet.cli.common import load_model_for_inference
+    from anchordet.export.onnx import default_example_size
+
+    if args.postprocess and args.format != "onnx":
+        raise UserError("--postprocess is for --format onnx; TorchScript exports the raw outputs (use predict in Python)")
+    model, config, _, _ = load_model_for_inference(args.weights, "cpu")
+    size = tuple(args.size) if args.size else default_example_size(model)
+    _check_size(model, size)
+    if args.format == "onnx":
+        from anchordet.export.onnx import export_onnx
+
+        path = export_onnx(model, args.out, postprocess=args.postprocess, dynamic=args.dynamic, example_size=size,
+                           batch_size=args.batch_size, opset=args.opset)
+    else:
+        from anchordet.export.torchscript import export_torchscript
+
+        path = export_torchscript(model, args.out, example_size=size, batch_size=args.batch_size)
+    shape = "dynamic" if args.dynamic or args.format == "torchscript" else f"{args.batch_size}x3x{size[0]}x{size[1]}"
+    print(f"wrote {path}: {config.factory} as {args.format} ({'detections' if args.postprocess else 'raw outputs'}, "
+          f"input {shape})")
+    if args.check:
+        return _check(model, path, args, size)
+    return 0
+
+
+def _check_size(model, size: tuple[int, int]) -> None:
+    side = getattr(model, "image_size", None)
+    if side and tuple(size) != (side, side):
+        raise UserError(f"--size {size[0]} {size[1]}: this SSD takes {side} x {side} inputs")
+    step = getattr(model, "size_divisible", 1)
+    if any(s % step for s in size):
+        raise UserError(f"--size {size[0]} {size[1]}: sides must be multiples of {step} for this model")
+
+
+def _check(model, path, args, size) -> int:
+    """Compare the exported file with eager PyTorch on random images; exit 1 beyond 1e-4."""
+    import torch
+
+    images = torch.rand(args.batch_size, 3, *size)
+    if args.format == "torchscript":
+        with torch.no_grad():
+            got = list(torch.jit.load(str(path))(images))
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path))
+        got = [torch.from_numpy(v) for v in session.run(None, {"images": images.numpy()})]
+    with torch.no_grad():
+        if args.postprocess:
+            from anchordet.export.onnx import DetectionsModule
+
+            expected = list(DetectionsModule(model)(images))
+        else:
+            expected = list(model(images))[: len(got)]
+    if args.postprocess:
+        worst = _detections_difference(got, expected)
+    elif any(g.shape != e.shape for g, e in zip(got, expected)):
+        print(f"check: FAILED, shapes {[tuple(g.shape) for g in got]} vs eager {[tuple(e.shape) for e in expected]}")
+        return 1
+    else:
+        worst = max(((g.double() - e.double()).abs().max().item() if g.numel() else 0.0) for g, e in zip(got, expected))
+    print(f"check: largest difference from eager PyTorch {worst:.3g} ({'ok' if worst <= 1e-4 else 'FAILED'})")
+    return 0 if worst <= 1e-4 else 1
+
+
+def _detections_difference(got, expected, score_tol: float = 1e-5) -> float:
+    """Largest box difference between two flat detection sets (boxes, scores, labels,
+    batch_index), pairing each expected detection with an unused one of the same image and label
+    whose score is within ``score_tol`` (order among near-equal scores is free); inf if any
+    detection has no partner."""
+    boxes, scores, labels, batch_index = got
+    if len(boxes) != len(expected[0]):
+        return float("inf")
+    free = [True] * len(boxes)
+    worst = 0.0
+    for box, score, label, image in zip(*expected):
+        candidates = [i for i in range(len(boxes)) if free[i] and labels[i] == label and batch_index[i] == image
+                      and abs(float(scores[i] - score)) <= score_tol]
+        if not candidates:
+            return float("inf")
+        best = min(candidates, key=lambda i: float((boxes[i] - box).abs().max()))
+        free[best] = False
+        worst = max(worst, float((boxes[best] - box).abs().max()))
+    return worst
