@@ -12,7 +12,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Export a model's network (forward: raw class logits, box deltas and anchors) to ONNX or "
                     "TorchScript. --postprocess (ONNX) appends the post-processing with ONNX NonMaxSuppression, "
                     "so the outputs are boxes, scores, labels and batch_index. Inputs are float32 images "
-                    "(B, 3, H, W) in [0, 1]; see docs/export.md and examples/onnxruntime_inference.py.",
+                    "(B, 3, H, W) in [0, 1] (and with --postprocess image_sizes (B, 2) int64, each image's "
+                    "height and width before padding); see docs/export.md and examples/onnxruntime_inference.py.",
         epilog="example: anchordet export --weights model.safetensors --format onnx --dynamic --postprocess "
                "--out model.onnx --check")
     parser.add_argument("--weights", "-w", required=True, help="model.safetensors or a .pt checkpoint")
@@ -68,6 +69,7 @@ def _check_size(model, size: tuple[int, int]) -> None:
 
 def _check(model, path, args, size) -> int:
     """Compare the exported file with eager PyTorch on random images; exit 1 beyond 1e-4."""
+    import numpy as np
     import torch
 
     images = torch.rand(args.batch_size, 3, *size)
@@ -78,12 +80,15 @@ def _check(model, path, args, size) -> int:
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path))
-        got = [torch.from_numpy(v) for v in session.run(None, {"images": images.numpy()})]
+        feed = {"images": images.numpy()}
+        if args.postprocess:
+            feed["image_sizes"] = np.array([list(size)] * args.batch_size, dtype=np.int64)
+        got = [torch.from_numpy(v) for v in session.run(None, feed)]
     with torch.no_grad():
         if args.postprocess:
             from anchordet.export.onnx import DetectionsModule
 
-            expected = list(DetectionsModule(model)(images))
+            expected = list(DetectionsModule(model)(images, torch.tensor([list(size)] * args.batch_size)))
         else:
             expected = list(model(images))[: len(got)]
     if args.postprocess:

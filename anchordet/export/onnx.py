@@ -4,6 +4,8 @@
 Inputs: ``images`` (B, 3, H, W) float32 in [0, 1] (the model normalises inside, as ``forward``);
 RetinaNet wants H and W multiples of 32 (pad at the right and bottom with 0, as ``ImageBatch``),
 SSD exactly its square size. ``dynamic=True`` leaves B, H and W free (SSD: B only).
+With post-processing also ``image_sizes`` (B, 2) int64: each image's (height, width) before
+padding, the clipping limit (as ``predict`` clips to ``ImageBatch.image_sizes``).
 
 Outputs without post-processing: the tensor fields of ``forward``'s ``DenseOutputs``:
 ``cls_logits`` (B, A, C), ``box_deltas`` (B, A, 4), ``anchors`` (A, 4).
@@ -65,14 +67,16 @@ class DetectionsModule(nn.Module):
         self.detector = detector
         self.sigmoid = hasattr(detector, "forward_per_level")  # RetinaNet; SSD is softmax
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """images (B, 3, H, W) in [0, 1]; image_sizes (B, 2) each image's (height, width) before
+        padding. Returns boxes (N, 4), scores (N,), labels (N,), batch_index (N,)."""
         if self.sigmoid:
-            boxes, scores, labels = self._sigmoid_candidates(images)
+            boxes, scores, labels = self._sigmoid_candidates(images, image_sizes)
         else:
-            boxes, scores, labels = self._softmax_candidates(images)
+            boxes, scores, labels = self._softmax_candidates(images, image_sizes)
         return self._select(boxes, scores, labels)
 
-    def _sigmoid_candidates(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _sigmoid_candidates(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per level the top-k (anchor, class) pairs of each image: (B, N, 4), (B, N), (B, N)."""
         detector = self.detector
         cls_per_level, box_per_level, anchors_per_level = detector.forward_per_level(images)
@@ -86,14 +90,14 @@ class DetectionsModule(nn.Module):
             boxes.append(detector.box_coder.decode(top_deltas, anchors[anchor_index]))
             scores.append(top_scores)
             labels.append(top % num_classes)
-        return _clip_traced(torch.cat(boxes, 1), images), torch.cat(scores, 1), torch.cat(labels, 1)
+        return _clip(torch.cat(boxes, 1), image_sizes), torch.cat(scores, 1), torch.cat(labels, 1)
 
-    def _softmax_candidates(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _softmax_candidates(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per class the top-k boxes of each image: (B, K * k, 4), (B, K * k), (B, K * k)."""
         detector = self.detector
         out = detector(images)
         probs = torch.softmax(out.cls_logits.float(), dim=-1)[..., :-1].transpose(1, 2)  # (B, K, A): no background
-        boxes_all = _clip_traced(detector.box_coder.decode(out.box_deltas, out.anchors[None]), images)  # (B, A, 4)
+        boxes_all = _clip(detector.box_coder.decode(out.box_deltas, out.anchors[None]), image_sizes)  # (B, A, 4)
         top_scores, top = probs.topk(_topk_min(probs, detector.postprocess.topk_candidates, 2), dim=2)  # (B, K, k)
         batch, num_classes, k = top.shape
         boxes = torch.gather(boxes_all, 1, top.reshape(batch, -1, 1).expand(-1, -1, 4))  # (B, K * k, 4)
@@ -118,13 +122,14 @@ class DetectionsModule(nn.Module):
         return boxes[best], scores[best], labels[best], batch_index[rank < post.max_detections]
 
 
-def _clip_traced(boxes: Tensor, images: Tensor) -> Tensor:
-    """Clip (..., 4) xyxy boxes to the input's (H, W), with sizes taken as tensors so that a
-    traced graph clips to each input's own size (``clip_boxes`` with Python ints would not)."""
-    shape = torch._shape_as_tensor(images).to(boxes.dtype)  # (4,): B, 3, H, W
+def _clip(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip (B, N, 4) xyxy boxes to each image's (height, width) of ``image_sizes`` (B, 2): the
+    sizes are a graph input, so each image is clipped to its own size (``clip_boxes`` takes
+    Python ints, which tracing would freeze)."""
+    limits = image_sizes.to(boxes.dtype)[:, None, :]  # (B, 1, 2): height, width
     zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
-    x = torch.minimum(torch.maximum(boxes[..., 0::2], zero), shape[3])
-    y = torch.minimum(torch.maximum(boxes[..., 1::2], zero), shape[2])
+    x = torch.minimum(torch.maximum(boxes[..., 0::2], zero), limits[..., 1:2])  # (B, N, 2)
+    y = torch.minimum(torch.maximum(boxes[..., 1::2], zero), limits[..., 0:1])
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
@@ -155,11 +160,17 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
     names = ["boxes", "scores", "labels", "batch_index"] if postprocess else raw_output_names(detector)
     height, width = example_size or default_example_size(detector)
     device = next(detector.parameters()).device
-    example = torch.rand(batch_size, 3, int(height), int(width), device=device)
+    example = (torch.rand(batch_size, 3, int(height), int(width), device=device),)
+    inputs = ["images"]
+    if postprocess:
+        example += (torch.tensor([[int(height), int(width)]] * batch_size, device=device),)
+        inputs.append("image_sizes")
     axes = None
     if dynamic:
         square = hasattr(detector, "image_size")  # SSD: the size is part of the model
         axes = {"images": {0: "batch"} if square else {0: "batch", 2: "height", 3: "width"}}
+        if postprocess:
+            axes["image_sizes"] = {0: "batch"}
         for name in names:
             axes[name] = ({0: "num_detections"} if postprocess else
                           {0: "num_anchors"} if name == "anchors" else {0: "batch", 1: "num_anchors"})
@@ -170,6 +181,6 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
         # The tracer warns about constants (anchor sizes, thresholds) and the exporter about its
         # own deprecation; both are expected here.
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["images"], output_names=names,
+        torch.onnx.export(module, example, str(path), dynamo=False, input_names=inputs, output_names=names,
                           dynamic_axes=axes, opset_version=opset)
     return path

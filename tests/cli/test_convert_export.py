@@ -17,6 +17,9 @@ from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_detector, read_inference_settings
 from anchordet.interop.torchvision import UNUSED_LOGIT_BIAS, coco_categories
 
+# torch.jit.load warns that TorchScript is deprecated (torch 2.14); loading it is the point here.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+
 COCO_IDS, COCO_NAMES = coco_categories()
 SIDE = 128
 
@@ -107,8 +110,9 @@ def test_export_onnx_with_postprocess_and_check(converted_file, tmp_path, capsys
     assert "detections" in printed and "(ok)" in printed
     model, _ = load_detector(converted_file)
     image = torch.rand(2, 3, 96, 160)  # another batch size and shape than exported
-    boxes, scores, labels, batch_index = (torch.from_numpy(np.asarray(v)) for v in
-                                          ort.InferenceSession(str(out)).run(None, {"images": image.numpy()}))
+    sizes = np.array([[96, 160]] * 2, dtype=np.int64)
+    boxes, scores, labels, batch_index = (torch.from_numpy(np.asarray(v)) for v in ort.InferenceSession(str(out)).run(
+        None, {"images": image.numpy(), "image_sizes": sizes}))
     assert_detections_equal([boxes, scores, labels, batch_index], model.predict(image))
 
 

@@ -36,8 +36,16 @@ def tiny_ssd(seed: int = 0):
     return model
 
 
+def full_sizes(images: torch.Tensor) -> torch.Tensor:
+    """(B, 2) int64: every image fills the input (what predict's ImageBatch records for it)."""
+    return torch.tensor([list(images.shape[-2:])] * len(images))
+
+
 def run(session: ort.InferenceSession, images: torch.Tensor) -> list[torch.Tensor]:
-    return [torch.from_numpy(np.asarray(out)) for out in session.run(None, {"images": images.numpy()})]
+    feed = {"images": images.numpy()}
+    if len(session.get_inputs()) == 2:  # exported with post-processing
+        feed["image_sizes"] = full_sizes(images).numpy()
+    return [torch.from_numpy(np.asarray(out)) for out in session.run(None, feed)]
 
 
 def assert_detections_equal(flat: list[torch.Tensor], expected: list, box_tol=1e-4, score_tol=1e-5, min_count=20):
@@ -97,13 +105,46 @@ def test_retinanet_postprocess_equals_predict(retinanet, tmp_path):
                        batch_size=2)
     session = ort.InferenceSession(str(path))
     assert [o.name for o in session.get_outputs()] == ["boxes", "scores", "labels", "batch_index"]
+    assert [i.name for i in session.get_inputs()] == ["images", "image_sizes"]
     for shape in [(1, 3, 64, 96), (3, 3, 96, 128)]:
         images = torch.rand(shape)
         expected = retinanet.predict(images)
         assert_detections_equal(run(session, images), expected)
         # the module that was traced, run eagerly, is predict too
         with torch.no_grad():
-            assert_detections_equal(list(DetectionsModule(retinanet)(images)), expected, box_tol=0, score_tol=0)
+            traced_module = DetectionsModule(retinanet)(images, full_sizes(images))
+            assert_detections_equal(list(traced_module), expected, box_tol=0, score_tol=0)
+    # images of different sizes: padded together (as ImageBatch pads them), clipped to their own size
+    small, large = torch.rand(3, 50, 70), torch.rand(3, 90, 128)
+    batch = torch.zeros(2, 3, 96, 128)
+    batch[0, :, :50, :70], batch[1, :, :90, :128] = small, large
+    sizes = np.array([[50, 70], [90, 128]], dtype=np.int64)
+    got = [torch.from_numpy(v) for v in session.run(None, {"images": batch.numpy(), "image_sizes": sizes})]
+    assert_detections_equal(got, retinanet.predict([small, large]))
+    check_example_script(session, retinanet, tmp_path)
+
+
+def check_example_script(session, model, tmp_path):
+    """examples/onnxruntime_inference.py on a PNG whose sides are not multiples of 32 (it pads)
+    finds what ``predict`` finds on the same pixels."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location(
+        "onnxruntime_inference", Path(__file__).parents[2] / "examples" / "onnxruntime_inference.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    pixels = (np.random.default_rng(0).random((70, 100, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "image.png")
+    found = example.detect(session, Image.open(tmp_path / "image.png"), score_thresh=0.3)
+    expected = model.predict([torch.from_numpy(pixels).permute(2, 0, 1).float() / 255])[0]
+    keep = expected.scores >= 0.3
+    flat = [torch.tensor([f[2] for f in found]), torch.tensor([f[1] for f in found]),
+            torch.tensor([f[0] for f in found]), torch.zeros(len(found), dtype=torch.int64)]
+    assert_detections_equal(flat, [type(expected)(expected.boxes[keep], expected.scores[keep], expected.labels[keep])],
+                            min_count=5)
 
 
 def test_postprocess_with_nothing_above_threshold(tmp_path):

@@ -9,6 +9,9 @@ from anchordet.config.schema import ModelConfig
 from anchordet.export.torchscript import export_torchscript
 
 
+# torch.jit.load warns that TorchScript is deprecated (torch 2.14); loading it is the point here.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+
 @pytest.mark.parametrize("kind", ["retinanet", "ssd"])
 def test_saved_trace_equals_eager_at_other_shapes(kind, tmp_path):
     torch.manual_seed(0)
