@@ -112,13 +112,15 @@ def from_torchvision(source: Any, arch: str | None = None, *, labels: Sequence[i
         ValueError listing the keys that do not match (nothing is converted then).
     """
     source_name, state, arch, settings, eps_of = _read_source(source, arch, bn_eps)
-    num_tv_classes, anchors_per_level = _torchvision_classes(state, arch, settings)
+    num_tv_classes, anchors_per_level = _torchvision_classes(state, arch, settings, source_name)
     labels = _default_labels(num_tv_classes, labels, arch, source_name)
     class_names = _class_names(labels, class_names)
     config = _our_config(arch, state, settings, len(labels))
     model = config.build().eval()
     our_state = _map_state(source_name, state, model, arch, labels, num_tv_classes, anchors_per_level, eps_of)
     model.load_state_dict(our_state, strict=True)
+    if arch == "ssd300_vgg16" and isinstance(source, nn.Module):
+        _check_default_boxes(model, source)
     inference = ({"eval_transform": "resize", "min_size": settings["min_size"], "max_size": settings["max_size"]}
                  if arch == "retinanet_resnet50_fpn" else {"eval_transform": "fixed", "fixed_size": 300})
     return Converted(model, config, list(labels), class_names, inference)
@@ -172,6 +174,8 @@ def _settings_of_model(model: nn.Module, arch: str) -> dict:
                     min_size=int(transform.min_size[-1]), max_size=int(transform.max_size),
                     image_mean=[float(v) for v in transform.image_mean],
                     image_std=[float(v) for v in transform.image_std])
+    if arch == "ssd300_vgg16" and tuple(transform.fixed_size or ()) != (300, 300):
+        raise ValueError(f"torchvision SSD of size {transform.fixed_size}: only ssd300_vgg16 (300 x 300) converts")
     if arch == "retinanet_resnet50_fpn":
         generator = model.anchor_generator
         ratios = {tuple(float(r) for r in level) for level in generator.aspect_ratios}
@@ -182,7 +186,8 @@ def _settings_of_model(model: nn.Module, arch: str) -> dict:
     return settings
 
 
-def _torchvision_classes(state: Mapping[str, Tensor], arch: str, settings: dict) -> tuple[int, list[int]]:
+def _torchvision_classes(state: Mapping[str, Tensor], arch: str, settings: dict,
+                         name: str) -> tuple[int, list[int]]:
     """(C: torchvision's logits per anchor, anchors per location of each level)."""
     if arch == "retinanet_resnet50_fpn":
         sizes = settings.get("anchor_sizes", TORCHVISION_RETINANET_ANCHOR_SIZES)
@@ -191,15 +196,14 @@ def _torchvision_classes(state: Mapping[str, Tensor], arch: str, settings: dict)
     else:
         per_level = [4, 6, 6, 6, 4, 4]  # torchvision's aspect ratios [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
         keys = [f"head.classification_head.module_list.{i}.weight" for i in range(6)]
-    counts = set()
-    for key, anchors in zip(keys, per_level):
-        if key not in state:
-            raise ValueError(_mismatch_message(arch, [key], [], [], _guess_arch(state)))
-        counts.add(state[key].shape[0] / anchors)
-    if len(counts) != 1 or not float(counts.copy().pop()).is_integer():
-        raise ValueError(f"{arch}: class-logit layers do not fit {per_level} anchors per location: "
-                         f"{[tuple(state[k].shape) for k in keys]}")
-    return int(counts.pop()), per_level
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise ValueError(_mismatch_message(f"{name}: torchvision {arch}", missing, [], [], _guess_arch(state), arch))
+    counts = [state[key].shape[0] / anchors for key, anchors in zip(keys, per_level)]
+    if len(set(counts)) != 1 or not counts[0].is_integer():
+        raise ValueError(f"{name}: torchvision {arch}: class-logit layers {[tuple(state[k].shape) for k in keys]} "
+                         f"do not fit {per_level} anchors per location")
+    return int(counts[0]), per_level
 
 
 def _default_labels(num_tv_classes: int, labels: Sequence[int] | None, arch: str, name: str) -> list[int]:
@@ -508,12 +512,18 @@ def _tv_ssd(detector: nn.Module, num_tv_classes: int):
              image_mean=detector.pixel_mean.tolist(), image_std=detector.pixel_std.tolist(),
              score_thresh=post.score_thresh, nms_thresh=post.nms_thresh,
              detections_per_img=post.max_detections, topk_candidates=post.topk_candidates)
-    sides = detector.backbone.feature_sizes(300)
-    ours = torch.cat(detector.default_boxes.default_boxes([(s, s) for s in sides], (300, 300)))
-    theirs = _tv_default_boxes(tv)
-    if ours.shape != theirs.shape or not torch.allclose(ours, theirs, atol=1e-3):
-        raise ValueError("this SSD's default boxes differ from torchvision's ssd300_vgg16 (steps, sizes, ratios)")
+    _check_default_boxes(detector, tv)
     return tv, anchor_generator.num_anchors_per_location()
+
+
+def _check_default_boxes(ours: nn.Module, tv: nn.Module) -> None:
+    """Our SSD300's default boxes must be torchvision's, up to float32 rounding (<= 1 ulp, 3e-5 px)."""
+    sides = ours.backbone.feature_sizes(300)
+    mine = torch.cat(ours.default_boxes.default_boxes([(s, s) for s in sides], (300, 300)))
+    theirs = _tv_default_boxes(tv)
+    if mine.shape != theirs.shape or not torch.allclose(mine, theirs, atol=1e-3):
+        raise ValueError("the SSD default boxes differ between torchvision's model and ours (ssd300_vgg16's "
+                         "steps, scales and aspect ratios are needed)")
 
 
 def _tv_default_boxes(tv: nn.Module) -> Tensor:
