@@ -56,10 +56,10 @@ def raw_output_names(detector: nn.Module) -> list[str]:
 class DetectionsModule(nn.Module):
     """Raw outputs -> final detections in tensor ops whose shapes stay dynamic under tracing.
 
-    Equal to ``DensePostprocess`` (``predict``) for images that fill the input: the same
-    candidates (top-k then score > threshold selects what threshold then top-k does), class-wise
-    NMS (torchvision's, exported as NonMaxSuppression; groups = image * K + class keep images
-    apart) and the best ``max_detections`` per image. Boxes are clipped to the input size.
+    Equal to ``DensePostprocess`` (``predict``): the same candidates (top-k then score >
+    threshold selects what threshold then top-k does), boxes clipped to each image's size before
+    padding (``image_sizes``), class-wise NMS (torchvision's, exported as NonMaxSuppression;
+    groups = image * K + class keep images apart) and the best ``max_detections`` per image.
     """
 
     def __init__(self, detector: nn.Module):
