@@ -59,6 +59,7 @@ def test_paper_defaults():
 def test_digits_preset_layout():
     model = ssd_digits(10)
     assert model.image_size == 128 and model.backbone.feature_sizes(128) == [16, 8, 4, 2]
+    assert isinstance(model.backbone.features[1], torch.nn.BatchNorm2d)
     with torch.no_grad():
         out = model(torch.rand(1, 3, 128, 128))
     assert out.anchors.shape == ((16 ** 2 + 8 ** 2 + 4 ** 2 + 2 ** 2) * 6, 4)
