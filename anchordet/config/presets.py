@@ -46,8 +46,62 @@ RETINANET_R50_VOC = ExperimentConfig(
     run=RunConfig(out_dir="runs/retinanet_r50_voc", metric="voc07"),
 )
 
+# Faster R-CNN VGG16 on VOC07 (Ren et al. 2015, Sec. 4.1): lr 0.001 for one image per batch,
+# 50k + 20k iterations over the flipped trainval (~10k images) -> epochs 10 and 14; shorter side
+# 600, longer <= 1000. ``batch_norm=False`` is the paper's network; seed 003 uses VGG16-BN.
+FASTER_RCNN_VGG16_VOC = ExperimentConfig(
+    model=ModelConfig("faster_rcnn_vgg16", dict(num_classes=20, batch_norm=False, backbone_weights=None)),
+    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+                    min_size=600, max_size=1000, hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=14, batch_size=2, base_lr=0.001, base_batch_size=1, weight_decay=5e-4,
+                        warmup_iters=0, schedule="step", steps=(10,)),
+    run=RunConfig(out_dir="runs/faster_rcnn_vgg16_voc", metric="voc07"),
+)
+
+# Faster R-CNN R50-C4 1x (Detectron): lr 0.02 at batch 16, 90k iterations = 12 COCO epochs,
+# steps at 60k / 80k, shorter side 800.
+FASTER_RCNN_R50_C4_COCO = ExperimentConfig(
+    model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=80, backbone_weights=None)),
+    data=DataConfig(dataset="coco.yaml", train_transform="resize", eval_transform="resize",
+                    min_size=800, max_size=1333, hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
+                        warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(8, 11)),
+    run=RunConfig(out_dir="runs/faster_rcnn_r50_c4_coco", metric="coco"),
+)
+
+FASTER_RCNN_R50_C4_VOC = ExperimentConfig(
+    model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=20, backbone_weights=None)),
+    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+                    min_size=600, max_size=1000, hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
+                        warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(9,)),
+    run=RunConfig(out_dir="runs/faster_rcnn_r50_c4_voc", metric="voc07"),
+)
+
+# Faster R-CNN for the digits dataset from scratch on a CPU: ResNet-18-C4 at quarter width, the
+# 128 px scenes upsampled to 256 (stride 16 is coarse for 10..56 px digits), anchors 32..128 at
+# that scale, fewer proposals and RoIs, RoIAlign 6x6, AdamW (no pretrained backbone).
+FASTER_RCNN_DIGITS = ExperimentConfig(
+    model=ModelConfig("faster_rcnn_resnet_c4", dict(
+        depth=18, num_classes=10, backbone_width=16, frozen_bn=False, trainable_layers=5,
+        anchor_sizes=[32, 64, 128], rpn_allowed_border=None, rpn_min_size=0.0,
+        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=256, rpn_pre_nms_top_n_test=1000,
+        rpn_post_nms_top_n_test=100, roi_pool="align", roi_output_size=6, roi_batch_size_per_image=32)),
+    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+                    train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
+                    hflip=False, num_workers=1),
+    solver=SolverConfig(epochs=8, batch_size=8, base_lr=0.002, base_batch_size=8, weight_decay=1e-4,
+                        warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
+                        optimizer="adamw"),
+    run=RunConfig(out_dir="runs/faster_rcnn_digits", eval_every=2, log_every=20),
+)
+
 PRESETS: dict[str, ExperimentConfig] = {
     "retinanet_digits": RETINANET_DIGITS,
     "retinanet_r50_coco": RETINANET_R50_COCO,
     "retinanet_r50_voc": RETINANET_R50_VOC,
+    "faster_rcnn_digits": FASTER_RCNN_DIGITS,
+    "faster_rcnn_vgg16_voc": FASTER_RCNN_VGG16_VOC,
+    "faster_rcnn_r50_c4_voc": FASTER_RCNN_R50_C4_VOC,
+    "faster_rcnn_r50_c4_coco": FASTER_RCNN_R50_C4_COCO,
 }

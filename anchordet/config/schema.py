@@ -33,6 +33,13 @@ MODEL_FACTORIES: dict[str, str] = {
 }
 
 
+# Factories that take ``**options`` and pass them on: the function whose keywords those are.
+FORWARDED_OPTIONS: dict[str, str] = {
+    "faster_rcnn_vgg16": "assemble_faster_rcnn",
+    "faster_rcnn_resnet_c4": "assemble_faster_rcnn",
+}
+
+
 def model_factory(name: str) -> Callable:
     if name not in MODEL_FACTORIES:
         raise ConfigError(f"model.factory: unknown factory {name!r}; choose one of {', '.join(MODEL_FACTORIES)}")
@@ -61,9 +68,8 @@ class ModelConfig:
 
     def build(self):
         """The detector, randomly initialised (backbone weights if ``backbone_weights`` is set)."""
-        factory = model_factory(self.factory)
         check_model_args(self.factory, self.args)
-        return factory(**_as_call_args(factory, self.args))
+        return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ class SolverConfig:
         schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
         clip_grad_norm: 0 disables clipping.
         amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
+        optimizer: "sgd" (momentum; the papers' recipes) or "adamw" (converges faster from scratch,
+            for small models without pretrained backbones; ``momentum`` is then beta1).
     """
 
     epochs: int = 12
@@ -126,9 +134,11 @@ class SolverConfig:
     gamma: float = 0.1
     clip_grad_norm: float = 0.0
     amp: str = "none"
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        _check_choice("solver.optimizer", self.optimizer, ("sgd", "adamw"))
         _check_choice("solver.schedule", self.schedule, ("step", "cosine"))
         _check_choice("solver.amp", self.amp, ("none", "bf16", "fp16"))
         if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
@@ -230,11 +240,29 @@ def _section_from_dict(cls, values: Mapping[str, Any], where: str):
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def _option_functions(factory: str) -> list[Callable]:
+    functions = [model_factory(factory)]
+    if factory in FORWARDED_OPTIONS:
+        import importlib
+
+        functions.append(getattr(importlib.import_module(MODEL_FACTORIES[factory]), FORWARDED_OPTIONS[factory]))
+    return functions
+
+
+def _option_hints(factory: str) -> tuple[list[str], dict[str, Any]]:
+    """The keyword options a factory takes (its own and those it forwards) and their types."""
+    known, hints = [], {}
+    for function in _option_functions(factory):
+        signature = inspect.signature(function)
+        known += [n for n, p in signature.parameters.items()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in known]
+        hints = {**typing.get_type_hints(function), **hints}
+    return known, hints
+
+
 def check_model_args(factory: str, args: Mapping[str, Any], source: str = "config") -> None:
     """Every key must be a keyword of the factory, with a value of its annotated type."""
-    signature = inspect.signature(model_factory(factory))
-    hints = typing.get_type_hints(model_factory(factory))
-    known = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    known, hints = _option_hints(factory)
     for key, value in args.items():
         if key not in known:
             raise ConfigError(f"{source}: model.{key} is not an option of {factory}; known: {', '.join(known)}")
@@ -244,8 +272,8 @@ def check_model_args(factory: str, args: Mapping[str, Any], source: str = "confi
         raise ConfigError(f"{source}: model.num_classes is required")
 
 
-def _as_call_args(factory: Callable, args: Mapping[str, Any]) -> dict:
-    hints = typing.get_type_hints(factory)
+def _as_call_args(factory: str, args: Mapping[str, Any]) -> dict:
+    hints = _option_hints(factory)[1]
     return {k: coerce(v, hints[k], f"model.{k}") if k in hints else v for k, v in args.items()}
 
 

@@ -272,19 +272,22 @@ def faster_rcnn_vgg16(num_classes: int, *,
 
     Args:
         backbone_weights: a torchvision ``vgg16_bn`` / ``vgg16`` state dict file (``.pth`` or
-            ``.safetensors``; matching ``batch_norm``); conv and fc6-fc7 weights are loaded,
-            fc8 is left out. None: random initialisation.
+            ``.safetensors``; matching ``batch_norm``), or "imagenet" (torchvision's, from the
+            torch hub cache); conv and fc6-fc7 weights are loaded, fc8 is left out. None / "none":
+            random initialisation.
         trainable_stages: conv stages trained, from conv5 down (3: conv3_1 and up, Ren et al.
             Sec. 4.1); frozen_bn: BN layers keep their (ImageNet) statistics.
         options: any keyword of ``assemble_faster_rcnn``.
     """
     from anchordet.backbones.vgg import VGG16, VGG_IGNORED_PREFIXES
     from anchordet.backbones.weights import load_torchvision_weights
+    from anchordet.interop.torchvision import resolve_backbone_weights
 
     vgg = VGG16(batch_norm, backbone_width, frozen_bn, trainable_stages, fc_channels, dropout,
                 pool_size=options.get("roi_output_size", 7))
-    if backbone_weights:
-        load_torchvision_weights(vgg, backbone_weights, ignore_prefixes=VGG_IGNORED_PREFIXES)
+    weights_file = resolve_backbone_weights(backbone_weights, "vgg16_bn" if batch_norm else "vgg16")
+    if weights_file:
+        load_torchvision_weights(vgg, weights_file, ignore_prefixes=VGG_IGNORED_PREFIXES)
     head = VGGBoxHead(vgg.pop_classifier(), fc_channels, num_classes)
     return assemble_faster_rcnn(vgg, vgg.out_channels, head, num_classes, **options)
 
@@ -300,17 +303,20 @@ def faster_rcnn_resnet_c4(depth: int, num_classes: int, *,
     the backbone (stride 16), 14x14 RoIs through layer4 (stride 2 -> 7x7) and average pooling.
 
     Args:
-        backbone_weights: a torchvision ResNet state dict file; None: random initialisation.
+        backbone_weights: a torchvision ResNet state dict file, or "imagenet" (torchvision's, from
+            the torch hub cache); None / "none": random initialisation.
         trainable_layers: ResNet stages trained, from layer4 down (3: the stem and layer1 frozen,
             as Detectron's C4 models).
         options: any keyword of ``assemble_faster_rcnn``.
     """
     from anchordet.backbones.resnet import ResNet
     from anchordet.backbones.weights import load_torchvision_weights
+    from anchordet.interop.torchvision import resolve_backbone_weights
 
     backbone = ResNet(depth, ("c4",), frozen_bn=frozen_bn, trainable_layers=trainable_layers, width=backbone_width)
-    if backbone_weights:
-        load_torchvision_weights(backbone, backbone_weights)
+    weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")
+    if weights_file:
+        load_torchvision_weights(backbone, weights_file)
     layer4 = backbone.stage("c5")
     # layer4 moves to the RoI head (the backbone's forward stops at layer3 for ("c4",)); removing
     # it from the backbone keeps one copy of each parameter in the detector's state dict.

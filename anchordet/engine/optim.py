@@ -25,8 +25,11 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, solver: SolverConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(parameter_groups(model, solver.weight_decay), lr=solver.lr, momentum=solver.momentum)
+def build_optimizer(model: nn.Module, solver: SolverConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, solver.weight_decay)
+    if solver.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=solver.lr, betas=(solver.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum)
 
 
 def lr_factor(iteration: int, solver: SolverConfig, iters_per_epoch: int) -> float:

@@ -59,3 +59,11 @@ def test_scheduler_drives_the_optimizer_learning_rate():
         scheduler.step()
     base = 0.1 * 8 / 16  # linear scaling rule
     assert seen == pytest.approx([base * 0.5, base * 0.75, base, base * 0.1, base * 0.1, base * 0.1])
+
+
+def test_adamw_option_keeps_the_decay_groups():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    optimizer = build_optimizer(model, SolverConfig(optimizer="adamw", momentum=0.8, weight_decay=0.05))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.param_groups[0]["betas"] == (0.8, 0.999)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]
