@@ -21,6 +21,7 @@ from anchordet.detectors.retinanet import (
     retinanet_resnet152_fpn,
     retinanet_resnet_fpn,
 )
+from anchordet.detectors.ssd import SSD, ssd300_vgg16, ssd512_vgg16, ssd_vgg16
 from anchordet.structures import Detections, ImageBatch, Targets
 
 __version__ = "0.1.0"
@@ -29,6 +30,7 @@ __all__ = [
     "Targets", "Detections", "ImageBatch", "__version__",
     "RetinaNet", "retinanet_resnet_fpn", "retinanet_resnet18_fpn", "retinanet_resnet34_fpn",
     "retinanet_resnet50_fpn", "retinanet_resnet101_fpn", "retinanet_resnet152_fpn",
+    "SSD", "ssd_vgg16", "ssd300_vgg16", "ssd512_vgg16",
     "FasterRCNN", "faster_rcnn_vgg16", "faster_rcnn_resnet_c4", "faster_rcnn_resnet18_c4",
     "faster_rcnn_resnet50_c4", "faster_rcnn_resnet101_c4",
     "from_torchvision", "to_torchvision", "export_onnx", "export_torchscript",

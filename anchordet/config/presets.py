@@ -27,7 +27,7 @@ RETINANET_DIGITS = ExperimentConfig(
 # RetinaNet R50-FPN 1x (Lin et al. 2017; Detectron): 90k iterations at batch 16 on COCO is 12 epochs,
 # lr 0.01, steps at 60k/80k (epochs 8 and 11), shorter side 800.
 RETINANET_R50_COCO = ExperimentConfig(
-    model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=80, backbone_weights=None)),
+    model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=80, backbone_weights="imagenet")),
     data=DataConfig(dataset="coco.yaml", train_transform="resize", eval_transform="resize",
                     min_size=800, max_size=1333, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.01, base_batch_size=16, weight_decay=1e-4,
@@ -38,7 +38,7 @@ RETINANET_R50_COCO = ExperimentConfig(
 # Pascal VOC 07+12 with the same recipe (mmdetection's retinanet_r50_fpn_voc0712: 4 epochs of the
 # 3x-repeated set ~ 12 epochs, lr 0.01 at batch 16, shorter side 600 as the VOC convention).
 RETINANET_R50_VOC = ExperimentConfig(
-    model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=20, backbone_weights=None)),
+    model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=20, backbone_weights="imagenet")),
     data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
                     min_size=600, max_size=1000, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.01, base_batch_size=16, weight_decay=1e-4,
@@ -50,7 +50,7 @@ RETINANET_R50_VOC = ExperimentConfig(
 # 50k + 20k iterations over the flipped trainval (~10k images) -> epochs 10 and 14; shorter side
 # 600, longer <= 1000. ``batch_norm=False`` is the paper's network; seed 003 uses VGG16-BN.
 FASTER_RCNN_VGG16_VOC = ExperimentConfig(
-    model=ModelConfig("faster_rcnn_vgg16", dict(num_classes=20, batch_norm=False, backbone_weights=None)),
+    model=ModelConfig("faster_rcnn_vgg16", dict(num_classes=20, batch_norm=False, backbone_weights="imagenet")),
     data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
                     min_size=600, max_size=1000, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=14, batch_size=2, base_lr=0.001, base_batch_size=1, weight_decay=5e-4,
@@ -61,7 +61,7 @@ FASTER_RCNN_VGG16_VOC = ExperimentConfig(
 # Faster R-CNN R50-C4 1x (Detectron): lr 0.02 at batch 16, 90k iterations = 12 COCO epochs,
 # steps at 60k / 80k, shorter side 800.
 FASTER_RCNN_R50_C4_COCO = ExperimentConfig(
-    model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=80, backbone_weights=None)),
+    model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=80, backbone_weights="imagenet")),
     data=DataConfig(dataset="coco.yaml", train_transform="resize", eval_transform="resize",
                     min_size=800, max_size=1333, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
@@ -70,7 +70,7 @@ FASTER_RCNN_R50_C4_COCO = ExperimentConfig(
 )
 
 FASTER_RCNN_R50_C4_VOC = ExperimentConfig(
-    model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=20, backbone_weights=None)),
+    model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=20, backbone_weights="imagenet")),
     data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
                     min_size=600, max_size=1000, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
@@ -96,10 +96,64 @@ FASTER_RCNN_DIGITS = ExperimentConfig(
     run=RunConfig(out_dir="runs/faster_rcnn_digits", eval_every=2, log_every=20),
 )
 
+# SSD300 on VOC07+12 (Liu et al. 2016, Sec. 3.1 / the Caffe ssd_pascal.py): lr 1e-3 at batch 32,
+# 80k + 20k + 20k iterations (~120k over 16.5k images = 232 epochs), SSD augmentation, VOC box
+# sizes (30..315 at 300), weight decay 5e-4, VGG16 from ImageNet.
+SSD300_VOC = ExperimentConfig(
+    model=ModelConfig("ssd_vgg16", dict(num_classes=20, image_size=300, backbone_weights="imagenet",
+                                        min_sizes=[30.0, 60.0, 111.0, 162.0, 213.0, 264.0],
+                                        max_sizes=[60.0, 111.0, 162.0, 213.0, 264.0, 315.0])),
+    data=DataConfig(dataset="voc.yaml", train_transform="ssd", eval_transform="fixed", fixed_size=300,
+                    hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=232, batch_size=32, base_lr=0.001, base_batch_size=32, weight_decay=5e-4,
+                        warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(155, 194)),
+    run=RunConfig(out_dir="runs/ssd300_voc", metric="voc07", eval_every=10),
+)
+
+# SSD300 on COCO (Liu et al. 2016, Sec. 3.4): lr 1e-3 at batch 32, 400k iterations = ~110 epochs
+# over 118k images, steps at 280k / 360k, COCO box sizes (21..315, as torchvision's ssd300_vgg16).
+SSD300_COCO = ExperimentConfig(
+    model=ModelConfig("ssd_vgg16", dict(num_classes=80, image_size=300, backbone_weights="imagenet")),
+    data=DataConfig(dataset="coco.yaml", train_transform="ssd", eval_transform="fixed", fixed_size=300,
+                    hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=110, batch_size=32, base_lr=0.001, base_batch_size=32, weight_decay=5e-4,
+                        warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(76, 96)),
+    run=RunConfig(out_dir="runs/ssd300_coco", metric="coco", eval_every=10),
+)
+
+SSD512_COCO = ExperimentConfig(
+    model=ModelConfig("ssd_vgg16", dict(num_classes=80, image_size=512, backbone_weights="imagenet")),
+    data=DataConfig(dataset="coco.yaml", train_transform="ssd", eval_transform="fixed", fixed_size=512,
+                    hflip=True, num_workers=4),
+    solver=SolverConfig(epochs=110, batch_size=32, base_lr=0.001, base_batch_size=32, weight_decay=5e-4,
+                        warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(76, 96)),
+    run=RunConfig(out_dir="runs/ssd512_coco", metric="coco", eval_every=10),
+)
+
+# SSD for the digits dataset from scratch on a CPU: VGG16 at quarter width with BN, 128 px input,
+# four source maps (16..2 cells) with boxes 18..96 px (detectors.ssd.DIGITS_OPTIONS), AdamW 3e-3.
+# No SSD augmentation: the scenes are already random crops, and a flipped digit is not a digit.
+SSD_DIGITS = ExperimentConfig(
+    model=ModelConfig("ssd_vgg16", dict(
+        num_classes=10, image_size=128, width=16, batch_norm=True,
+        extra_layers=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1]], steps=[8, 16, 32, 64],
+        min_sizes=[18, 30, 46, 66], max_sizes=[30, 46, 66, 96], aspect_ratios=[[1.5, 2.5]] * 4)),
+    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+                    train_transform="fixed", eval_transform="fixed", fixed_size=128, hflip=False, num_workers=1),
+    solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
+                        warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
+                        optimizer="adamw"),
+    run=RunConfig(out_dir="runs/ssd_digits", eval_every=4, log_every=20),
+)
+
 PRESETS: dict[str, ExperimentConfig] = {
     "retinanet_digits": RETINANET_DIGITS,
     "retinanet_r50_coco": RETINANET_R50_COCO,
     "retinanet_r50_voc": RETINANET_R50_VOC,
+    "ssd_digits": SSD_DIGITS,
+    "ssd300_voc": SSD300_VOC,
+    "ssd300_coco": SSD300_COCO,
+    "ssd512_coco": SSD512_COCO,
     "faster_rcnn_digits": FASTER_RCNN_DIGITS,
     "faster_rcnn_vgg16_voc": FASTER_RCNN_VGG16_VOC,
     "faster_rcnn_r50_c4_voc": FASTER_RCNN_R50_C4_VOC,

@@ -159,12 +159,14 @@ def ssd_vgg16(num_classes: int, *,
     """
     from anchordet.backbones.ssd_vgg import SSDVGG16, load_vgg16_weights
     from anchordet.heads.ssd import SSDHead
+    from anchordet.interop.torchvision import resolve_backbone_weights
 
     options = _resolve_layout(image_size, extra_layers=extra_layers, steps=steps, min_sizes=min_sizes,
                               max_sizes=max_sizes, aspect_ratios=aspect_ratios)
     backbone = SSDVGG16(width, options["extra_layers"], l2norm_scale, batch_norm)
-    if backbone_weights:
-        load_vgg16_weights(backbone, backbone_weights)
+    weights_file = resolve_backbone_weights(backbone_weights, "vgg16_bn" if batch_norm else "vgg16")
+    if weights_file:
+        load_vgg16_weights(backbone, weights_file)
     backbone.freeze(trainable_layers)
     boxes = SSDDefaultBoxes(options["steps"], options["min_sizes"], options["max_sizes"], options["aspect_ratios"],
                             clip=clip_default_boxes)
