@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from anchordet.ops.fuse import conv_bn
+
 LAYER_NAMES = {"c2": "layer1", "c3": "layer2", "c4": "layer3", "c5": "layer4"}
 
 
@@ -29,6 +31,7 @@ def _norm(channels: int, frozen: bool) -> nn.Module:
 
 class BasicBlock(nn.Module):
     expansion = 1
+    fold_bn = False  # see _conv_bn; set by anchordet.ops.fuse.fold_batch_norms
 
     def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool):
         super().__init__()
@@ -40,6 +43,15 @@ class BasicBlock(nn.Module):
         self.downsample = _downsample(in_channels, channels, stride, frozen_bn)
 
     def forward(self, x: Tensor) -> Tensor:
+        # The in-place add and ReLU save two passes over the output (a conv's or BN's backward
+        # does not need its output); with ``fold_bn`` a fixed BN runs folded into its conv.
+        identity = x if self.downsample is None else _conv_bn(self, x, *self.downsample)
+        out = _conv_bn(self, x, self.conv1, self.bn1).relu_()
+        out = _conv_bn(self, out, self.conv2, self.bn2)
+        return out.add_(identity).relu_()
+
+    def forward_reference(self, x: Tensor) -> Tensor:
+        """The plain module-by-module forward, the reference of ``forward`` in the tests."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -48,6 +60,7 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     expansion = 4
+    fold_bn = False  # see _conv_bn; set by anchordet.ops.fuse.fold_batch_norms
 
     def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool):
         super().__init__()
@@ -61,11 +74,27 @@ class Bottleneck(nn.Module):
         self.downsample = _downsample(in_channels, channels * 4, stride, frozen_bn)
 
     def forward(self, x: Tensor) -> Tensor:
+        """As ``BasicBlock.forward``: in-place add and ReLU, BN folded when ``fold_bn``."""
+        identity = x if self.downsample is None else _conv_bn(self, x, *self.downsample)
+        out = _conv_bn(self, x, self.conv1, self.bn1).relu_()
+        out = _conv_bn(self, out, self.conv2, self.bn2).relu_()
+        out = _conv_bn(self, out, self.conv3, self.bn3)
+        return out.add_(identity).relu_()
+
+    def forward_reference(self, x: Tensor) -> Tensor:
+        """The plain module-by-module forward, the reference of ``forward`` in the tests."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
+
+
+def _conv_bn(owner: nn.Module, x: Tensor, conv: nn.Conv2d, bn: nn.Module) -> Tensor:
+    """``bn(conv(x))``; folded into one conv when ``owner.fold_bn`` (``anchordet.ops.fuse``).
+    Folding is exact in real arithmetic but rounds differently (about 1e-6 relative), so it is
+    opt-in: torchvision-converted models then no longer give bit-for-bit torchvision's outputs."""
+    return conv_bn(x, conv, bn) if owner.fold_bn else bn(conv(x))
 
 
 def _downsample(in_channels: int, out_channels: int, stride: int, frozen_bn: bool) -> nn.Module | None:
@@ -85,7 +114,9 @@ RESNET_SPECS: dict[int, tuple[type, tuple[int, int, int, int]]] = {
 
 
 class ResNet(nn.Module):
-    """Args:
+    """Set ``fold_bn`` on the model and its blocks with ``anchordet.ops.fuse.fold_batch_norms``.
+
+    Args:
         depth: 18, 34, 50, 101 or 152.
         return_layers: which of "c2".."c5" ``forward`` returns, in order.
         frozen_bn: FrozenBatchNorm2d instead of BatchNorm2d.
@@ -98,6 +129,7 @@ class ResNet(nn.Module):
     def __init__(self, depth: int = 50, return_layers: Sequence[str] = ("c3", "c4", "c5"),
                  frozen_bn: bool = True, trainable_layers: int = 3, width: int = 64):
         super().__init__()
+        self.fold_bn = False
         if depth not in RESNET_SPECS:
             raise ValueError(f"ResNet depth must be one of {sorted(RESNET_SPECS)}, got {depth}")
         unknown = [name for name in return_layers if name not in LAYER_NAMES]
@@ -136,7 +168,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """(B, 3, H, W) normalized images -> the ``return_layers`` feature maps."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(_conv_bn(self, x, self.conv1, self.bn1).relu_())
         outputs = []
         last = max(int(name[1]) for name in self.return_layers)
         for level in range(2, last + 1):

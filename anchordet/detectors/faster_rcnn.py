@@ -188,7 +188,7 @@ class FasterRCNN(nn.Module):
     def rpn_outputs(out: FasterRCNNOutputs) -> RPNOutputs:
         return RPNOutputs(out.rpn_objectness, out.rpn_box_deltas, out.anchors)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad)
     def predict(self, images, postprocess: RoIPostprocess | None = None,
                 proposal_settings: ProposalSettings | None = None) -> list[Detections]:
         """Args:

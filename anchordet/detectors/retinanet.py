@@ -97,7 +97,7 @@ class RetinaNet(nn.Module):
                                        self.box_loss, self.box_loss_beta)
         return {"loss_cls": loss_cls / normalizer, "loss_box": loss_box / normalizer}
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad)
     def predict(self, images, postprocess: DensePostprocess | None = None) -> list[Detections]:
         """Args:
             images: (B, 3, H, W) float tensor or a list of (3, H_i, W_i) float tensors, in [0, 1].

@@ -2,9 +2,11 @@ import pytest
 import torch
 import torchvision
 from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.ops import FrozenBatchNorm2d
 
 from anchordet.backbones.resnet import ResNet
 from anchordet.backbones.weights import load_state_dict_file, load_torchvision_weights
+from anchordet.ops.fuse import fold_batch_norms
 
 
 @pytest.mark.parametrize("depth", [18, 50])
@@ -86,3 +88,48 @@ def test_bad_arguments():
         ResNet(20)
     with pytest.raises(ValueError, match="unknown ResNet outputs"):
         ResNet(18, ("c6",))
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("frozen_bn,train", [(True, True), (True, False), (False, False), (False, True)])
+@pytest.mark.parametrize("fold", [False, True])
+def test_block_forward_matches_reference(depth, frozen_bn, train, fold):
+    """Every block's forward (in-place add/ReLU; BN folded into the convs when ``fold`` and the
+    BN is fixed) against the plain module-by-module forward, outputs and gradients."""
+    torch.manual_seed(0)
+    model = ResNet(depth, ("c3",), frozen_bn=frozen_bn, trainable_layers=5, width=8)
+    if fold:
+        fold_batch_norms(model)
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.uniform_(-0.2, 0.2)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 1.5)
+    model.train(train)
+    for block in list(model.layer1) + list(model.layer2):
+        x = torch.randn(2, block.conv1.in_channels, 10, 12, requires_grad=True)
+        got = block(x)
+        g_got = torch.autograd.grad(got.sum(), [x, block.conv1.weight])
+        expected = block.forward_reference(x)
+        g_exp = torch.autograd.grad(expected.sum(), [x, block.conv1.weight])
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+        for g, e in zip(g_got, g_exp):
+            torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+
+
+def test_folded_resnet_matches_plain_and_folds():
+    """The whole folded ResNet against the plain one; no BN module runs when folded (frozen)."""
+    torch.manual_seed(0)
+    model = ResNet(50, ("c3", "c4", "c5"), width=8).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+        calls = []
+        for m in model.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                m.register_forward_hook(lambda *args: calls.append(1))
+        got = fold_batch_norms(model)(x)
+    assert calls == [] and model.fold_bn and model.layer3[0].fold_bn
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
