@@ -156,7 +156,9 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
     detector = detector.eval()
     if postprocess and not hasattr(detector, "postprocess"):
         raise ValueError(f"{type(detector).__name__}: post-processing export covers RetinaNet and SSD only")
-    module = DetectionsModule(detector) if postprocess else RawOutputsModule(detector)
+    # The wrapper must be in eval mode too: the exporter restores the wrapper's mode afterwards,
+    # recursively, which would otherwise leave the detector's BatchNorm layers in training mode.
+    module = (DetectionsModule(detector) if postprocess else RawOutputsModule(detector)).eval()
     names = ["boxes", "scores", "labels", "batch_index"] if postprocess else raw_output_names(detector)
     height, width = example_size or default_example_size(detector)
     device = next(detector.parameters()).device

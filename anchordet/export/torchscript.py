@@ -28,7 +28,7 @@ def trace(detector: nn.Module, example_size: Sequence[int] | None = None, batch_
     with warnings.catch_warnings(), torch.no_grad():
         # Tracer notes about constants (anchor sizes) and torch.jit's deprecation notice are expected.
         warnings.simplefilter("ignore")
-        return torch.jit.trace(RawOutputsModule(detector), (example,), check_trace=False)
+        return torch.jit.trace(RawOutputsModule(detector).eval(), (example,), check_trace=False)
 
 
 def export_torchscript(detector: nn.Module, path: str | Path, example_size: Sequence[int] | None = None,

@@ -166,3 +166,13 @@ def test_ssd_raw_and_postprocess(ssd, tmp_path):
         for value, expected in zip(run(raw, images), eager):
             assert value.shape == expected.shape and (value - expected).abs().max() <= 1e-4
         assert_detections_equal(run(det, images), ssd.predict(images))
+
+
+def test_export_leaves_the_detector_in_eval_mode(tmp_path):
+    """The exporter restores its wrapper's mode recursively; a wrapper left in training mode
+    would switch the detector's BatchNorm layers to batch statistics after export."""
+    from anchordet.detectors.ssd import ssd_digits
+
+    model = ssd_digits(3, width=8, batch_norm=True).eval()
+    export_onnx(model, tmp_path / "bn.onnx", batch_size=1)
+    assert not any(m.training for m in model.modules())
