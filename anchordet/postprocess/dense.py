@@ -43,7 +43,37 @@ class DensePostprocess:
             box_deltas: (B, A, 4).
             anchors: (A, 4) xyxy, levels concatenated in the order of ``num_anchors_per_level``.
             image_sizes: B (height, width) to clip to.
+
+        Batched over the images: per level one top-k on the logits of all images (the sigmoid
+        is monotonic, so it runs on the k kept logits only, and top-k then threshold keeps the
+        same candidates as threshold then top-k); NMS stays per image. ``sigmoid_reference`` is
+        the plain per-image version.
         """
+        batch = cls_logits.shape[0]
+        upper = _clip_limits(image_sizes, cls_logits.device)  # (B, 1, 4)
+        boxes, scores, labels, keep = [], [], [], []
+        for lvl_logits, lvl_deltas, lvl_anchors in zip(
+            cls_logits.split(list(num_anchors_per_level), dim=1), box_deltas.split(list(num_anchors_per_level), dim=1),
+            anchors.split(list(num_anchors_per_level)),
+        ):
+            num_classes = lvl_logits.shape[-1]
+            flat = lvl_logits.reshape(batch, -1)  # (B, A_l * K)
+            top_logits, top = flat.topk(min(self.topk_candidates, flat.shape[1]), dim=1)  # (B, k)
+            top_scores = torch.sigmoid(top_logits.float())
+            anchor_index = torch.div(top, num_classes, rounding_mode="floor")  # (B, k)
+            deltas = lvl_deltas.gather(1, anchor_index[..., None].expand(-1, -1, 4))  # (B, k, 4)
+            decoded = box_coder.decode(deltas, lvl_anchors[anchor_index])  # (B, k, 4)
+            boxes.append(torch.minimum(decoded.clamp(min=0), upper))
+            scores.append(top_scores)
+            labels.append(top % num_classes)
+            keep.append(top_scores > self.score_thresh)
+        boxes, scores, labels, keep = (torch.cat(parts, dim=1) for parts in (boxes, scores, labels, keep))
+        return [self._nms(boxes[i][keep[i]], scores[i][keep[i]], labels[i][keep[i]]) for i in range(batch)]
+
+    def sigmoid_reference(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
+                          num_anchors_per_level: Sequence[int], image_sizes: Sequence[tuple[int, int]],
+                          box_coder: BoxCoder) -> list[Detections]:
+        """The plain per-image, per-level version of ``sigmoid`` (threshold, then top-k)."""
         results = []
         for logits, deltas, size in zip(cls_logits, box_deltas, image_sizes):
             boxes, scores, labels = [], [], []
@@ -75,7 +105,23 @@ class DensePostprocess:
             cls_logits: (B, A, K + 1) logits of a softmax head, background last (index K).
             box_deltas: (B, A, 4) class-agnostic deltas.
             anchors: (A, 4) xyxy.
+
+        Softmax, decoding, clipping and the per-class top-k run on the whole batch at once; NMS
+        per image. ``softmax_reference`` is the plain per-image version.
         """
+        probs = torch.softmax(cls_logits.float(), dim=-1)[..., :-1]  # (B, A, K): drop background
+        upper = _clip_limits(image_sizes, cls_logits.device)  # (B, 1, 4)
+        boxes_all = torch.minimum(box_coder.decode(box_deltas, anchors).clamp(min=0), upper)  # (B, A, 4)
+        k = min(self.topk_candidates, probs.shape[1])
+        top_scores, top_anchor = probs.transpose(1, 2).topk(k, dim=2)  # (B, K, k) per class
+        labels = torch.arange(probs.shape[2], device=probs.device)[:, None].expand(-1, k)  # (K, k)
+        keep = top_scores > self.score_thresh
+        return [self._nms(boxes_all[i][top_anchor[i][keep[i]]], top_scores[i][keep[i]], labels[keep[i]])
+                for i in range(len(image_sizes))]
+
+    def softmax_reference(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
+                          image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder) -> list[Detections]:
+        """The plain per-image version of ``softmax``."""
         results = []
         for logits, deltas, size in zip(cls_logits, box_deltas, image_sizes):
             probs = torch.softmax(logits.float(), dim=-1)[:, :-1]  # (A, K): drop background
@@ -90,3 +136,9 @@ class DensePostprocess:
     def _nms(self, boxes: Tensor, scores: Tensor, labels: Tensor) -> Detections:
         keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.max_detections]
         return Detections(boxes[keep], scores[keep], labels[keep])
+
+
+def _clip_limits(image_sizes: Sequence[tuple[int, int]], device) -> Tensor:
+    """(B, 1, 4) upper limits (w, h, w, h) per image, for clipping (B, N, 4) xyxy boxes."""
+    sizes = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=torch.float32, device=device)
+    return sizes[:, None, :]

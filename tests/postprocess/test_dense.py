@@ -55,3 +55,47 @@ def test_rescale():
     det = Detections(torch.tensor([[10.0, 20.0, 64.0, 32.0]]), torch.tensor([0.5]), torch.tensor([1]))
     out = rescale_detections(det, from_size=(32, 64), to_size=(64, 96))
     torch.testing.assert_close(out.boxes, torch.tensor([[15.0, 40.0, 96.0, 64.0]]))
+
+
+def _assert_same(got: list, expected: list) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert len(g) == len(e)
+        torch.testing.assert_close(g.scores, e.scores, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(g.boxes, e.boxes, atol=1e-4, rtol=1e-5)
+        assert torch.equal(g.labels, e.labels)
+
+
+def _dense_case(seed: int, num_classes: int, sizes_per_level, image_sizes):
+    """Random anchors over a 64x96 padded batch, logits around the threshold so that many
+    candidates pass it and the top-k cuts them."""
+    gen = torch.Generator().manual_seed(seed)
+    num_anchors = sum(sizes_per_level)
+    centers = torch.rand(num_anchors, 2, generator=gen) * torch.tensor([96.0, 64.0])
+    wh = torch.rand(num_anchors, 2, generator=gen) * 40 + 4
+    anchors = torch.cat([centers - wh / 2, centers + wh / 2], 1)
+    logits = torch.randn(len(image_sizes), num_anchors, num_classes, generator=gen) - 2.0
+    deltas = torch.randn(len(image_sizes), num_anchors, 4, generator=gen) * 0.3
+    return logits, deltas, anchors
+
+
+def test_batched_sigmoid_matches_per_image_reference():
+    image_sizes = [(64, 96), (50, 70), (64, 33)]
+    levels = [300, 120, 40]
+    logits, deltas, anchors = _dense_case(0, 5, levels, image_sizes)
+    post = DensePostprocess(0.05, 200, 0.5, 100)  # top-k 200 < candidates of level 0 (~1500 pass)
+    assert int((torch.sigmoid(logits[0, :300]) > 0.05).sum()) > 200
+    _assert_same(post.sigmoid(logits, deltas, anchors, levels, image_sizes, BoxCoder()),
+                 post.sigmoid_reference(logits, deltas, anchors, levels, image_sizes, BoxCoder()))
+    few = DensePostprocess(0.6, 1000, 0.5, 100)  # fewer candidates than the top-k on every level
+    _assert_same(few.sigmoid(logits, deltas, anchors, levels, image_sizes, BoxCoder()),
+                 few.sigmoid_reference(logits, deltas, anchors, levels, image_sizes, BoxCoder()))
+
+
+def test_batched_softmax_matches_per_image_reference():
+    image_sizes = [(64, 96), (40, 96)]
+    logits, deltas, anchors = _dense_case(1, 4, [500], image_sizes)
+    coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+    for post in (DensePostprocess(0.01, 50, 0.45, 200), DensePostprocess(0.3, 400, 0.45, 20)):
+        _assert_same(post.softmax(logits, deltas, anchors, image_sizes, coder),
+                     post.softmax_reference(logits, deltas, anchors, image_sizes, coder))
