@@ -13,6 +13,8 @@ SMALL_DATA = ["data.digits_train_images=8", "data.digits_val_images=2", "solver.
 TINY = {
     "retinanet_digits": ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16"],
     "ssd_digits": ["model.width=8"],
+    # the SSD augmentation of the VOC / COCO presets (expand, IoU crop, distortion, flip, resize)
+    "ssd_digits+ssd_augmentation": ["model.width=8", "data.train_transform=ssd", "data.fixed_size=128"],
     "faster_rcnn_digits": ["model.backbone_width=8", "data.min_size=128", "data.max_size=128",
                            "model.anchor_sizes=[16, 32, 64]"],
 }
@@ -20,7 +22,7 @@ TINY = {
 
 @pytest.mark.parametrize("preset", sorted(TINY))
 def test_preset_trains_and_predicts_through_the_cli(preset, tmp_path):
-    args = ["train", "--no-progress", "--config", preset]
+    args = ["train", "--no-progress", "--config", preset.split("+")[0]]
     for item in SMALL_DATA + TINY[preset] + [f"run.out_dir={tmp_path / 'run'}"]:
         args += ["--set", item]
     assert main(args) == 0
