@@ -105,7 +105,7 @@ def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
     (the image is then black): ground truth without generating images twice.
     """
     masks, labels = load_digits(split)
-    image = _background(load_photos(split), generator, config.canvas_size, render)
+    image = _background(load_photos(split), generator, config.canvas_size, render, vary=split == "train")
     count = int(torch.randint(config.digits_per_image[0], config.digits_per_image[1] + 1, (1,), generator=generator))
     boxes, classes = [], []
     for _ in range(count * 20):  # rejection sampling of free positions
@@ -120,16 +120,29 @@ def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
     return image, Targets(box_tensor, torch.tensor(classes, dtype=torch.int64))
 
 
-def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: int, render: bool = True) -> Tensor:
+def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: int, render: bool = True,
+                vary: bool = False) -> Tensor:
+    """A random square crop of a random photo, resized to ``size``. ``vary`` (train scenes) also
+    turns it by a multiple of 90 degrees, mirrors it and permutes its colour channels: ten photos
+    then give eighty-fold more distinct backgrounds, and the detector learns digits rather than
+    the train photos (the test photos are unseen)."""
     photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
     _, height, width = photo.shape
     side = int(torch.randint(min(size, height, width), min(height, width) + 1, (1,), generator=generator))
     top = int(torch.randint(height - side + 1, (1,), generator=generator))
     left = int(torch.randint(width - side + 1, (1,), generator=generator))
+    if vary:  # drawn before the early return so that render=False yields the same boxes
+        turns, mirror = int(torch.randint(4, (1,), generator=generator)), bool(torch.randint(2, (1,), generator=generator))
+        channels = torch.randperm(3, generator=generator)
     if not render:
         return torch.zeros((3, size, size))
     crop = photo[:, top:top + side, left:left + side][None]
-    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+    image = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+    if vary:
+        image = torch.rot90(image, turns, dims=(1, 2))
+        image = image.flip(2) if mirror else image
+        image = image[channels]
+    return image.contiguous()
 
 
 def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, config: DigitsConfig,
