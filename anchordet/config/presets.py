@@ -8,20 +8,22 @@ from __future__ import annotations
 
 from anchordet.config.schema import DataConfig, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
 
-# RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at half width,
-# BN trained (no pretrained statistics to freeze), a light FPN/head, and anchors from 16 px because
-# digits are 10..56 px (see `anchordet anchors --config retinanet_digits --data digits`).
+# RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at quarter
+# width, BN trained (no pretrained statistics to freeze), a light FPN / head (32 channels, 2 convs),
+# anchors from 16 px because digits are 10..56 px (see docs/anchors.md), AdamW (from scratch it
+# converges several times faster than SGD here: AP50 0.15 vs 0.13 after 2 epochs, 0.66 after 10).
 RETINANET_DIGITS = ExperimentConfig(
     model=ModelConfig("retinanet_resnet_fpn", dict(
-        depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=32,
-        fpn_channels=64, head_channels=64, head_num_convs=2,
+        depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=16,
+        fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[16, 32, 64, 128, 256], box_loss="l1", max_detections=100)),
     data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
                     train_transform="resize", eval_transform="resize", min_size=128, max_size=128,
                     hflip=False, num_workers=1),  # a flipped digit is not a digit
-    solver=SolverConfig(epochs=6, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
-                        warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0),
-    run=RunConfig(out_dir="runs/retinanet_digits", eval_every=2, log_every=20),
+    solver=SolverConfig(epochs=30, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
+                        warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
+                        optimizer="adamw"),
+    run=RunConfig(out_dir="runs/retinanet_digits", eval_every=5, log_every=20),
 )
 
 # RetinaNet R50-FPN 1x (Lin et al. 2017; Detectron): 90k iterations at batch 16 on COCO is 12 epochs,

@@ -15,9 +15,14 @@ class RunLogger:
         self._writer = None
         if enabled:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._open()
+
+    def _open(self):
+        if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+        return self._writer
 
     @property
     def metrics_path(self) -> Path:
@@ -32,8 +37,8 @@ class RunLogger:
             f.write(json.dumps(record) + "\n")
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch",):
-                self._writer.add_scalar(f"{kind}/{key}", value, step)
-        self._writer.flush()
+                self._open().add_scalar(f"{kind}/{key}", value, step)
+        self._open().flush()
 
     def close(self) -> None:
         if self._writer is not None:

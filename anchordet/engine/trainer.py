@@ -287,6 +287,13 @@ class Trainer:
             print(f"\n{status} at iteration {self.iteration}; resume with: anchordet train --resume {path}", flush=True)
         return TrainOutcome(status, self.iteration, path, self.best_metric)
 
+    def finish_early(self) -> float | None:
+        """After a budget stop: evaluate, write the weights and curves as a finished run would
+        (the checkpoint stays resumable). Returns the evaluation's headline metric."""
+        self._evaluate()
+        self._finish()
+        return self.best_metric
+
     def _finish(self) -> TrainOutcome:
         if self.is_main:
             save_weights(self.out_dir / "model.safetensors", self.model, self.config.model,

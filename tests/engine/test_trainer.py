@@ -142,3 +142,17 @@ def test_torchrun_two_cpu_processes_take_the_same_first_step_as_one_process(tmp_
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
     assert load_checkpoint(multi / "last.pt")["iteration"] == 1
+
+
+def test_demo_with_a_time_budget_still_evaluates_and_predicts(tmp_path, capsys):
+    """`anchordet demo` on a budget too small for its epochs: it stops training, then scores and
+    predicts with what it learned (and says how to continue)."""
+    overrides = []
+    for item in TINY + ["solver.epochs=50"]:
+        overrides += ["--set", item]
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "50", "--minutes", "0.05", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "budget stopped training" in out and "test scenes: COCO AP" in out
+    assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "curves.png").is_file()
+    assert len(list((tmp_path / "predictions").glob("*.png"))) == 4  # the 4 test scenes of TINY
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] < 50 * 4
