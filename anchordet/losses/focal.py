@@ -57,40 +57,58 @@ def dense_focal_loss_reference(cls_logits: Tensor, gt_labels: Tensor, positive: 
     return loss.sum()
 
 
-def _focal_terms(logits: Tensor, gt_labels: Tensor, positive: Tensor, alpha: float):
-    """z = s * x with s = +1 on the target class, -1 elsewhere, so that p_t = sigmoid(z);
-    a_t = alpha on targets, 1 - alpha elsewhere (1 when alpha < 0). Shapes (B, A, K)."""
-    classes = torch.arange(logits.shape[-1], device=logits.device)
-    target = (classes == gt_labels[..., None]) & positive[..., None]  # (B, A, K) bool
-    x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float32 at least (AMP)
-    z = torch.where(target, x, -x)
-    if alpha >= 0:
-        a_t = torch.where(target, alpha, 1.0 - alpha)
-    else:
-        a_t = torch.ones((), dtype=x.dtype, device=x.device)
-    return target, z, a_t
+def _negative_terms(x: Tensor, gamma: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Every logit read as a negative (target 0): p_t = sigmoid(-x), so
+    -(1 - p_t)^gamma log p_t = sigmoid(x)^gamma * softplus(x). Returns (s, s^gamma, softplus)."""
+    s = torch.sigmoid(x)
+    return s, s.pow(gamma), F.softplus(x)
+
+
+def _positive_index(x: Tensor, gt_labels: Tensor, positive: Tensor, valid: Tensor):
+    """Flat indices (P,) into x (B, A, K) of the target logits of the valid positive anchors."""
+    num_classes = x.shape[-1]
+    anchors = torch.nonzero((positive & valid).flatten()).squeeze(1)  # (P,)
+    return anchors * num_classes + gt_labels.flatten()[anchors]
 
 
 class _DenseFocalLoss(torch.autograd.Function):
-    """sum over valid anchors and all classes of -a_t (1 - p_t)^gamma log p_t, p_t = sigmoid(z).
+    """sum over valid anchors and all classes of -a_t (1 - p_t)^gamma log p_t.
 
-    d/dz [-(1 - s)^g log s] with s = sigmoid(z): -(1 - s)^g [(1 - s) - g s log s]
-    (d log s / dz = 1 - s, d (1 - s)^g / dz = -g s (1 - s)^g); d/dx = sign * d/dz."""
+    Computed as if every logit were a negative (a few passes over (B, A, K): sigmoid, pow,
+    softplus), then corrected at the P target logits of the positive anchors (a gather). With
+    s = sigmoid(x) and f(x) = s^g softplus(x) (the negative term, -log(1 - s) = softplus(x)):
+    f'(x) = s^g [g (1 - s) softplus(x) + s]; the positive term is f(-x) and its derivative
+    -f'(-x). Nothing of size (B, A, K) is kept for backward but the logits."""
 
     @staticmethod
     def forward(ctx, logits, gt_labels, positive, valid, alpha, gamma):
-        _, z, a_t = _focal_terms(logits, gt_labels, positive, alpha)
-        log_p = F.logsigmoid(z)
-        loss = -a_t * torch.sigmoid(-z).pow(gamma) * log_p  # (B, A, K)
-        ctx.save_for_backward(logits, gt_labels, positive, valid)
-        ctx.alpha, ctx.gamma = alpha, gamma
-        return (loss * valid[..., None]).sum()
+        x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float32 at least (AMP)
+        a_neg, a_pos = (1.0 - alpha, alpha) if alpha >= 0 else (1.0, 1.0)
+        _, s_pow, softplus = _negative_terms(x, gamma)
+        per_anchor = (s_pow * softplus).sum(dim=-1)  # (B, A)
+        total = a_neg * (per_anchor * valid).sum()
+        index = _positive_index(x, gt_labels, positive, valid)
+        x_t = x.flatten()[index]  # (P,)
+        neg_t = _negative_terms(x_t, gamma)
+        pos_t = _negative_terms(-x_t, gamma)
+        total = total - a_neg * (neg_t[1] * neg_t[2]).sum() + a_pos * (pos_t[1] * pos_t[2]).sum()
+        ctx.save_for_backward(logits, index, valid)
+        ctx.alpha, ctx.gamma = (a_neg, a_pos), gamma
+        return total
 
     @staticmethod
     def backward(ctx, grad_output):
-        logits, gt_labels, positive, valid = ctx.saved_tensors
-        target, z, a_t = _focal_terms(logits, gt_labels, positive, ctx.alpha)
-        q = torch.sigmoid(-z)  # 1 - p_t
-        grad_z = -a_t * q.pow(ctx.gamma) * (q - ctx.gamma * (1 - q) * F.logsigmoid(z))
-        grad = torch.where(target, grad_z, -grad_z) * (valid[..., None] * grad_output)
+        logits, index, valid = ctx.saved_tensors
+        (a_neg, a_pos), gamma = ctx.alpha, ctx.gamma
+        x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        grad = _focal_derivative(x, gamma).mul_((a_neg * grad_output) * valid[..., None])  # (B, A, K)
+        x_t = x.flatten()[index]
+        correction = -a_neg * _focal_derivative(x_t, gamma) - a_pos * _focal_derivative(-x_t, gamma)
+        grad.view(-1).index_add_(0, index, correction * grad_output)
         return grad.to(logits.dtype), None, None, None, None, None
+
+
+def _focal_derivative(x: Tensor, gamma: float) -> Tensor:
+    """d/dx [sigmoid(x)^g softplus(x)] = s^g (g (1 - s) softplus(x) + s)."""
+    s, s_pow, softplus = _negative_terms(x, gamma)
+    return s_pow * ((1 - s) * softplus * gamma + s)
