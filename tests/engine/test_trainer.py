@@ -123,7 +123,7 @@ sys.exit(main(sys.argv[1:]))
 def test_torchrun_two_cpu_processes_take_the_same_first_step_as_one_process(tmp_path):
     """Plain SGD (no momentum, no decay) for one step: equal weights after it mean equal
     gradients of the global batch. Frozen BN, so batch statistics do not depend on the split."""
-    one_step = ["solver.epochs=1", "run.stop_after_iters=1", "run.eval_every=0", "solver.momentum=0.0",
+    one_step = ["solver.optimizer=sgd", "solver.epochs=1", "run.stop_after_iters=1", "run.eval_every=0", "solver.momentum=0.0",
                 "solver.weight_decay=0.0", "model.frozen_bn=true", "solver.clip_grad_norm=0.0",
                 "solver.warmup_iters=0"]
     single, multi = tmp_path / "single", tmp_path / "ddp"
