@@ -16,29 +16,13 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_detector, read_inference_settings
 from anchordet.interop.torchvision import UNUSED_LOGIT_BIAS, coco_categories
+from helpers import assert_detections_equal
 
 # torch.jit.load warns that TorchScript is deprecated (torch 2.14); loading it is the point here.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
 COCO_IDS, COCO_NAMES = coco_categories()
 SIDE = 128
-
-
-def assert_detections_equal(flat: list[torch.Tensor], expected: list, box_tol=1e-4, score_tol=1e-5, min_count=20):
-    """Flat exported detections (boxes, scores, labels, batch_index) == ``predict``'s per image:
-    each of predict's detections pairs with one exported detection of the same image and label,
-    score within ``score_tol`` and box within ``box_tol``. Order is not compared: scores that
-    are equal (sigmoid saturates at 1.0) or 1e-7 apart may come out in either order."""
-    boxes, scores, labels, batch_index = flat
-    assert len(boxes) == sum(len(d.boxes) for d in expected)
-    free = torch.ones(len(boxes), dtype=torch.bool)
-    for b, det in enumerate(expected):
-        assert int((batch_index == b).sum()) == len(det.boxes) >= min_count  # enough to mean something
-        for box, score, label in zip(det.boxes, det.scores, det.labels):
-            close = (free & (batch_index == b) & (labels == label) & ((scores - score).abs() <= score_tol)
-                     & ((boxes - box).abs().amax(dim=1) <= box_tol))
-            assert close.any(), f"image {b}: no exported match for {label.item()} {box.tolist()} {score.item():.6f}"
-            free[torch.nonzero(close)[0, 0]] = False
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,13 @@ import torch
 
 from anchordet import Targets
 from anchordet.anchors.grid import anchors_inside
-from anchordet.data.shapes import all_found, make_scenes
+from anchordet.data.shapes import make_scenes
 from anchordet.detectors.faster_rcnn import (FasterRCNN, FasterRCNNOutputs, RoITargetBuilder,
                                              faster_rcnn_resnet18_c4, faster_rcnn_resnet50_c4, faster_rcnn_vgg16)
 from anchordet.detectors.rpn import ProposalSettings
 from anchordet.matching.iou_matcher import IoUMatcher
 from anchordet.sampling.balanced import BalancedSampler
+from helpers import assert_overfits
 
 # Small enough for CPU tests: ResNet-18-C4 at 1/8 width, anchors for 20-44 px boxes, few RoIs.
 TINY = dict(backbone_width=8, frozen_bn=False, trainable_layers=5, anchor_sizes=(16, 32, 64),
@@ -162,20 +163,7 @@ def test_predict_uses_test_proposals_unless_overridden():
 def test_overfits_a_handful_of_images():
     model = tiny()
     images, targets = make_scenes(4, 96)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    generator = torch.Generator().manual_seed(0)
-    found = False
-    for step in range(150):
-        model.train()
-        loss = sum(model.loss(images, targets, generator=generator).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 10 == 9:
-            found = all_found(model.eval().predict(images), targets)
-            if found:
-                break
-    assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
+    assert_overfits(model, images, targets, max_steps=150, check_every=10, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("targets,message", [

@@ -4,7 +4,8 @@ import torch
 from anchordet import Targets
 from anchordet.detectors.retinanet import RetinaNet, retinanet_resnet18_fpn, retinanet_resnet50_fpn
 from anchordet.structures.outputs import DenseOutputs
-from anchordet.data.shapes import all_found, make_scenes
+from anchordet.data.shapes import make_scenes
+from helpers import assert_overfits
 
 TINY = dict(backbone_width=16, fpn_channels=32, head_channels=32, head_num_convs=2,
             anchor_base_sizes=(16, 32, 64, 128, 256), trainable_layers=5, frozen_bn=False)
@@ -63,19 +64,7 @@ def test_different_sizes_and_empty_image_in_one_batch():
 def test_overfits_a_handful_of_images():
     model = tiny()
     images, targets = make_scenes(4, 96)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    found = False
-    for step in range(300):
-        model.train()
-        loss = sum(model.loss(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 20 == 19:
-            found = all_found(model.eval().predict(images), targets)
-            if found:
-                break
-    assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
+    assert_overfits(model, images, targets, max_steps=300, check_every=20)
 
 
 @pytest.mark.parametrize("targets,message", [

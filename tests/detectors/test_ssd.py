@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from anchordet import Targets
-from anchordet.data.shapes import all_found, make_scenes
+from anchordet.data.shapes import make_scenes
 from anchordet.detectors.ssd import SSD, ssd300_vgg16, ssd512_vgg16, ssd_digits, ssd_vgg16
 from anchordet.structures.outputs import DenseOutputs
+from helpers import assert_overfits
 
 # 96 px inputs: source maps 12, 6, 3, 2 (pool3 rounds 24 -> 12; two extra layers), boxes for the
 # 20..44 px rectangles of make_scenes.
@@ -103,19 +104,7 @@ def test_predict_contract():
 def test_overfits_a_handful_of_images():
     model = tiny()
     images, targets = make_scenes(4, 96)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    found = False
-    for step in range(300):
-        model.train()
-        loss = sum(model.loss(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 20 == 19:
-            found = all_found(model.eval().predict(images), targets)
-            if found:
-                break
-    assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
+    assert_overfits(model, images, targets, max_steps=300, check_every=20)
 
 
 @pytest.mark.parametrize("call", ["loss", "predict", "forward"])

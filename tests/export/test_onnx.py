@@ -10,6 +10,7 @@ import torch
 
 from anchordet.config.schema import ModelConfig
 from anchordet.export.onnx import DetectionsModule, export_onnx, raw_output_names
+from helpers import assert_detections_equal
 
 TINY_RETINANET = {"depth": 18, "num_classes": 3, "backbone_width": 8, "fpn_channels": 16, "head_channels": 16,
                   "head_num_convs": 1}
@@ -46,23 +47,6 @@ def run(session: ort.InferenceSession, images: torch.Tensor) -> list[torch.Tenso
     if len(session.get_inputs()) == 2:  # exported with post-processing
         feed["image_sizes"] = full_sizes(images).numpy()
     return [torch.from_numpy(np.asarray(out)) for out in session.run(None, feed)]
-
-
-def assert_detections_equal(flat: list[torch.Tensor], expected: list, box_tol=1e-4, score_tol=1e-5, min_count=20):
-    """Flat exported detections (boxes, scores, labels, batch_index) == ``predict``'s per image:
-    each of predict's detections pairs with one exported detection of the same image and label,
-    score within ``score_tol`` and box within ``box_tol``. Order is not compared: scores that
-    are equal (sigmoid saturates at 1.0) or 1e-7 apart may come out in either order."""
-    boxes, scores, labels, batch_index = flat
-    assert len(boxes) == sum(len(d.boxes) for d in expected)
-    free = torch.ones(len(boxes), dtype=torch.bool)
-    for b, det in enumerate(expected):
-        assert int((batch_index == b).sum()) == len(det.boxes) >= min_count  # enough to mean something
-        for box, score, label in zip(det.boxes, det.scores, det.labels):
-            close = (free & (batch_index == b) & (labels == label) & ((scores - score).abs() <= score_tol)
-                     & ((boxes - box).abs().amax(dim=1) <= box_tol))
-            assert close.any(), f"image {b}: no exported match for {label.item()} {box.tolist()} {score.item():.6f}"
-            free[torch.nonzero(close)[0, 0]] = False
 
 
 @pytest.fixture(scope="module")
