@@ -8,9 +8,11 @@ plain dataclass whose fields are the options.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,17 +285,16 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     arguments = typing.get_args(annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in arguments:
             return None
-        errors = []
         for option in (a for a in arguments if a is not type(None)):
             try:
                 return coerce(value, option, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: {value!r} is not a {_type_name(annotation)}")
-    if origin in (tuple, list, typing.Sequence, __import__("collections.abc").abc.Sequence):
+    if origin in (tuple, list, collections.abc.Sequence):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list ({_type_name(annotation)}), got {value!r}")
         item_type = arguments[0] if arguments else Any
