@@ -14,6 +14,36 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
                              "(values are YAML: 0.01, true, [16, 32]); repeatable")
 
 
+def add_procs_argument(parser: argparse.ArgumentParser, default: int | str) -> None:
+    parser.add_argument("--procs", type=_procs, default=default, metavar="N",
+                        help="train in N local processes joined by DistributedDataParallel (gloo on CPU, NCCL on "
+                             "GPUs), the CPU cores shared out between them; 'auto': 2 on a CPU with 2 or more "
+                             f"cores, else 1 (default {default})")
+
+
+def _procs(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--procs: expected a number or 'auto', got {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"--procs: expected at least 1, got {count}")
+    return count
+
+
+def resolve_procs(procs: int | str, device: str) -> int:
+    """'auto' -> 2 processes on a CPU with at least 2 cores (small models train faster as two
+    one-thread processes than as one two-thread process), else 1."""
+    if procs != "auto":
+        return int(procs)
+    from anchordet.engine.launch import cpu_count
+    from anchordet.engine.trainer import resolve_device
+
+    return 2 if resolve_device(device).type == "cpu" and cpu_count() >= 2 else 1
+
+
 def load_config_or_fail(name: str, overrides: list[str]):
     from anchordet.config.schema import ConfigError, load_config
 

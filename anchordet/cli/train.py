@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from anchordet.cli.common import add_config_arguments, load_config_or_fail
+from anchordet.cli.common import add_config_arguments, add_procs_argument, load_config_or_fail, resolve_procs
 from anchordet.cli.main import UserError
 
 
@@ -13,24 +13,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Train a detector. Writes to run.out_dir: config.yaml (the resolved config), "
                     "last.pt / best.pt (resumable checkpoints), model.safetensors and best.safetensors "
                     "(weights + model config, for predict/evaluate/export), metrics.jsonl, tensorboard/, "
-                    "curves.png. Multi-process: torchrun --nproc_per_node N -m anchordet.cli.main train ... "
-                    "(gloo on CPU, NCCL on GPUs). Ctrl-C saves last.pt; --resume continues exactly.",
+                    "curves.png. Multi-process: --procs N, or torchrun --nproc_per_node N -m anchordet.cli.main "
+                    "train ... (gloo on CPU, NCCL on GPUs). Ctrl-C saves last.pt; --resume continues exactly.",
         epilog="example: anchordet train --config retinanet_digits --set solver.epochs=2 --set run.out_dir=runs/try")
     add_config_arguments(parser, required=False)
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue a run from its last.pt (its config is used; --set still applies)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    add_procs_argument(parser, default=1)
     return parser
 
 
 def run(args) -> int:
-    from anchordet.engine.trainer import Trainer, TrainingDiverged
+    from anchordet.engine.launch import ChildProcessFailed
+    from anchordet.engine.trainer import TrainingDiverged, train
 
     config = _config_for(args)
     try:
-        outcome = Trainer(config, resume=args.resume, progress=not args.no_progress).fit()
+        outcome = train(config, resume=args.resume, progress=not args.no_progress,
+                        processes=resolve_procs(args.procs, config.run.device))
     except TrainingDiverged as exc:
         raise UserError(str(exc)) from exc
+    except ChildProcessFailed as exc:  # a diverged run in a child process: its message, not a traceback
+        if "TrainingDiverged" in str(exc):
+            raise UserError(str(exc).split("TrainingDiverged: ", 1)[1].split("\n", 1)[0]) from exc
+        raise
     from anchordet.engine import distributed
 
     if distributed.is_main_process():

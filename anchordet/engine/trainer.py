@@ -6,6 +6,7 @@ epochs, ``_train_epoch`` the batches, ``_step`` one optimizer step.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -316,3 +317,27 @@ def inference_metadata(config: ExperimentConfig, dataset) -> dict:
     import json
 
     return {"anchordet_inference": json.dumps(inference_settings(config, dataset))}
+
+
+def train(config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True,
+          processes: int = 1, finish_on_budget: bool = False) -> TrainOutcome:
+    """Train in this process (``processes=1``, or under torchrun) or in ``processes`` local
+    processes joined by DDP (see ``anchordet.engine.launch``). ``finish_on_budget``: when a time
+    or iteration budget stops training, evaluate and write the weights as a finished run would
+    (``Trainer.finish_early``; the outcome keeps status "stopped")."""
+    if processes == 1:
+        return _train_here(config.to_dict(), resume, progress, finish_on_budget)
+    from anchordet.engine.launch import run_processes, threads_per_process
+
+    if not config.run.threads:  # share the cores out instead of every process taking them all
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run, threads=threads_per_process(processes)))
+    return run_processes(_train_here, processes, config.to_dict(), resume, progress, finish_on_budget)
+
+
+def _train_here(config_dict: dict, resume, progress: bool, finish_on_budget: bool) -> TrainOutcome:
+    """One process's part of ``train`` (module level: spawned processes unpickle it by name)."""
+    trainer = Trainer(ExperimentConfig.from_dict(config_dict), resume=resume, progress=progress)
+    outcome = trainer.fit()
+    if outcome.status == "stopped" and finish_on_budget:
+        outcome.best_metric = trainer.finish_early()
+    return outcome

@@ -120,28 +120,51 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_torchrun_two_cpu_processes_take_the_same_first_step_as_one_process(tmp_path):
-    """Plain SGD (no momentum, no decay) for one step: equal weights after it mean equal
-    gradients of the global batch. Frozen BN, so batch statistics do not depend on the split."""
-    one_step = ["solver.optimizer=sgd", "solver.epochs=1", "run.stop_after_iters=1", "run.eval_every=0", "solver.momentum=0.0",
-                "solver.weight_decay=0.0", "model.frozen_bn=true", "solver.clip_grad_norm=0.0",
+@pytest.fixture(scope="module")
+def one_process_first_step(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    assert train(out, *ONE_SGD_STEP) == 0
+    return load_checkpoint(out / "last.pt")["model"]
+
+
+# Plain SGD (no momentum, no decay) for one step: equal weights after it mean equal gradients of
+# the global batch. Frozen BN, so batch statistics do not depend on the split.
+ONE_SGD_STEP = ["solver.optimizer=sgd", "solver.epochs=1", "run.stop_after_iters=1", "run.eval_every=0",
+                "solver.momentum=0.0", "solver.weight_decay=0.0", "model.frozen_bn=true", "solver.clip_grad_norm=0.0",
                 "solver.warmup_iters=0"]
-    single, multi = tmp_path / "single", tmp_path / "ddp"
-    assert train(single, *one_step) == 0
-    script = tmp_path / "run.py"
-    script.write_text(DDP_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               str(script), "train", "--no-progress", "--config", "retinanet_digits"]
-    for item in TINY + [f"run.out_dir={multi}", *one_step]:
-        command += ["--set", item]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    expected = load_checkpoint(single / "last.pt")["model"]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "procs"])
+def test_two_cpu_processes_take_the_same_first_step_as_one_process(launcher, one_process_first_step, tmp_path):
+    """`torchrun --nproc_per_node 2 ... train` and `anchordet train --procs 2` (gloo on CPU)."""
+    multi = tmp_path / "ddp"
+    overrides = []
+    for item in TINY + [f"run.out_dir={multi}", *ONE_SGD_STEP]:
+        overrides += ["--set", item]
+    if launcher == "torchrun":
+        script = tmp_path / "run.py"
+        script.write_text(DDP_SCRIPT)
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                   str(script), "train", "--no-progress", "--config", "retinanet_digits", *overrides]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    else:
+        assert main(["train", "--no-progress", "--procs", "2", "--config", "retinanet_digits", *overrides]) == 0
     got = load_checkpoint(multi / "last.pt")["model"]
-    for key in expected:
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    for key in one_process_first_step:
+        torch.testing.assert_close(got[key], one_process_first_step[key], rtol=1e-5, atol=1e-6, msg=key)
     assert load_checkpoint(multi / "last.pt")["iteration"] == 1
+
+
+def test_procs_reports_a_failing_process_in_one_line(tmp_path, capsys):
+    """A NaN in a child process stops the run with the guard's message, as in one process."""
+    overrides = []
+    for item in TINY + [f"run.out_dir={tmp_path}", "solver.epochs=1", "solver.base_lr=1e30", "solver.clip_grad_norm=0.0"]:
+        overrides += ["--set", item]
+    assert main(["train", "--no-progress", "--procs", "2", "--config", "retinanet_digits", *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "iteration" in err[0] and "Traceback" not in err[0]
 
 
 def test_demo_with_a_time_budget_still_evaluates_and_predicts(tmp_path, capsys):
