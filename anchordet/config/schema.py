@@ -94,6 +94,7 @@ class DataConfig:
     digits_canvas_size: int = 128
     digits_per_image_max: int = 4
     digits_seed: int = 0
+    digits_clutter_max: int = 4
     train_transform: str = "resize"
     eval_transform: str = "resize"
     min_size: int = 800

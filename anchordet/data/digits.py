@@ -32,7 +32,8 @@ from anchordet.structures.targets import Targets
 
 CLASS_NAMES = [str(d) for d in range(10)]
 TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "brick", "grass", "camera", "moon", "hubble_deep_field",
-                "immunohistochemistry", "colorwheel")
+                "immunohistochemistry", "colorwheel", "horse", "logo", "page", "cell", "microaneurysms",
+                "shepp_logan_phantom", "stereo_motorcycle", "checkerboard")
 TEST_PHOTOS = ("chelsea", "gravel", "coins", "text", "retina", "clock")
 TRAIN_DIGITS_PER_CLASS = 400
 MASK_THRESHOLD = 0.2
@@ -68,12 +69,15 @@ def load_photos(split: str) -> tuple[Tensor, ...]:
 
     photos = []
     for name in TRAIN_PHOTOS if split == "train" else TEST_PHOTOS:
-        array = np.asarray(getattr(skimage.data, name)())
-        if array.dtype == bool:
-            array = array.astype(np.uint8) * 255
+        array = getattr(skimage.data, name)()
+        array = np.asarray(array[0] if isinstance(array, tuple) else array)  # stereo_motorcycle: (left, right, disparity)
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
-        photos.append(torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1).float() / 255)
+        photo = torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1)  # RGBA (logo): drop alpha
+        if array.dtype == np.uint8:
+            photos.append(photo.float() / 255)
+        else:  # bool (horse) or float in [0, 1] (shepp_logan_phantom)
+            photos.append(photo.float().clamp(0, 1))
     return tuple(photos)
 
 
@@ -83,11 +87,15 @@ class DigitsConfig:
     canvas_size: side of the square scenes in pixels.
     digits_per_image: (min, max) digits per scene.
     digit_size: (min, max) side in pixels of the scaled 28x28 digit cell.
+    train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
+        each train scene before its digits, so that the detector learns that a round thing is
+        not a 0 nor a straight one a 1. Test scenes have none.
     """
 
     canvas_size: int = 128
     digits_per_image: tuple[int, int] = (1, 4)
     digit_size: tuple[int, int] = (20, 56)
+    train_clutter: tuple[int, int] = (0, 4)
 
     def __post_init__(self) -> None:
         low, high = self.digit_size
@@ -95,6 +103,8 @@ class DigitsConfig:
             raise ValueError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
         if not 0 <= self.digits_per_image[0] <= self.digits_per_image[1]:
             raise ValueError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
+        if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
+            raise ValueError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
 
 
 def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
@@ -106,6 +116,9 @@ def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
     """
     masks, labels = load_digits(split)
     image = _background(load_photos(split), generator, config.canvas_size, render, vary=split == "train")
+    if split == "train":
+        _paint_crowd(image, generator, render)
+        _paint_clutter(image, generator, config.train_clutter, render)
     count = int(torch.randint(config.digits_per_image[0], config.digits_per_image[1] + 1, (1,), generator=generator))
     boxes, classes = [], []
     for _ in range(count * 20):  # rejection sampling of free positions
@@ -143,6 +156,73 @@ def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: in
         image = image.flip(2) if mirror else image
         image = image[channels]
     return image.contiguous()
+
+
+CROWD_PROBABILITY = 0.3
+
+
+def _paint_crowd(image: Tensor, generator: torch.Generator, render: bool = True) -> None:
+    """With probability ``CROWD_PROBABILITY`` paint a crowd of 4 to 10 similar round objects
+    (pebbles, coins, cells, berries: textured discs with a shaded rim) on a (3, S, S) train image,
+    so that "a pale round thing among others" is not taken for a 0. Random numbers are drawn
+    whether or not ``render`` is set."""
+    if not bool(torch.rand(1, generator=generator) < CROWD_PROBABILITY):
+        return
+    side = image.shape[-1]
+    count = int(torch.randint(4, 11, (1,), generator=generator))
+    base_radius = 8 + float(torch.rand(1, generator=generator)) * 16
+    params = torch.rand(count, 7, generator=generator)  # centre x/y, size, ellipticity, angle, gain, rim
+    shifts = torch.randint(side, (count, 2), generator=generator).tolist()
+    if not render:
+        return
+    ys, xs = torch.meshgrid(torch.arange(side) + 0.5, torch.arange(side) + 0.5, indexing="ij")
+    for (cx, cy, size, flat, angle, gain, rim), shift in zip(params.tolist(), shifts):
+        radius = base_radius * (0.8 + 0.4 * size)
+        angle *= np.pi
+        dx, dy = xs - cx * side, ys - cy * side
+        u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+        r = torch.sqrt((u / radius) ** 2 + (v / (radius * (0.8 + 0.2 * flat))) ** 2)
+        alpha = ((1 - r) * radius + 0.5).clamp(0, 1)
+        shading = (0.6 * rim - 0.3) * (r.clamp(0.7, 1) - 0.7) / 0.3  # a brighter or darker rim
+        fill = (image.roll(shift, dims=(1, 2)).flip(2) * (0.7 + 0.9 * gain) + shading).clamp(0, 1)
+        image.mul_(1 - alpha).add_(fill * alpha)
+
+
+def _paint_clutter(image: Tensor, generator: torch.Generator, count_range: tuple[int, int],
+                   render: bool = True) -> None:
+    """Paint random shapes in place on a (3, S, S) image: discs and ellipses (look like a 0 at a
+    glance), rings, bars (like a 1) and rectangle outlines, 6 to S/2 pixels across, each in a flat
+    random colour or filled with a brightened or darkened patch of the scene's own texture (an
+    object-like blob). All random numbers are drawn whether or not ``render`` is set."""
+    side = image.shape[-1]
+    count = int(torch.randint(count_range[0], count_range[1] + 1, (1,), generator=generator))
+    ys, xs = torch.meshgrid(torch.arange(side) + 0.5, torch.arange(side) + 0.5, indexing="ij")
+    for _ in range(count):
+        kind = int(torch.randint(4, (1,), generator=generator))
+        centre = torch.rand(2, generator=generator) * side
+        radii = 3 + torch.rand(2, generator=generator) * (side / 4 - 3)
+        angle = float(torch.rand(1, generator=generator)) * np.pi
+        thickness = 1.5 + float(torch.rand(1, generator=generator)) * 4
+        colour, opacity = torch.rand(3, generator=generator), 0.5 + 0.5 * float(torch.rand(1, generator=generator))
+        textured = bool(torch.rand(1, generator=generator) < 0.5)
+        shift = torch.randint(side, (2,), generator=generator).tolist()
+        gain = 0.5 + float(torch.rand(1, generator=generator))
+        if not render:
+            continue
+        # coordinates in the shape's frame: u along its axis, v across it
+        dx, dy = xs - centre[0], ys - centre[1]
+        u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+        if kind <= 1:  # 0: disc or ellipse, 1: ring
+            r = torch.sqrt((u / radii[0]) ** 2 + (v / radii[1]) ** 2)
+            edge = (1 - r) * radii.min() if kind == 0 else thickness / 2 - (r - 1).abs() * radii.min()
+        elif kind == 2:  # bar: a thick line segment
+            edge = torch.minimum(radii[0] - u.abs(), thickness / 2 - v.abs())
+        else:  # rectangle outline
+            outside = torch.maximum(u.abs() - radii[0], v.abs() - radii[1])
+            edge = thickness / 2 - outside.abs()
+        alpha = (edge + 0.5).clamp(0, 1) * opacity  # one pixel of anti-aliasing
+        fill = (image.roll(shift, dims=(1, 2)).flip(1) * gain).clamp(0, 1) if textured else colour[:, None, None]
+        image.mul_(1 - alpha).add_(fill * alpha)
 
 
 def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, config: DigitsConfig,

@@ -41,6 +41,11 @@ class DigitsOptions:
     digits_per_image: tuple[int, int] = (1, 4)
     digit_size: tuple[int, int] = (20, 56)
     seed: int = 0
+    train_clutter: tuple[int, int] = (0, 4)
+
+    def config(self) -> DigitsConfig:
+        """The scene options (validated by ``DigitsConfig``)."""
+        return DigitsConfig(self.canvas_size, self.digits_per_image, self.digit_size, self.train_clutter)
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,13 @@ class DatasetSpec:
     @staticmethod
     def digits(num_train: int = 2000, num_val: int = 200, canvas_size: int = 128,
                digits_per_image: tuple[int, int] = (1, 4), digit_size: tuple[int, int] = (20, 56),
-               seed: int = 0) -> "DatasetSpec":
+               seed: int = 0, train_clutter: tuple[int, int] = (0, 4)) -> "DatasetSpec":
         """The built-in digits dataset (no files). ``val`` is the fixed test split."""
         from anchordet.data.digits import CLASS_NAMES
 
-        options = DigitsOptions(num_train, num_val, canvas_size, tuple(digits_per_image), tuple(digit_size), seed)
-        DigitsConfig(canvas_size, options.digits_per_image, options.digit_size)  # validates the options
+        options = DigitsOptions(num_train, num_val, canvas_size, tuple(digits_per_image), tuple(digit_size), seed,
+                                tuple(train_clutter))
+        options.config()  # validates the options
         return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
 
 
@@ -211,8 +217,7 @@ def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annot
     options = _check_split(spec, split)
     if spec.format == "digits":
         d = spec.digits
-        config = DigitsConfig(d.canvas_size, d.digits_per_image, d.digit_size)
-        return DigitsDataset(split, d.num_train if split == "train" else d.num_val, config, d.seed, transforms)
+        return DigitsDataset(split, d.num_train if split == "train" else d.num_val, d.config(), d.seed, transforms)
     if spec.format == "coco":
         return CocoDataset(options["images"], options["annotations"], transforms, spec.class_names, skip_bad_annotations)
     if spec.format == "voc":

@@ -45,7 +45,7 @@ def test_boxes_are_tight_and_apart():
 
 def test_box_matches_painted_pixels():
     # On a flat background the digit's pixels are exactly where the image differs from it.
-    ds = DigitsDataset("train", 1, DigitsConfig(digits_per_image=(1, 1)))
+    ds = DigitsDataset("train", 1, DigitsConfig(digits_per_image=(1, 1), train_clutter=(0, 0)))
     ds_image, targets = ds.scene(0)
     from anchordet.data import digits as module
     generator = ds._generator(0)
@@ -59,6 +59,8 @@ def test_box_matches_painted_pixels():
 def test_bad_options():
     with pytest.raises(ValueError, match="digit_size"):
         DigitsConfig(digit_size=(4, 10))
+    with pytest.raises(ValueError, match="train_clutter"):
+        DigitsConfig(train_clutter=(3, 1))
     with pytest.raises(ValueError, match="split"):
         DigitsDataset("validation")
     with pytest.raises(IndexError):
@@ -78,3 +80,26 @@ def test_ground_truth_without_painting_matches_the_rendered_scenes():
         assert [a["category_id"] for a in anns] == rendered.labels.tolist()  # category id = digit
         assert [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)] == rendered.boxes.tolist()
     assert len({a["id"] for a in gt["annotations"]}) == len(gt["annotations"])
+
+
+def test_clutter_is_painted_on_train_scenes_only(monkeypatch):
+    from anchordet.data import digits as module
+
+    plain, cluttered = DigitsConfig(train_clutter=(0, 0)), DigitsConfig(train_clutter=(5, 5))
+    generator = torch.Generator().manual_seed(0)
+    image = torch.full((3, 64, 64), 0.5)
+    module._paint_clutter(image, generator, (5, 5))
+    assert (image - 0.5).abs().amax(dim=0).gt(0.05).float().mean() > 0.02  # five shapes are visible
+    replay = torch.Generator().manual_seed(0)
+    module._paint_clutter(torch.full((3, 64, 64), 0.5), replay, (5, 5), render=False)
+    assert torch.equal(replay.get_state(), generator.get_state())  # render=False draws the same numbers
+    monkeypatch.setattr(module, "CROWD_PROBABILITY", 1.0)
+    crowd, replay = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    image = torch.full((3, 64, 64), 0.5)
+    module._paint_crowd(image, crowd)
+    module._paint_crowd(image.clone(), replay, render=False)
+    assert torch.equal(replay.get_state(), crowd.get_state())
+    assert (image - 0.5).abs().amax(dim=0).gt(0.02).float().mean() > 0.05  # at least four discs
+    test_plain, test_cluttered = DigitsDataset("test", 3, plain), DigitsDataset("test", 3, cluttered)
+    for index in range(3):  # the test split has no clutter whatever the option
+        assert torch.equal(test_plain[index].image, test_cluttered[index].image)
