@@ -303,6 +303,11 @@ class DigitsDataset(Dataset):
             raise IndexError(f"scene {index} out of range 0..{self.num_images - 1}")
         return generate_scene(self.split, self._generator(index), self.config, render=False)[1]
 
+    def photo_name(self, index: int) -> str:
+        """Name of the skimage photo behind scene ``index`` (its first random draw, replayed)."""
+        names = TRAIN_PHOTOS if self.split == "train" else TEST_PHOTOS
+        return names[int(torch.randint(len(names), (1,), generator=self._generator(index)))]
+
     def file_name(self, index: int) -> str:
         """Name of scene ``index`` when written to disk (``anchordet data digits``)."""
         return f"{self.split}_{index:06d}.png"

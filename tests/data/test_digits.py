@@ -103,3 +103,14 @@ def test_clutter_is_painted_on_train_scenes_only(monkeypatch):
     test_plain, test_cluttered = DigitsDataset("test", 3, plain), DigitsDataset("test", 3, cluttered)
     for index in range(3):  # the test split has no clutter whatever the option
         assert torch.equal(test_plain[index].image, test_cluttered[index].image)
+
+
+def test_photo_name_names_the_background_of_each_scene():
+    grey_photos = {"gravel", "coins", "text", "clock"}  # 2-D arrays in skimage; chelsea and retina are colour
+    ds = DigitsDataset("test", 24)
+    names = [ds.photo_name(i) for i in range(len(ds))]
+    assert set(names) == set(TEST_PHOTOS)
+    for index, name in enumerate(names):
+        image = ds[index].image
+        grey_share = ((image[0] == image[1]) & (image[1] == image[2])).float().mean()
+        assert (grey_share > 0.5) == (name in grey_photos), (index, name, grey_share)
