@@ -119,12 +119,12 @@ def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.
     if name in ("retinanet", "frcnn"):
         variants["ours+fold"] = fold_batch_norms(copy.deepcopy(ours))
     if mode == "infer" and jit:
-        from anchordet.ops.fuse import NETWORK_PARTS, _get_path, _set_path
+        from anchordet.ops.fuse import NETWORK_PARTS, _get_path
 
         fast = optimize_for_cpu_inference(ours, images)
         for part in NETWORK_PARTS:  # hooks cannot go on ScriptModules: wrap them
             if isinstance(_get_path(fast, part), torch.jit.ScriptModule):
-                _set_path(fast, part, _Hookable(_get_path(fast, part)))
+                fast.set_submodule(part, _Hookable(_get_path(fast, part)))
         variants["ours+jit"] = fast
     return variants
 
@@ -219,11 +219,15 @@ class Runner:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def infer(self) -> dict:
-        self.model.eval()
+    def _start(self, train: bool) -> float:
+        """Set the mode, zero the network time, and return the start time of a timed call."""
+        self.model.train(train)
         self.network_s = 0.0
         _sync(self.images.device)
-        start = time.perf_counter()
+        return time.perf_counter()
+
+    def infer(self) -> dict:
+        start = self._start(train=False)
         with self._autocast():
             if self.is_tv:
                 with torch.no_grad():
@@ -235,10 +239,7 @@ class Runner:
         return {"total": total, "network": self.network_s, "outside": total - self.network_s}
 
     def train_step(self) -> dict:
-        self.model.train()
-        self.network_s = 0.0
-        _sync(self.images.device)
-        start = time.perf_counter()
+        start = self._start(train=True)
         with self._autocast():
             if self.is_tv:
                 losses = self.model(list(self.images), self.tv_targets)

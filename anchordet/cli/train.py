@@ -35,8 +35,8 @@ def run(args) -> int:
     except TrainingDiverged as exc:
         raise UserError(str(exc)) from exc
     except ChildProcessFailed as exc:  # a diverged run in a child process: its message, not a traceback
-        if "TrainingDiverged" in str(exc):
-            raise UserError(str(exc).split("TrainingDiverged: ", 1)[1].split("\n", 1)[0]) from exc
+        if isinstance(exc.exception, TrainingDiverged):
+            raise UserError(str(exc.exception)) from exc
         raise
     from anchordet.engine import distributed
 

@@ -133,13 +133,18 @@ def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
     return image, Targets(box_tensor, torch.tensor(classes, dtype=torch.int64))
 
 
+def _pick_photo(count: int, generator: torch.Generator) -> int:
+    """Index of a scene's photo: the first number drawn for every scene (``photo_name`` replays it)."""
+    return int(torch.randint(count, (1,), generator=generator))
+
+
 def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: int, render: bool = True,
                 vary: bool = False) -> Tensor:
     """A random square crop of a random photo, resized to ``size``. ``vary`` (train scenes) also
-    turns it by a multiple of 90 degrees, mirrors it and permutes its colour channels: ten photos
-    then give eighty-fold more distinct backgrounds, and the detector learns digits rather than
-    the train photos (the test photos are unseen)."""
-    photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
+    turns it by a multiple of 90 degrees, mirrors it and permutes its colour channels (48 variants
+    of every crop), so the detector learns digits rather than the train photos (the test photos
+    are unseen)."""
+    photo = photos[_pick_photo(len(photos), generator)]
     _, height, width = photo.shape
     side = int(torch.randint(min(size, height, width), min(height, width) + 1, (1,), generator=generator))
     top = int(torch.randint(height - side + 1, (1,), generator=generator))
@@ -156,6 +161,23 @@ def _background(photos: tuple[Tensor, ...], generator: torch.Generator, size: in
         image = image.flip(2) if mirror else image
         image = image[channels]
     return image.contiguous()
+
+
+def _pixel_centres(side: int) -> tuple[Tensor, Tensor]:
+    """(ys, xs): two (S, S) grids of pixel-centre coordinates."""
+    return torch.meshgrid(torch.arange(side) + 0.5, torch.arange(side) + 0.5, indexing="ij")
+
+
+def _shape_frame(xs: Tensor, ys: Tensor, cx: float, cy: float, angle: float) -> tuple[Tensor, Tensor]:
+    """(u, v): every pixel's coordinates in a shape's frame centred at (cx, cy) and turned by
+    ``angle`` radians; u along the shape's axis, v across it."""
+    dx, dy = xs - cx, ys - cy
+    return dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+
+
+def _blend(image: Tensor, fill: Tensor, alpha: Tensor) -> None:
+    """image = (1 - alpha) image + alpha fill, in place; alpha (S, S), fill (3, S, S) or (3, 1, 1)."""
+    image.mul_(1 - alpha).add_(fill * alpha)
 
 
 CROWD_PROBABILITY = 0.3
@@ -175,17 +197,15 @@ def _paint_crowd(image: Tensor, generator: torch.Generator, render: bool = True)
     shifts = torch.randint(side, (count, 2), generator=generator).tolist()
     if not render:
         return
-    ys, xs = torch.meshgrid(torch.arange(side) + 0.5, torch.arange(side) + 0.5, indexing="ij")
+    ys, xs = _pixel_centres(side)
     for (cx, cy, size, flat, angle, gain, rim), shift in zip(params.tolist(), shifts):
         radius = base_radius * (0.8 + 0.4 * size)
-        angle *= np.pi
-        dx, dy = xs - cx * side, ys - cy * side
-        u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+        u, v = _shape_frame(xs, ys, cx * side, cy * side, angle * np.pi)
         r = torch.sqrt((u / radius) ** 2 + (v / (radius * (0.8 + 0.2 * flat))) ** 2)
         alpha = ((1 - r) * radius + 0.5).clamp(0, 1)
         shading = (0.6 * rim - 0.3) * (r.clamp(0.7, 1) - 0.7) / 0.3  # a brighter or darker rim
-        fill = (image.roll(shift, dims=(1, 2)).flip(2) * (0.7 + 0.9 * gain) + shading).clamp(0, 1)
-        image.mul_(1 - alpha).add_(fill * alpha)
+        texture = image.roll(shift, dims=(1, 2)).flip(2) * (0.7 + 0.9 * gain)
+        _blend(image, (texture + shading).clamp(0, 1), alpha)
 
 
 def _paint_clutter(image: Tensor, generator: torch.Generator, count_range: tuple[int, int],
@@ -196,7 +216,7 @@ def _paint_clutter(image: Tensor, generator: torch.Generator, count_range: tuple
     object-like blob). All random numbers are drawn whether or not ``render`` is set."""
     side = image.shape[-1]
     count = int(torch.randint(count_range[0], count_range[1] + 1, (1,), generator=generator))
-    ys, xs = torch.meshgrid(torch.arange(side) + 0.5, torch.arange(side) + 0.5, indexing="ij")
+    ys, xs = _pixel_centres(side)
     for _ in range(count):
         kind = int(torch.randint(4, (1,), generator=generator))
         centre = torch.rand(2, generator=generator) * side
@@ -209,9 +229,7 @@ def _paint_clutter(image: Tensor, generator: torch.Generator, count_range: tuple
         gain = 0.5 + float(torch.rand(1, generator=generator))
         if not render:
             continue
-        # coordinates in the shape's frame: u along its axis, v across it
-        dx, dy = xs - centre[0], ys - centre[1]
-        u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+        u, v = _shape_frame(xs, ys, float(centre[0]), float(centre[1]), angle)
         if kind <= 1:  # 0: disc or ellipse, 1: ring
             r = torch.sqrt((u / radii[0]) ** 2 + (v / radii[1]) ** 2)
             edge = (1 - r) * radii.min() if kind == 0 else thickness / 2 - (r - 1).abs() * radii.min()
@@ -222,7 +240,7 @@ def _paint_clutter(image: Tensor, generator: torch.Generator, count_range: tuple
             edge = thickness / 2 - outside.abs()
         alpha = (edge + 0.5).clamp(0, 1) * opacity  # one pixel of anti-aliasing
         fill = (image.roll(shift, dims=(1, 2)).flip(1) * gain).clamp(0, 1) if textured else colour[:, None, None]
-        image.mul_(1 - alpha).add_(fill * alpha)
+        _blend(image, fill, alpha)
 
 
 def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, config: DigitsConfig,
@@ -306,7 +324,7 @@ class DigitsDataset(Dataset):
     def photo_name(self, index: int) -> str:
         """Name of the skimage photo behind scene ``index`` (its first random draw, replayed)."""
         names = TRAIN_PHOTOS if self.split == "train" else TEST_PHOTOS
-        return names[int(torch.randint(len(names), (1,), generator=self._generator(index)))]
+        return names[_pick_photo(len(names), self._generator(index))]
 
     def file_name(self, index: int) -> str:
         """Name of scene ``index`` when written to disk (``anchordet data digits``)."""

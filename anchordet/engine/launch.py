@@ -1,9 +1,9 @@
 """Local multi-process training without torchrun: ``anchordet train --procs N``.
 
-Why: on a CPU the small detectors of the digits presets do not speed up with a second torch
-thread (the convolutions are too small to split well: 57 img/s with 1 thread, 58 with 2 on the
+Why: on a CPU the small detectors of the digits presets hardly speed up with a second torch
+thread (the convolutions are too small to split well: 50 img/s with 1 thread, 58 with 2 on the
 2-core VM), but two processes of one thread each, joined by DistributedDataParallel over gloo,
-train twice the images per second. ``torchrun --nproc_per_node N`` does the same; this launcher
+train 75-80 img/s. ``torchrun --nproc_per_node N`` does the same; this launcher
 saves the user from typing it and lets ``anchordet demo`` do it by itself.
 
 Each child process gets the environment torchrun would give it (RANK, WORLD_SIZE, MASTER_ADDR,
@@ -12,6 +12,7 @@ Each child process gets the environment torchrun would give it (RANK, WORLD_SIZE
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import traceback
 from typing import Any, Callable
@@ -20,7 +21,12 @@ import torch.multiprocessing as mp
 
 
 class ChildProcessFailed(RuntimeError):
-    """A training process raised; the message holds its traceback."""
+    """A training process raised; the message holds its traceback and ``exception`` the
+    exception itself (the first failing rank's; None if it could not be pickled back)."""
+
+    def __init__(self, message: str, exception: BaseException | None = None):
+        super().__init__(message)
+        self.exception = exception
 
 
 def cpu_count() -> int:
@@ -52,8 +58,16 @@ def _child(rank: int, world: int, port: int, target: Callable, args: tuple, resu
     except KeyboardInterrupt:
         results.put((rank, "interrupted", None))
     except BaseException as exc:  # noqa: BLE001 - report any failure to the parent, then exit non-zero
-        results.put((rank, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        results.put((rank, "error", (f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", _picklable(exc))))
         raise SystemExit(1)
+
+
+def _picklable(exc: BaseException) -> BaseException | None:
+    try:
+        pickle.dumps(exc)
+    except Exception:  # noqa: BLE001 - any pickling failure: send the text only
+        return None
+    return exc
 
 
 def run_processes(target: Callable[..., Any], processes: int, *args) -> Any:
@@ -85,9 +99,9 @@ def run_processes(target: Callable[..., Any], processes: int, *args) -> Any:
     while not results.empty():
         rank, status, value = results.get()
         reports[rank] = (status, value)
-    errors = [f"process {rank}: {value}" for rank, (status, value) in sorted(reports.items()) if status == "error"]
+    errors = [(rank, value) for rank, (status, value) in sorted(reports.items()) if status == "error"]
     if errors:
-        raise ChildProcessFailed("\n".join(errors))
+        raise ChildProcessFailed("\n".join(f"process {rank}: {text}" for rank, (text, _) in errors), errors[0][1][1])
     missing = [rank for rank, child in enumerate(children) if rank not in reports]
     if missing:
         codes = {rank: children[rank].exitcode for rank in missing}

@@ -116,20 +116,13 @@ def optimize_for_cpu_inference(model: nn.Module, example_images: Tensor,
             if path not in captured:  # not reached by forward (e.g. the RoI head)
                 continue
             traced = torch.jit.trace(_get_path(model, path), captured[path], strict=False, check_trace=False)
-            _set_path(model, path, torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval())))
+            model.set_submodule(path, torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval())))
     return model
 
 
-def _get_path(model: nn.Module, path: str):
-    for name in path.split("."):
-        model = getattr(model, name, None)
-        if model is None:
-            return None
-    return model if isinstance(model, nn.Module) else None
-
-
-def _set_path(model: nn.Module, path: str, value: nn.Module) -> None:
-    *parents, name = path.split(".")
-    for parent in parents:
-        model = getattr(model, parent)
-    setattr(model, name, value)
+def _get_path(model: nn.Module, path: str) -> nn.Module | None:
+    """The submodule at a dotted ``path``, or None where the model has none (e.g. SSD's "fpn")."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
