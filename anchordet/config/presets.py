@@ -10,12 +10,31 @@ from anchordet.config.schema import DataConfig, ExperimentConfig, ModelConfig, R
 
 # RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at quarter
 # width, BN trained (no pretrained statistics to freeze), a light FPN / head (32 channels, 2 convs),
-# anchors from 16 px because digits are 10..56 px (see docs/anchors.md), AdamW (from scratch it
-# converges several times faster than SGD here: AP50 0.15 vs 0.13 after 2 epochs, 0.66 after 10),
-# anchors taller than wide (digits are: ratio h/w 1, 1.6, 3), batch 32 with lr 0.0045 (0.003 at
-# batch 16 scaled by sqrt(2), the usual rule for Adam). 28 epochs take 13 minutes on 2 CPU cores
-# with `--procs 2` (68-80 img/s; `anchordet demo` does that by itself): test AP50 0.826.
+# AdamW (from scratch it converges several times faster than SGD here: AP50 0.15 vs 0.13 after 2
+# epochs), batch 32 with lr 0.0045 (0.003 at batch 16 scaled by sqrt(2), the usual rule for Adam).
+# The 128 px scenes are upsampled to 256: digits are 10..56 px, and at 128 px P3's stride of 8
+# leaves a thin "1" a cell or two (AP50 0.83 at 128 px, 0.92 at 256, BENCHMARKS.md). Anchors from
+# 32 px at that scale (docs/anchors.md), taller than wide as digits are (h/w 1, 1.6, 3).
+# 20 epochs take 8.5 minutes on 2 CPU cores (AMD EPYC Zen 5) with `--procs 2`: test AP50 0.921.
 RETINANET_DIGITS = ExperimentConfig(
+    model=ModelConfig("retinanet_resnet_fpn", dict(
+        depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=16,
+        fpn_channels=32, head_channels=32, head_num_convs=2,
+        anchor_base_sizes=[32, 64, 128, 256, 512], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
+        max_detections=100)),
+    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+                    train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
+                    hflip=False, num_workers=0),  # a flipped digit is not a digit; scenes take 2-5 ms each
+    solver=SolverConfig(epochs=20, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
+                        warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
+                        optimizer="adamw"),
+    run=RunConfig(out_dir="runs/retinanet_digits", eval_every=5, log_every=20),
+)
+
+# The same RetinaNet at the scenes' own 128 px (a quarter of the pixels, anchors from 16 px):
+# `anchordet demo` trains it, and the tests. 28 epochs: AP50 0.835 (4 minutes on the Zen 5
+# machine, 13 on the Zen 3 one of 2026-11-23); the demo's 12 epochs about 0.65.
+RETINANET_DIGITS_FAST = ExperimentConfig(
     model=ModelConfig("retinanet_resnet_fpn", dict(
         depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=16,
         fpn_channels=32, head_channels=32, head_num_convs=2,
@@ -23,11 +42,11 @@ RETINANET_DIGITS = ExperimentConfig(
         max_detections=100)),
     data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
                     train_transform="resize", eval_transform="resize", min_size=128, max_size=128,
-                    hflip=False, num_workers=0),  # a flipped digit is not a digit; scenes take 2-5 ms each
+                    hflip=False, num_workers=0),
     solver=SolverConfig(epochs=28, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
                         optimizer="adamw"),
-    run=RunConfig(out_dir="runs/retinanet_digits", eval_every=5, log_every=20),
+    run=RunConfig(out_dir="runs/retinanet_digits_fast", eval_every=7, log_every=20),
 )
 
 # RetinaNet R50-FPN 1x (Lin et al. 2017; Detectron): 90k iterations at batch 16 on COCO is 12 epochs,
@@ -88,8 +107,8 @@ FASTER_RCNN_R50_C4_VOC = ExperimentConfig(
 # 128 px scenes upsampled to 256 (stride 16 is coarse for 10..56 px digits), anchors 24..96 at
 # that scale and tall (digits are taller than wide), RPN positives at IoU >= 0.5 (at 0.7 a digit
 # has 1.3 positive anchors on average, at 0.5 it has 7.9: `anchordet anchors -c faster_rcnn_digits`),
-# fewer proposals and RoIs, RoIAlign 6x6, AdamW (no pretrained backbone). 8 epochs take 14.7
-# minutes on 2 CPU cores with `--procs 2` (17-20 img/s): AP50 0.891.
+# fewer proposals and RoIs, RoIAlign 6x6, AdamW (no pretrained backbone). 16 epochs take 9
+# minutes on 2 CPU cores (AMD EPYC Zen 5) with `--procs 2` (56 img/s): AP50 0.946.
 FASTER_RCNN_DIGITS = ExperimentConfig(
     model=ModelConfig("faster_rcnn_resnet_c4", dict(
         depth=18, num_classes=10, backbone_width=16, frozen_bn=False, trainable_layers=5,
@@ -100,7 +119,7 @@ FASTER_RCNN_DIGITS = ExperimentConfig(
     data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),
-    solver=SolverConfig(epochs=8, batch_size=8, base_lr=0.002, base_batch_size=8, weight_decay=1e-4,
+    solver=SolverConfig(epochs=16, batch_size=8, base_lr=0.002, base_batch_size=8, weight_decay=1e-4,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
                         optimizer="adamw"),
     run=RunConfig(out_dir="runs/faster_rcnn_digits", eval_every=4, log_every=20),
@@ -143,7 +162,7 @@ SSD512_COCO = ExperimentConfig(
 # SSD for the digits dataset from scratch on a CPU: VGG16 at quarter width with BN, 128 px input,
 # four source maps (16..2 cells) with boxes 18..96 px (detectors.ssd.DIGITS_OPTIONS), AdamW 3e-3.
 # No SSD augmentation: the scenes are already random crops, and a flipped digit is not a digit.
-# 10 epochs take 14 minutes on 2 CPU cores with `--procs 2` (22-25 img/s): AP50 0.888.
+# 20 epochs take 9 minutes on 2 CPU cores (AMD EPYC Zen 5) with `--procs 2` (75 img/s): AP50 0.946.
 SSD_DIGITS = ExperimentConfig(
     model=ModelConfig("ssd_vgg16", dict(
         num_classes=10, image_size=128, width=16, batch_norm=True,
@@ -151,7 +170,7 @@ SSD_DIGITS = ExperimentConfig(
         min_sizes=[18, 30, 46, 66], max_sizes=[30, 46, 66, 96], aspect_ratios=[[1.5, 2.5]] * 4)),
     data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
                     train_transform="fixed", eval_transform="fixed", fixed_size=128, hflip=False, num_workers=0),
-    solver=SolverConfig(epochs=10, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
+    solver=SolverConfig(epochs=20, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
                         optimizer="adamw"),
     run=RunConfig(out_dir="runs/ssd_digits", eval_every=5, log_every=20),
@@ -159,6 +178,7 @@ SSD_DIGITS = ExperimentConfig(
 
 PRESETS: dict[str, ExperimentConfig] = {
     "retinanet_digits": RETINANET_DIGITS,
+    "retinanet_digits_fast": RETINANET_DIGITS_FAST,
     "retinanet_r50_coco": RETINANET_R50_COCO,
     "retinanet_r50_voc": RETINANET_R50_VOC,
     "ssd_digits": SSD_DIGITS,

@@ -12,7 +12,7 @@ def _run(capsys, *args):
 
 
 def test_json_report_on_digits(capsys):
-    code, out, _ = _run(capsys, "--config", "retinanet_digits", "--data", "digits", "--max-images", "12", "--json")
+    code, out, _ = _run(capsys, "--config", "retinanet_digits_fast", "--data", "digits", "--max-images", "12", "--json")
     assert code == 0
     report = json.loads(out)
     assert report["detector"] == "retinanet" and report["anchors_per_location"] == 9
@@ -26,7 +26,7 @@ def test_json_report_on_digits(capsys):
 
 
 def test_text_report_suggestion_and_plots(capsys, tmp_path):
-    code, out, _ = _run(capsys, "--config", "retinanet_digits", "--max-images", "6", "--suggest", "--search-images", "6",
+    code, out, _ = _run(capsys, "--config", "retinanet_digits_fast", "--max-images", "6", "--suggest", "--search-images", "6",
                         "--plots", str(tmp_path), "--set", "model.anchor_base_sizes=[64, 128, 256, 512, 1024]")
     assert code == 0
     assert "IoU>=pos" in out and "by class:" in out and "boxes no anchor can learn" in out
@@ -38,9 +38,9 @@ def test_text_report_suggestion_and_plots(capsys, tmp_path):
 
 
 def test_bad_arguments_exit_2(capsys):
-    code, _, err = _run(capsys, "--config", "retinanet_digits", "--max-images", "0")
+    code, _, err = _run(capsys, "--config", "retinanet_digits_fast", "--max-images", "0")
     assert code == 2 and "--max-images" in err
-    code, _, err = _run(capsys, "--config", "retinanet_digits", "--data", "missing.yaml")
+    code, _, err = _run(capsys, "--config", "retinanet_digits_fast", "--data", "missing.yaml")
     assert code == 2 and "missing.yaml" in err
 
 
@@ -48,7 +48,7 @@ def test_uncovered_boxes_are_listed_with_image_ids(capsys):
     # anchors of 512 px and up on 128 px scenes: no digit reaches IoU 0.5; the low-quality rule
     # gives a tie-best anchor to the gt it overlaps most, so digits sharing their best anchor
     # with a larger digit get no positive at all
-    code, out, _ = _run(capsys, "--config", "retinanet_digits", "--max-images", "3", "--json",
+    code, out, _ = _run(capsys, "--config", "retinanet_digits_fast", "--max-images", "3", "--json",
                         "--set", "model.anchor_base_sizes=[512, 1024, 2048, 4096, 8192]")
     assert code == 0
     report = json.loads(out)

@@ -12,6 +12,7 @@ SMALL_DATA = ["data.digits_train_images=8", "data.digits_val_images=2", "solver.
               "data.num_workers=0", "run.threads=1", "run.log_every=1", "solver.warmup_iters=1"]
 TINY = {
     "retinanet_digits": ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16"],
+    "retinanet_digits_fast": ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16"],
     "ssd_digits": ["model.width=8"],
     # the SSD augmentation of the VOC / COCO presets (expand, IoU crop, distortion, flip, resize)
     "ssd_digits+ssd_augmentation": ["model.width=8", "data.train_transform=ssd", "data.fixed_size=128"],
