@@ -168,6 +168,11 @@ class RunConfig:
         stop_after_iters: stop (with a checkpoint, resumable) after this many iterations of this
             run, as an interruption would; 0 runs to the end. For time-sliced / preemptible jobs.
         max_minutes: stop (with a checkpoint, resumable) after this wall-clock budget; 0: no limit.
+        fit_epochs_to_budget: with ``max_minutes``, time the first training iterations and
+            shorten ``solver.epochs`` to what fits the budget (never lengthen it), so the
+            schedule runs to its end instead of being cut. The chosen count replaces
+            ``solver.epochs`` (and this flag goes off) in config.yaml and the checkpoints: a
+            resume continues the same schedule. ``anchordet demo`` uses it.
     """
 
     out_dir: str = "runs/exp"
@@ -180,9 +185,12 @@ class RunConfig:
     threads: int = 0
     stop_after_iters: int = 0
     max_minutes: float = 0.0
+    fit_epochs_to_budget: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
+        if self.fit_epochs_to_budget and self.max_minutes <= 0:
+            raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -46,6 +47,9 @@ def lr_factor(iteration: int, solver: SolverConfig, iters_per_epoch: int) -> flo
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig, iters_per_epoch: int):
-    """Stepped once per iteration."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, solver, iters_per_epoch))
+def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig | Callable[[], SolverConfig],
+                    iters_per_epoch: int):
+    """Stepped once per iteration. ``solver`` may be a function returning the current solver
+    config: the trainer's, whose ``epochs`` can be shortened once (``run.fit_epochs_to_budget``)."""
+    current = solver if callable(solver) else (lambda: solver)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, current(), iters_per_epoch))

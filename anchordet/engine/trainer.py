@@ -24,6 +24,23 @@ from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
 
 
+# run.fit_epochs_to_budget times iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of a run (the first
+# ones are slower: start-up, allocator warm-up) and plans to use FIT_SAFETY of the budget (the rest
+# covers what the timing misses: evaluations, checkpoints, slower late iterations).
+FIT_MEASURE_FROM, FIT_MEASURE_TO = 10, 40
+FIT_SAFETY = 0.95
+
+
+def epochs_that_fit(seconds_per_iter: float, seconds_used: float, iterations_done: int, budget_seconds: float,
+                    iters_per_epoch: int, min_epochs: int, max_epochs: int) -> int:
+    """How many epochs of ``iters_per_epoch`` iterations end within ``FIT_SAFETY * budget_seconds``
+    when ``iterations_done`` are done, ``seconds_used`` are spent and each further iteration takes
+    ``seconds_per_iter``; clamped to [min_epochs, max_epochs] (the epoch under way always ends)."""
+    more = max(0.0, FIT_SAFETY * budget_seconds - seconds_used) / max(seconds_per_iter, 1e-9)
+    fitting = int((iterations_done + more) // iters_per_epoch)
+    return max(min_epochs, min(max_epochs, fitting))
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the iteration and the images."""
 
@@ -87,7 +104,8 @@ class Trainer:
             raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
                              f"(solver.batch_size={solver.batch_size})")
         self.optimizer = build_optimizer(self.model, solver)
-        self.scheduler = build_scheduler(self.optimizer, solver, self.iters_per_epoch)
+        # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
+        self.scheduler = build_scheduler(self.optimizer, lambda: self.config.solver, self.iters_per_epoch)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.wrapped = LossModule(self.model)
@@ -165,6 +183,7 @@ class Trainer:
             self.batch_in_epoch += 1
             self.iteration += 1
             self.iterations_this_run += 1
+            self._maybe_fit_epochs_to_budget()
             window_images += len(batch) * self.world
             speed = window_images / max(time.monotonic() - window_start, 1e-9)
             self._log_step(losses, speed, bar)
@@ -241,6 +260,35 @@ class Trainer:
         if self.world > 1:
             torch.distributed.all_reduce(spent, op=torch.distributed.ReduceOp.MAX)
         return bool(spent)
+
+    def _maybe_fit_epochs_to_budget(self) -> None:
+        """``run.fit_epochs_to_budget``: after timing iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of
+        this run, shorten ``solver.epochs`` to what fits ``run.max_minutes``. Every process takes
+        the smallest count any of them computed, so all stop together."""
+        run = self.config.run
+        if not run.fit_epochs_to_budget:
+            return
+        if self.iterations_this_run == FIT_MEASURE_FROM:
+            self._fit_clock = time.monotonic()
+        if self.iterations_this_run != FIT_MEASURE_TO:
+            return
+        now = time.monotonic()
+        per_iter = (now - self._fit_clock) / (FIT_MEASURE_TO - FIT_MEASURE_FROM)
+        epochs = epochs_that_fit(per_iter, now - self.started, self.iteration, 60 * run.max_minutes,
+                                 self.iters_per_epoch, self.epoch + 1, self.config.solver.epochs)
+        if self.world > 1:
+            agreed = torch.tensor(epochs, dtype=torch.int64)
+            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
+            epochs = int(agreed)
+        self.config = dataclasses.replace(
+            self.config, solver=dataclasses.replace(self.config.solver, epochs=epochs),
+            run=dataclasses.replace(run, fit_epochs_to_budget=False))
+        if self.is_main:
+            (self.out_dir / "config.yaml").write_text(self.config.to_yaml())
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(f"{per_iter:.3f} s per iteration: {epochs} epochs fit the {run.max_minutes:g}-minute budget")
 
     def _size_divisible(self) -> int:
         return int(getattr(self.model, "size_divisible", 32))

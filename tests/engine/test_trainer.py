@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from anchordet.cli.main import main
@@ -171,7 +172,7 @@ def test_demo_with_a_time_budget_still_evaluates_and_predicts(tmp_path, capsys):
     """`anchordet demo` on a budget too small for its epochs: it stops training, then scores and
     predicts with what it learned (and says how to continue)."""
     overrides = []
-    for item in TINY + ["solver.epochs=50"]:
+    for item in TINY + ["solver.epochs=50", "run.fit_epochs_to_budget=false"]:  # the safety net alone
         overrides += ["--set", item]
     assert main(["demo", "--out", str(tmp_path), "--epochs", "50", "--minutes", "0.05", *overrides]) == 0
     out = capsys.readouterr().out
@@ -179,3 +180,50 @@ def test_demo_with_a_time_budget_still_evaluates_and_predicts(tmp_path, capsys):
     assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "curves.png").is_file()
     assert len(list((tmp_path / "predictions").glob("*.png"))) == 4  # the 4 test scenes of TINY
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] < 50 * 4
+
+
+def test_epochs_that_fit_a_budget():
+    from anchordet.engine.trainer import epochs_that_fit
+
+    # 40 iterations in 20 s, 0.5 s each from now on, 6 minutes: (0.95 * 360 - 20) / 0.5 = 644 more,
+    # 684 in all = 11 epochs of 62 iterations
+    assert epochs_that_fit(0.5, 20.0, 40, 360.0, 62, 1, 28) == 11
+    assert epochs_that_fit(0.1, 20.0, 40, 360.0, 62, 1, 28) == 28  # 52 would fit: never more than asked
+    assert epochs_that_fit(0.5, 400.0, 40, 360.0, 62, 1, 28) == 1  # over budget: the epoch under way ends
+    assert epochs_that_fit(0.5, 20.0, 40, 360.0, 4, 11, 28) == 28  # 171 epochs of 4 fit
+    assert epochs_that_fit(0.5, 20.0, 40, 30.0, 4, 11, 28) == 14  # 17 more iterations: 57 = 14 epochs
+    assert epochs_that_fit(0.5, 20.0, 40, 21.0, 4, 11, 28) == 11  # none more: 10 fit, but epoch 11 is under way
+
+
+def test_fit_epochs_to_budget_shortens_the_schedule_and_saves_the_count(tmp_path, monkeypatch):
+    """The count chosen after the timed iterations becomes solver.epochs: the run stops there,
+    the cosine schedule ends at 0 there, and config.yaml / last.pt say so (a resume continues it)."""
+    from anchordet.engine import trainer as trainer_module
+
+    calls = []
+
+    def fake_fit(*args):
+        calls.append(args)
+        return 3
+
+    monkeypatch.setattr(trainer_module, "FIT_MEASURE_FROM", 2)
+    monkeypatch.setattr(trainer_module, "FIT_MEASURE_TO", 6)
+    monkeypatch.setattr(trainer_module, "epochs_that_fit", fake_fit)
+    assert train(tmp_path, "solver.epochs=20", "run.eval_every=20", "run.max_minutes=60",
+                 "run.fit_epochs_to_budget=true") == 0
+    (seconds_per_iter, seconds_used, done, budget, per_epoch, min_epochs, max_epochs), = calls
+    assert (done, budget, per_epoch, min_epochs, max_epochs) == (6, 3600.0, 4, 2, 20)  # iteration 6 is in epoch 2
+    assert 0 < seconds_per_iter < seconds_used
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["type"] == "train"]
+    assert train_records[-1]["iteration"] == 12  # 3 epochs of 4
+    assert train_records[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine over 12 iterations, not 80
+    assert [r["epoch"] for r in records if r["type"] == "eval"] == [3]
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["solver"]["epochs"] == 3 and saved["run"]["fit_epochs_to_budget"] is False
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["solver"]["epochs"] == 3
+
+
+def test_fit_epochs_to_budget_needs_a_budget(capsys):
+    assert main(["train", "--config", "retinanet_digits", "--set", "run.fit_epochs_to_budget=true"]) == 2
+    assert "run.max_minutes" in capsys.readouterr().err
