@@ -26,5 +26,13 @@ def run(args) -> int:
     for name, config in PRESETS.items():
         model = config.model
         print(f"{name:<{width}}  {model.factory}({', '.join(f'{k}={v}' for k, v in list(model.args.items())[:2])}) "
-              f"on {config.data.dataset}, {config.solver.epochs} epochs at batch {config.solver.batch_size}")
+              f"on {config.data.dataset} at {_input_size(config.data)}, {config.solver.epochs} epochs "
+              f"at batch {config.solver.batch_size}")
     return 0
+
+
+def _input_size(data) -> str:
+    """The training input size in words: "300x300" (fixed) or "800-1333 px" (shorter-longer side)."""
+    if data.train_transform == "resize":
+        return f"{data.min_size} px" if data.min_size == data.max_size else f"{data.min_size}-{data.max_size} px"
+    return f"{data.fixed_size}x{data.fixed_size}"
