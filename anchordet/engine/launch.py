@@ -1,9 +1,10 @@
 """Local multi-process training without torchrun: ``anchordet train --procs N``.
 
-Why: on a CPU the small detectors of the digits presets hardly speed up with a second torch
+Why: on some CPUs the small detectors of the digits presets hardly speed up with a second torch
 thread (the convolutions are too small to split well: 50 img/s with 1 thread, 58 with 2 on the
-2-core VM), but two processes of one thread each, joined by DistributedDataParallel over gloo,
-train 75-80 img/s. ``torchrun --nproc_per_node N`` does the same; this launcher
+2-core Zen 3 VM of 2026-11-23), but two processes of one thread each, joined by
+DistributedDataParallel over gloo, train 75-80 img/s there; on the Zen 5 VM of 2026-11-30 the two
+ways are even (BENCHMARKS.md). ``torchrun --nproc_per_node N`` does the same; this launcher
 saves the user from typing it and lets ``anchordet demo`` do it by itself.
 
 Each child process gets the environment torchrun would give it (RANK, WORLD_SIZE, MASTER_ADDR,

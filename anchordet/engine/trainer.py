@@ -152,6 +152,7 @@ class Trainer:
             (self.out_dir / "config.yaml").write_text(self.config.to_yaml())
         self.started = time.monotonic()
         self.iterations_this_run = 0
+        self._fit_clock = None  # set at iteration FIT_MEASURE_FROM by run.fit_epochs_to_budget
         try:
             while self.epoch < self.config.solver.epochs:
                 if not self._train_epoch():
@@ -274,8 +275,10 @@ class Trainer:
             return
         now = time.monotonic()
         per_iter = (now - self._fit_clock) / (FIT_MEASURE_TO - FIT_MEASURE_FROM)
-        epochs = epochs_that_fit(per_iter, now - self.started, self.iteration, 60 * run.max_minutes,
-                                 self.iters_per_epoch, self.epoch + 1, self.config.solver.epochs)
+        epochs = epochs_that_fit(seconds_per_iter=per_iter, seconds_used=now - self.started,
+                                 iterations_done=self.iteration, budget_seconds=60 * run.max_minutes,
+                                 iters_per_epoch=self.iters_per_epoch, min_epochs=self.epoch + 1,
+                                 max_epochs=self.config.solver.epochs)
         if self.world > 1:
             agreed = torch.tensor(epochs, dtype=torch.int64)
             torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)

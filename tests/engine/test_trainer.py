@@ -202,8 +202,8 @@ def test_fit_epochs_to_budget_shortens_the_schedule_and_saves_the_count(tmp_path
 
     calls = []
 
-    def fake_fit(*args):
-        calls.append(args)
+    def fake_fit(**arguments):
+        calls.append(arguments)
         return 3
 
     monkeypatch.setattr(trainer_module, "FIT_MEASURE_FROM", 2)
@@ -211,9 +211,10 @@ def test_fit_epochs_to_budget_shortens_the_schedule_and_saves_the_count(tmp_path
     monkeypatch.setattr(trainer_module, "epochs_that_fit", fake_fit)
     assert train(tmp_path, "solver.epochs=20", "run.eval_every=20", "run.max_minutes=60",
                  "run.fit_epochs_to_budget=true") == 0
-    (seconds_per_iter, seconds_used, done, budget, per_epoch, min_epochs, max_epochs), = calls
-    assert (done, budget, per_epoch, min_epochs, max_epochs) == (6, 3600.0, 4, 2, 20)  # iteration 6 is in epoch 2
-    assert 0 < seconds_per_iter < seconds_used
+    (arguments,) = calls
+    assert {k: v for k, v in arguments.items() if not k.startswith("seconds")} == dict(
+        iterations_done=6, budget_seconds=3600.0, iters_per_epoch=4, min_epochs=2, max_epochs=20)  # iteration 6 is in epoch 2
+    assert 0 < arguments["seconds_per_iter"] < arguments["seconds_used"]
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train_records = [r for r in records if r["type"] == "train"]
     assert train_records[-1]["iteration"] == 12  # 3 epochs of 4
