@@ -27,8 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class UserError(Exception):
-    """An error in the user's input: printed as one line, exit status 2."""
+from anchordet.errors import UserError  # noqa: E402  (re-exported: cli modules import it from here)
 
 
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from anchordet.data.validate import (
     AnnotationRecord, ImageRecord, Problem, RecordSet, check_records, report_or_raise, size_mismatch,
     stated_or_header_size,
 )
+from anchordet.files import atomic_write_json
 from anchordet.structures.boxes import clip_boxes, nonempty_mask
 from anchordet.structures.targets import Targets
 
@@ -242,10 +243,4 @@ def _is_number(value) -> bool:
 
 def write_coco_json(path: str | os.PathLike, gt: dict) -> Path:
     """Write a COCO dict atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(gt, f)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, gt)
