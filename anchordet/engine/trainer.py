@@ -17,6 +17,7 @@ from torch import nn
 
 from anchordet.config.schema import ExperimentConfig
 from anchordet.engine import distributed as dist_utils
+from anchordet.engine.acceleration import accelerate_for_training, configure_cuda, fixed_input_size
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
 from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, make_loader
 from anchordet.engine.evaluate import evaluate_dataset
@@ -85,6 +86,7 @@ class Trainer:
         run, solver = config.run, config.solver
         self.device = resolve_device(run.device)
         dist_utils.init_from_environment(self.device)
+        configure_cuda(self.device, fixed_input_size(config.data))
         self.world = dist_utils.world_size()
         if solver.batch_size % self.world:
             raise ValueError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
@@ -96,7 +98,9 @@ class Trainer:
         self.progress = progress and self.is_main
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
-        self._maybe_channels_last()
+        # channels_last and the network's precision (fp32 / bf16 / fp16 autocast, losses in fp32)
+        self.precision = accelerate_for_training(self.model, self.device, run.precision, run.channels_last,
+                                                 say=self._say)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
         self.iters_per_epoch = len(self.train_set) // solver.batch_size
@@ -106,8 +110,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, solver)
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
         self.scheduler = build_scheduler(self.optimizer, lambda: self.config.solver, self.iters_per_epoch)
-        self.amp_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.scaler = self.precision.grad_scaler()  # fp16 on CUDA only
         self.wrapped = LossModule(self.model)
         if self.world > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -118,21 +121,12 @@ class Trainer:
         self.logger = RunLogger(self.out_dir, enabled=self.is_main)
 
     # ----------------------------------------------------------------------------------- set-up
-    def _amp_dtype(self) -> torch.dtype | None:
-        amp = self.config.solver.amp
-        if amp == "none":
-            return None
-        if self.device.type != "cuda":
-            import warnings
+    def _say(self, line: str) -> None:
+        """One line on the main process's stderr (e.g. a precision fallback)."""
+        if self.is_main:
+            import sys
 
-            warnings.warn(f"solver.amp={amp} needs CUDA; training in float32 on {self.device}")
-            return None
-        return torch.bfloat16 if amp == "bf16" else torch.float16
-
-    def _maybe_channels_last(self) -> None:
-        # channels_last helps convolutions on CUDA (tensor cores); on CPU it is a wash or slower.
-        if self.config.run.channels_last and self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+            print(line, file=sys.stderr, flush=True)
 
     def _restore(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
@@ -173,7 +167,7 @@ class Trainer:
                                shuffle=True, rank=dist_utils.rank(), world_size=self.world,
                                start_batch=self.batch_in_epoch)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
-                             self._size_divisible(), run.seed, self.epoch)
+                             self._size_divisible(), run.seed, self.epoch, pin_memory=self.device.type == "cuda")
         bar = self._progress_bar()
         window_start, window_images = time.monotonic(), 0
         self.model.train()
@@ -193,10 +187,9 @@ class Trainer:
         return True
 
     def _step(self, batch) -> dict[str, float]:
-        images = batch.images.to(self.device)
+        images = batch.images.to(self.device, non_blocking=True)
         targets = [t.to(self.device) for t in batch.targets]
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            losses = self.wrapped(images, targets)
+        losses = self.wrapped(images, targets)  # the network parts run in self.precision (their hooks)
         total = sum(losses.values())
         self._check_finite(total, losses, batch)
         self.optimizer.zero_grad(set_to_none=True)
