@@ -5,7 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import (add_device_argument, add_precision_argument, eval_transform_from_settings,
+                                  load_model_for_inference)
 from anchordet.cli.main import UserError
 
 
@@ -28,13 +29,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--digits-val-images", type=int, default=None,
                         help="for --data digits: number of test scenes (default: as trained, or 300)")
     add_device_argument(parser)
+    add_precision_argument(parser)
     return parser
 
 
 def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
 
-    model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
+    model, model_config, settings, device = load_model_for_inference(args.weights, args.device, args.precision)
     dataset = _dataset(args, settings)
     if dataset.num_classes != model_config.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "

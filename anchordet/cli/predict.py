@@ -6,7 +6,8 @@ import glob
 import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import (add_device_argument, add_precision_argument, eval_transform_from_settings,
+                                  load_model_for_inference)
 from anchordet.cli.main import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -29,6 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--min-size", type=int, default=None, help="override the keep-ratio resize's shorter side")
     parser.add_argument("--max-size", type=int, default=None, help="override the keep-ratio resize's longer-side cap")
     add_device_argument(parser)
+    add_precision_argument(parser)
     return parser
 
 
@@ -59,7 +61,7 @@ def run(args) -> int:
     from anchordet.visualize import draw_detections
 
     paths = collect_images(args.inputs)
-    model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
+    model, model_config, settings, device = load_model_for_inference(args.weights, args.device, args.precision)
     transform = eval_transform_from_settings(settings, {"min_size": args.min_size, "max_size": args.max_size})
     names = settings.get("class_names") or [str(i) for i in range(model_config.num_classes)]
     category_ids = settings.get("category_ids") or list(range(model_config.num_classes))
