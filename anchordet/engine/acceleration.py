@@ -49,9 +49,17 @@ def use_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
     return model.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
 
-def can_fold_bn(model: nn.Module) -> bool:
-    """True when some module of ``model`` can run its batch norms folded (has ``fold_bn``)."""
-    return any(hasattr(module, "fold_bn") for module in model.modules())
+def can_fold_bn(model: nn.Module, training: bool = False) -> bool:
+    """True when some module of ``model`` can run its batch norms folded (has ``fold_bn``) and
+    has a batch norm that is a fixed map in that mode: a frozen one, or for inference
+    (``training`` False) also a BatchNorm2d with running statistics."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    folding = [m for m in model.modules() if hasattr(m, "fold_bn")]
+    norms = [n for m in folding for n in m.modules()
+             if isinstance(n, FrozenBatchNorm2d) or (not training and isinstance(n, nn.BatchNorm2d)
+                                                    and n.track_running_stats)]
+    return bool(norms)
 
 
 def set_fold_bn(model: nn.Module, enabled: bool) -> nn.Module:
