@@ -39,3 +39,23 @@ def assert_overfits(model, images, targets, max_steps: int, check_every: int, **
             if found:
                 break
     assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
+
+
+def collectives_in_a_process_group() -> dict:
+    """Run in each process of a 2-process gloo group (``anchordet.engine.launch.run_processes``):
+    every collective of ``anchordet.engine.distributed`` with values that differ by rank; returns
+    what each rank got (gathered), so the parent checks both."""
+    from anchordet.engine import distributed as D
+
+    D.init_from_environment(torch.device("cpu"))
+    rank = D.rank()
+    got = {
+        "device": str(D.collective_device()),
+        "sums": D.all_reduce_sums({"a": rank + 1.0, "b": 2.5}),
+        "any": [D.any_process(rank == 1), D.any_process(False)],
+        "all": [D.all_processes(rank == 0), D.all_processes(True)],
+        "min": D.min_over_processes(10 - 3 * rank),
+        "mean": float(D.reduce_mean(torch.tensor(float(rank)))),
+    }
+    D.barrier()
+    return D.all_gather_objects(got)

@@ -212,10 +212,7 @@ class Trainer:
 
     def _check_finite(self, total: torch.Tensor, losses: dict, batch) -> None:
         """Stop before a non-finite loss reaches the weights: the last checkpoint stays the last good one."""
-        finite = torch.isfinite(total.detach()).float()
-        if self.world > 1:  # every process must stop together
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if bool(finite):
+        if dist_utils.all_processes(bool(torch.isfinite(total.detach()))):  # every process stops together
             return
         parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
         last = self.out_dir / "last.pt"
@@ -250,10 +247,7 @@ class Trainer:
         run = self.config.run
         over_iters = run.stop_after_iters and self.iterations_this_run >= run.stop_after_iters
         over_time = run.max_minutes and (time.monotonic() - self.started) > 60 * run.max_minutes
-        spent = torch.tensor(float(bool(over_iters or over_time)))
-        if self.world > 1:
-            torch.distributed.all_reduce(spent, op=torch.distributed.ReduceOp.MAX)
-        return bool(spent)
+        return dist_utils.any_process(bool(over_iters or over_time))
 
     def _maybe_fit_epochs_to_budget(self) -> None:
         """``run.fit_epochs_to_budget``: after timing iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of
@@ -272,10 +266,7 @@ class Trainer:
                                  iterations_done=self.iteration, budget_seconds=60 * run.max_minutes,
                                  iters_per_epoch=self.iters_per_epoch, min_epochs=self.epoch + 1,
                                  max_epochs=self.config.solver.epochs)
-        if self.world > 1:
-            agreed = torch.tensor(epochs, dtype=torch.int64)
-            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
-            epochs = int(agreed)
+        epochs = dist_utils.min_over_processes(epochs)
         self.config = dataclasses.replace(
             self.config, solver=dataclasses.replace(self.config.solver, epochs=epochs),
             run=dataclasses.replace(run, fit_epochs_to_budget=False))
