@@ -45,7 +45,8 @@ def resolve_procs(procs: int | str, device: str) -> int:
 
 
 def load_config_or_fail(name: str, overrides: list[str]):
-    from anchordet.config.schema import ConfigError, load_config
+    from anchordet.config.load import load_config
+    from anchordet.config.schema import ConfigError
 
     try:
         return load_config(name, overrides)
