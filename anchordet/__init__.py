@@ -33,7 +33,7 @@ __all__ = [
     "SSD", "ssd_vgg16", "ssd300_vgg16", "ssd512_vgg16",
     "FasterRCNN", "faster_rcnn_vgg16", "faster_rcnn_resnet_c4", "faster_rcnn_resnet18_c4",
     "faster_rcnn_resnet50_c4", "faster_rcnn_resnet101_c4",
-    "from_torchvision", "to_torchvision", "export_onnx", "export_torchscript",
+    "from_torchvision", "to_torchvision", "export_onnx", "export_torchscript", "load", "Predictor",
 ]
 
 
@@ -47,4 +47,8 @@ def __getattr__(name):
         from anchordet import export
 
         return getattr(export, name)
+    if name in ("load", "Predictor", "Prediction"):
+        from anchordet import predictor
+
+        return getattr(predictor, name)
     raise AttributeError(f"module 'anchordet' has no attribute {name!r}")
