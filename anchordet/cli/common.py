@@ -70,13 +70,9 @@ def load_model_for_inference(weights: str, device: str):
 
 
 def eval_transform_from_settings(settings: dict, overrides: dict | None = None):
-    """The deterministic resize the model was evaluated with (none if the weights do not say)."""
-    from anchordet.data import transforms as T
+    """The deterministic resize the model was evaluated with (none if the weights do not say);
+    ``overrides``: min_size / max_size (refused for fixed-size models). See ``predictor.eval_transform``."""
+    from anchordet.predictor import eval_transform
 
-    settings = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    kind = settings.get("eval_transform")
-    if kind == "resize":
-        return T.ResizeKeepRatio(int(settings["min_size"]), int(settings["max_size"]))
-    if kind == "fixed":
-        return T.Resize((int(settings["fixed_size"]), int(settings["fixed_size"])))
-    return None
+    overrides = overrides or {}
+    return eval_transform(settings, overrides.get("min_size"), overrides.get("max_size"))
