@@ -171,7 +171,7 @@ class Trainer:
         self.train_set.set_epoch(self.epoch)
         sampler = EpochSampler(len(self.train_set), solver.batch_size, seed=run.seed, epoch=self.epoch,
                                shuffle=True, rank=dist_utils.rank(), world_size=self.world,
-                               start_batch=self.batch_in_epoch)
+                               start_batch=self.batch_in_epoch, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
                              self._size_divisible(), run.seed, self.epoch)
         bar = self._progress_bar()
@@ -357,7 +357,7 @@ class Trainer:
 def inference_settings(config: ExperimentConfig, dataset) -> dict:
     """What `predict` needs besides the weights: the eval resize and the class names / ids."""
     data = config.data
-    return {"eval_transform": data.eval_transform, "min_size": data.min_size, "max_size": data.max_size,
+    return {"eval_transform": data.eval_transform, "min_size": data.eval_min_size, "max_size": data.max_size,
             "fixed_size": data.fixed_size, "class_names": list(dataset.class_names),
             "category_ids": [int(c) for c in dataset.category_ids], "dataset": data.dataset,
             "digits_val_images": data.digits_val_images, "digits_canvas_size": data.digits_canvas_size,
