@@ -87,6 +87,11 @@ class DataConfig:
             (the same on every process, and again on resume); evaluation and the weights'
             inference settings use the largest (``eval_min_size``).
         fixed_size: the square input side of fixed-size models (SSD).
+        aspect_ratio_groups: batches drawn from images of one aspect-ratio group (torchvision's
+            GroupedBatchSampler idea; less padding): 2 splits at width = height (Detectron2), N
+            groups split evenly in log2(width / height) between 1/2 and 2; 1 turns it off. Used
+            with the keep-ratio resize on datasets of files (the digits scenes and fixed-size
+            inputs are all square: one group, the batches of no grouping).
         num_workers: DataLoader worker processes per training process.
         skip_bad_annotations: drop (and report) bad boxes instead of stopping.
     """
@@ -104,6 +109,7 @@ class DataConfig:
     max_size: int = 1333
     fixed_size: int = 300
     hflip: bool = True
+    aspect_ratio_groups: int = 2
     num_workers: int = 2
     skip_bad_annotations: bool = False
 
@@ -113,6 +119,8 @@ class DataConfig:
         if isinstance(self.min_size, (list, tuple)):
             object.__setattr__(self, "min_size", tuple(self.min_size))
         _check_sizes(self.min_sizes, self.max_size)
+        if self.aspect_ratio_groups < 1:
+            raise ConfigError(f"data.aspect_ratio_groups: must be >= 1 (1: no grouping), got {self.aspect_ratio_groups}")
 
     @property
     def min_sizes(self) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from anchordet.config.schema import DataConfig
 from anchordet.data.collate import collate
-from anchordet.engine.samplers import batch_min_size, epoch_order, group_batches
+from anchordet.engine.samplers import aspect_ratio_groups, batch_min_size, epoch_order, group_batches
 
 
 def build_transforms(data: DataConfig, train: bool):
@@ -86,6 +86,15 @@ class SeededItems(Dataset):
         """Width / height of every item before transforms (None: the dataset does not say)."""
         method = getattr(self.dataset, "aspect_ratios", None)
         return None if method is None else method()
+
+
+def aspect_groups(data: DataConfig, dataset) -> list[int] | None:
+    """The aspect-ratio group of every training image (``data.aspect_ratio_groups``), or None
+    when batches are not grouped: one group, a fixed-size input, or a dataset without sizes."""
+    if data.aspect_ratio_groups <= 1 or data.train_transform != "resize":
+        return None
+    ratios = dataset.aspect_ratios() if hasattr(dataset, "aspect_ratios") else None
+    return None if ratios is None else aspect_ratio_groups(ratios, data.aspect_ratio_groups)
 
 
 def multi_scale_resize(transforms):
