@@ -58,7 +58,7 @@ def run(args) -> int:
     import torch
 
     from anchordet.engine import benchmark as B
-    from anchordet.engine.trainer import resolve_device
+    from anchordet.devices import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
