@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from anchordet.cli.main import main
-from anchordet.config.schema import load_config
+from anchordet.config.load import load_config
 from anchordet.engine import benchmark as B
 from anchordet.engine import precision as precision_module
 

@@ -109,7 +109,7 @@ def test_precision_option_reaches_the_model_and_fp16_on_cpu_falls_back(tmp_path,
     seen = []
     original = acceleration.accelerate_for_inference
     monkeypatch.setattr(acceleration, "accelerate_for_inference",
-                        lambda model, device, precision, **kw: seen.append(precision) or original(model, device, precision, **kw))
+                        lambda model, device, precision, *rest: seen.append(precision) or original(model, device, precision, *rest))
     assert main(["evaluate", "--weights", str(tmp_path / "w.safetensors"), "--data", "digits", "--precision", "bf16",
                  "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
     assert seen == ["bf16"] and (tmp_path / "eval" / "metrics.json").is_file()

@@ -214,15 +214,15 @@ def trained_tiny():
 
 
 def test_bf16_detections_close_to_fp32(trained_tiny):
+    """The fp32 model's 10 best detections per image are among the bf16 model's (which keeps
+    every detection down to the 0.05 threshold): same label, IoU >= 0.9, score within 0.02."""
     model, images, targets = trained_tiny
     fp32 = model.predict(images)
     bf16 = apply_precision(copy.deepcopy(model), BF16).predict(images)
-    assert all_found(bf16, targets)
+    assert all_found(fp32, targets) and all_found(bf16, targets)
     for a, b in zip(fp32, bf16):
-        confident = a.scores >= 0.5
-        assert confident.sum() >= 1
-        assert int((b.scores >= 0.5).sum()) == int(confident.sum())
-        for box, score, label in zip(a.boxes[confident], a.scores[confident], a.labels[confident]):
+        assert len(a) >= 10
+        for box, score, label in zip(a.boxes[:10], a.scores[:10], a.labels[:10]):
             iou = box_iou(box[None], b.boxes)[0]
-            match = (b.labels == label) & (iou >= 0.9) & ((b.scores - score).abs() <= 0.05)
+            match = (b.labels == label) & (iou >= 0.9) & ((b.scores - score).abs() <= 0.02)
             assert match.any(), (box.tolist(), float(score))
