@@ -63,6 +63,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    B.configure_cuda(device, fixed_size=True)  # one input size: cuDNN may tune its algorithms
     model, source, size = _model(args)
     model = model.to(device)
     precisions = args.precision or (["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"])

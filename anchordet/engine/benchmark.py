@@ -26,7 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anchordet.engine.acceleration import can_fold_bn, resolve_channels_last, set_fold_bn, use_channels_last
+from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, resolve_channels_last, set_fold_bn,
+                                           use_channels_last)
 from anchordet.engine.precision import (NETWORK_PARTS, Precision, apply_precision, cpu_flags, network_parts,
                                         resolve_precision)
 
