@@ -35,6 +35,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from anchordet.errors import UserError
 from anchordet.files import atomic_write_bytes
 from anchordet.structures.outputs import FlatDetections
 
@@ -114,6 +115,7 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
         the written path (written whole or not at all).
     """
     path = Path(path)
+    _check_opset(detector, opset)
     detector = detector.eval()
     # The wrapper must be in eval mode too: the exporter restores the wrapper's mode afterwards,
     # recursively, which would otherwise leave the detector's BatchNorm layers in training mode.
@@ -142,6 +144,14 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
                           dynamic_axes=axes, opset_version=opset)
     props = {"anchordet_size_divisible": str(getattr(detector, "size_divisible", 1)), **(metadata or {})}
     return atomic_write_bytes(path, _with_metadata(buffer.getvalue(), props))
+
+
+def _check_opset(detector: nn.Module, opset: int) -> None:
+    """RoIAlign with ``aligned=True`` has an ONNX form from opset 16 on (``half_pixel``); below it
+    torchvision's translation would silently drop the half-pixel shift."""
+    pooler = getattr(detector, "roi_pooler", None)
+    if pooler is not None and pooler.kind == "align" and pooler.aligned and opset < 16:
+        raise UserError(f"opset {opset}: this model's RoIAlign (aligned=True) needs ONNX opset 16 or above")
 
 
 def _with_metadata(model_bytes: bytes, props: dict[str, str]) -> bytes:

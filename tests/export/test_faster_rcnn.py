@@ -24,7 +24,7 @@ from anchordet.detectors.faster_rcnn import faster_rcnn_resnet18_c4, faster_rcnn
 from anchordet.export.onnx import export_onnx, raw_output_names
 from anchordet.export.torchscript import export_torchscript
 from anchordet.postprocess.roi import RoIPostprocess
-from helpers import assert_detections_equal
+from helpers import assert_detections_equal, spread_faster_rcnn_heads as spread
 
 # torch.jit.load warns that TorchScript is deprecated (torch 2.14); loading it is the point here.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
@@ -37,29 +37,6 @@ DESIGNS = {
     "c4_roialign_unaligned": lambda: faster_rcnn_resnet18_c4(3, backbone_width=8, roi_pool="align",
                                                              roi_output_size=6, roi_aligned=False, **COMMON),
 }
-
-
-def spread(model):
-    """Random heads with spread outputs: each final layer rescaled so that its outputs have the
-    given std on sample images (objectness 1, RPN deltas 0.2, class logits 1, RoI deltas 0.5);
-    the factories' N(0, 0.01) init gives near-equal scores whose order a 1e-7 difference flips."""
-    images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        rpn_features = model.rpn.head.conv(model(images).features).relu()
-        _rescale(model.rpn.head.cls_logits, rpn_features, 1.0)
-        _rescale(model.rpn.head.bbox_pred, rpn_features, 0.2)
-        seen = []
-        hook = model.roi_head.predictor.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-        model.predict(images)
-        hook.remove()
-        _rescale(model.roi_head.predictor.cls_score, seen[0], 1.0)
-        _rescale(model.roi_head.predictor.bbox_pred, seen[0], 0.5)
-    return model
-
-
-def _rescale(layer, inputs, std):
-    layer.weight.normal_(0, 1)
-    layer.weight.mul_(std / layer(inputs).std())
 
 
 @pytest.fixture(scope="module", params=list(DESIGNS))
@@ -150,3 +127,13 @@ def test_nothing_above_the_threshold(tmp_path):
     boxes, scores, labels, batch_index = ort.InferenceSession(str(path)).run(
         None, {"images": images.numpy(), "image_sizes": sizes_of(images)})
     assert boxes.shape == (0, 4) and scores.shape == labels.shape == batch_index.shape == (0,)
+
+
+def test_aligned_roialign_needs_opset_16(tmp_path):
+    """Below opset 16 ONNX RoiAlign has no half-pixel mode: refused, nothing written."""
+    from anchordet.errors import UserError
+
+    model = DESIGNS["c4_roialign"]().eval()
+    with pytest.raises(UserError, match="opset 15: .*needs ONNX opset 16"):
+        export_onnx(model, tmp_path / "old.onnx", postprocess=True, opset=15)
+    assert not (tmp_path / "old.onnx").exists()
