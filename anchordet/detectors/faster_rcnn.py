@@ -217,6 +217,7 @@ class FasterRCNN(nn.Module):
         return (postprocess or self.postprocess).flat(head.class_logits, head.box_deltas, proposals.boxes,
                                                       proposals.batch_index, sizes, self.roi_target_builder.box_coder)
 
+
 def assemble_faster_rcnn(backbone: nn.Module, feature_channels: int, roi_head: nn.Module, num_classes: int, *,
                          anchor_sizes: Sequence[float] = (128, 256, 512),
                          anchor_aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),

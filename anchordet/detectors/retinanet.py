@@ -111,6 +111,7 @@ class RetinaNet(nn.Module):
         batch = ImageBatch.from_images(images, self.size_divisible).to(self.pixel_mean.device)
         return self.flat_detections(batch.tensor, batch.image_sizes, postprocess).per_image(len(batch))
 
+
 def retinanet_resnet_fpn(depth: int, num_classes: int, *,
                          backbone_weights: str | None = None,
                          frozen_bn: bool = True,
