@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import add_device_argument, load_model_for_inference
 from anchordet.cli.main import UserError
 
 
@@ -53,17 +53,19 @@ def run(args) -> int:
     return 0
 
 
-def _dataset(args, settings: dict):
-    from anchordet.config.schema import DataConfig
+def _dataset(args, settings):
+    """The split to score: ``--data``, else the dataset the model was trained on (the same
+    digits test scenes), else digits; resized as the model was evaluated."""
+    import dataclasses
+
+    from anchordet.config.schema import DataConfig, DigitsOptions
     from anchordet.data.spec import build_dataset
+    from anchordet.data.transforms import build_transforms
     from anchordet.engine.data import dataset_spec
 
-    data_name = args.data or settings.get("dataset") or "digits"
-    fields = {"dataset": data_name}
-    if data_name == "digits":
-        fields["digits_val_images"] = args.digits_val_images or settings.get("digits_val_images", 300)
-        for key in ("digits_canvas_size", "digits_per_image_max", "digits_seed"):
-            if key in settings:
-                fields[key] = settings[key]
-    spec = dataset_spec(DataConfig(**fields))
-    return build_dataset(spec, split=args.split, transforms=eval_transform_from_settings(settings))
+    data_name = args.data or settings.dataset or "digits"
+    digits = settings.digits or DigitsOptions(num_val=300)
+    if args.digits_val_images:
+        digits = dataclasses.replace(digits, num_val=args.digits_val_images)
+    spec = dataset_spec(DataConfig(dataset=data_name, digits=digits))
+    return build_dataset(spec, split=args.split, transforms=build_transforms(settings, train=False))

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import add_device_argument, load_model_for_inference
 from anchordet.cli.main import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -53,6 +54,7 @@ def collect_images(inputs: list[str]) -> list[Path]:
 
 def run(args) -> int:
     from anchordet.data.image_io import load_image
+    from anchordet.data.transforms import build_transforms
     from anchordet.evaluation import detections_to_coco_results
     from anchordet.postprocess.rescale import rescale_detections
     from anchordet.structures.targets import Targets
@@ -60,9 +62,10 @@ def run(args) -> int:
 
     paths = collect_images(args.inputs)
     model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
-    transform = eval_transform_from_settings(settings, {"min_size": args.min_size, "max_size": args.max_size})
-    names = settings.get("class_names") or [str(i) for i in range(model_config.num_classes)]
-    category_ids = settings.get("category_ids") or list(range(model_config.num_classes))
+    sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
+    transform = build_transforms(dataclasses.replace(settings, **sizes), train=False)
+    names = list(settings.class_names) or [str(i) for i in range(model_config.num_classes)]
+    category_ids = list(settings.category_ids) or list(range(model_config.num_classes))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, images = [], []
