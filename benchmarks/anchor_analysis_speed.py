@@ -66,7 +66,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = load_config("retinanet_r50_coco")
     anchors = detector_anchors(config.model.build())
-    images = synthetic_coco(args.images, args.boxes_per_image, config.data.min_size, config.data.max_size)
+    images = synthetic_coco(args.images, args.boxes_per_image, config.data.eval_min_size, config.data.max_size)
     num_boxes = sum(len(i.labels) for i in images)
     sizes = {i.input_size for i in images}
 

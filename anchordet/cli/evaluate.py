@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, load_model_for_inference
+from anchordet.cli.common import add_device_argument
 from anchordet.cli.main import UserError
 
 
@@ -33,13 +33,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
+    from anchordet.predictor import load
 
-    model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
-    dataset = _dataset(args, settings)
-    if dataset.num_classes != model_config.num_classes:
+    predictor = load(args.weights, args.device)  # the object `predict` and Python users get
+    dataset = _dataset(args, predictor.settings, predictor.transform)
+    if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
-                        f"predicts {model_config.num_classes}")
-    result = evaluate_dataset(model, dataset, args.metric, device, batch_size=args.batch_size)
+                        f"predicts {predictor.num_classes}")
+    result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=1))
@@ -53,14 +54,13 @@ def run(args) -> int:
     return 0
 
 
-def _dataset(args, settings):
-    """The split to score: ``--data``, else the dataset the model was trained on (the same
-    digits test scenes), else digits; resized as the model was evaluated."""
+def _dataset(args, settings, transform):
+    """The split to score: ``--data``, else the dataset the model was trained on (for digits the
+    same test scenes), else digits; ``transform``: the predictor's eval resize."""
     import dataclasses
 
     from anchordet.config.schema import DataConfig, DigitsOptions
     from anchordet.data.spec import build_dataset
-    from anchordet.data.transforms import build_transforms
     from anchordet.engine.data import dataset_spec
 
     data_name = args.data or settings.dataset or "digits"
@@ -68,4 +68,4 @@ def _dataset(args, settings):
     if args.digits_val_images:
         digits = dataclasses.replace(digits, num_val=args.digits_val_images)
     spec = dataset_spec(DataConfig(dataset=data_name, digits=digits))
-    return build_dataset(spec, split=args.split, transforms=build_transforms(settings, train=False))
+    return build_dataset(spec, split=args.split, transforms=transform)

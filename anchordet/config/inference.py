@@ -25,7 +25,8 @@ class InferenceSettings:
     """Attributes:
         eval_transform: "resize" (keep ratio: ``min_size`` / ``max_size``), "fixed"
             (``fixed_size`` square) or None (images as given: weights that do not say).
-        min_size, max_size, fixed_size: the resize's sizes (None where unknown).
+        min_size, max_size, fixed_size: the resize's sizes (None where unknown); a multi-scale
+            training run keeps its largest ``min_size``.
         class_names: K names; empty: unknown (callers name classes by index).
         category_ids: the dataset's category id of each label 0..K-1; empty: unknown.
         dataset: what the model was trained on ("digits" or a dataset YAML), None if unknown.
@@ -48,10 +49,16 @@ class InferenceSettings:
         if self.eval_transform not in (None, "resize", "fixed"):
             raise ConfigError(f"eval_transform: {self.eval_transform!r} is not one of resize, fixed")
 
+    @property
+    def eval_min_size(self) -> int | None:
+        """The shorter side of the keep-ratio resize (named as ``DataConfig.eval_min_size``, so
+        that ``build_transforms`` reads either)."""
+        return self.min_size
+
     @staticmethod
     def from_training(data: DataConfig, class_names: Sequence[str], category_ids: Sequence[int]) -> "InferenceSettings":
         """The settings of a model trained with ``data`` on a dataset with these classes."""
-        return InferenceSettings(data.eval_transform, data.min_size, data.max_size, data.fixed_size,
+        return InferenceSettings(data.eval_transform, data.eval_min_size, data.max_size, data.fixed_size,
                                  tuple(class_names), tuple(category_ids), data.dataset,
                                  data.digits if data.dataset == "digits" else None)
 

@@ -126,7 +126,15 @@ class DataConfig:
             "ssd" (SSD augmentation then a fixed size), or "fixed" (fixed size + flip).
         eval_transform: "resize" or "fixed" (no randomness).
         min_size, max_size: keep-ratio resize (shorter side to min_size, longer <= max_size).
+            ``min_size`` may list several sizes: multi-scale training, one size drawn per batch
+            (the same on every process, and again on resume); evaluation and the weights'
+            inference settings use the largest (``eval_min_size``).
         fixed_size: the square input side of fixed-size models (SSD).
+        aspect_ratio_groups: batches drawn from images of one aspect-ratio group (torchvision's
+            GroupedBatchSampler idea; less padding): 2 splits at width = height (Detectron2), N
+            groups split evenly in log2(width / height) between 1/2 and 2; 1 turns it off. Used
+            with the keep-ratio resize on datasets of files (the digits scenes and fixed-size
+            inputs are all square: one group, the batches of no grouping).
         num_workers: DataLoader worker processes per training process.
         skip_bad_annotations: drop (and report) bad boxes instead of stopping.
     """
@@ -135,16 +143,41 @@ class DataConfig:
     digits: DigitsOptions = field(default_factory=DigitsOptions)
     train_transform: str = "resize"
     eval_transform: str = "resize"
-    min_size: int = 800
+    min_size: int | tuple[int, ...] = 800
     max_size: int = 1333
     fixed_size: int = 300
     hflip: bool = True
+    aspect_ratio_groups: int = 2
     num_workers: int = 2
     skip_bad_annotations: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("data.train_transform", self.train_transform, ("resize", "ssd", "fixed"))
         _check_choice("data.eval_transform", self.eval_transform, ("resize", "fixed"))
+        if isinstance(self.min_size, (list, tuple)):
+            object.__setattr__(self, "min_size", tuple(self.min_size))
+        _check_sizes(self.min_sizes, self.max_size)
+        if self.aspect_ratio_groups < 1:
+            raise ConfigError(f"data.aspect_ratio_groups: must be >= 1 (1: no grouping), got {self.aspect_ratio_groups}")
+
+    @property
+    def min_sizes(self) -> tuple[int, ...]:
+        """The training shorter sides (one entry without multi-scale)."""
+        return self.min_size if isinstance(self.min_size, tuple) else (self.min_size,)
+
+    @property
+    def eval_min_size(self) -> int:
+        """The one shorter side of evaluation and inference: the largest training size."""
+        return max(self.min_sizes)
+
+
+def _check_sizes(min_sizes: tuple, max_size: int) -> None:
+    if not min_sizes or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in min_sizes):
+        raise ConfigError(f"data.min_size: expected a positive integer or a non-empty list of them, got "
+                          f"{list(min_sizes) if len(min_sizes) != 1 else min_sizes[0]!r}")
+    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < max(min_sizes):
+        raise ConfigError(f"data.max_size: must be an integer >= the largest data.min_size ({max(min_sizes)}), "
+                          f"got {max_size!r}")
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from anchordet.data.coco import CocoDataset, coco_categories, load_coco_json, read_coco_records
 from anchordet.config.schema import DigitsOptions
-from anchordet.data.digits import DigitsDataset
+from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
 from anchordet.data.validate import RecordSet
-from anchordet.data.voc import VocDataset, read_voc_records
-from anchordet.data.yolo import YoloDataset, read_yolo_records
+from anchordet.data.voc import read_voc_records
+from anchordet.data.yolo import read_yolo_records
 
 FORMATS = ("coco", "voc", "yolo", "digits")
 SPLITS = ("train", "val", "test")
@@ -56,10 +55,9 @@ class DatasetSpec:
         return len(self.class_names)
 
 
-
 def digits_spec(options: DigitsOptions = DigitsOptions()) -> DatasetSpec:
     """The built-in digits dataset (no files). ``val`` is the fixed test split."""
-    from anchordet.data.digits import CLASS_NAMES
+    from anchordet.data.digits import CLASS_NAMES  # torch: only the digits dataset needs it
 
     return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
 
@@ -194,6 +192,10 @@ def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annot
     Every one returns ``Sample``s and has ``class_names``, ``num_classes``, ``category_ids``,
     ``coco_ground_truth()`` and ``set_epoch(epoch)``.
     """
+    # torch datasets imported here: reading specs and records (check-data) stays torch-free
+    from anchordet.data.datasets import CocoDataset, VocDataset, YoloDataset
+    from anchordet.data.digits import DigitsDataset
+
     options = _check_split(spec, split)
     if spec.format == "digits":
         return DigitsDataset(split, spec.digits, transforms)

@@ -20,7 +20,7 @@ from anchordet.config.schema import ExperimentConfig
 from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
-from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, make_loader
+from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
@@ -88,6 +88,7 @@ class Trainer:
         self._maybe_channels_last()
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
+        self.train_groups = aspect_groups(config.data, self.train_set)
         self.iters_per_epoch = len(self.train_set) // solver.batch_size
         if self.iters_per_epoch == 0:
             raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
@@ -160,7 +161,7 @@ class Trainer:
         self.train_set.set_epoch(self.epoch)
         sampler = EpochSampler(len(self.train_set), solver.batch_size, seed=run.seed, epoch=self.epoch,
                                shuffle=True, rank=dist_utils.rank(), world_size=self.world,
-                               start_batch=self.batch_in_epoch)
+                               start_batch=self.batch_in_epoch, groups=self.train_groups, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
                              self._size_divisible(), run.seed, self.epoch)
         bar = self._progress_bar()
