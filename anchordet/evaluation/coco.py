@@ -118,6 +118,10 @@ class CocoEvaluator:
         """Add COCO results entries ``{image_id, category_id, bbox [x, y, w, h], score}``."""
         self._store.add_results(results)
 
+    def detections(self) -> DetectionArrays:
+        """Everything added so far as flat arrays (what ``anchordet.evaluation.analysis`` reads)."""
+        return self._store.arrays()
+
     def summarize(self) -> CocoMetrics:
         """Evaluate everything added so far (the evaluator can keep streaming afterwards)."""
         return evaluate_coco(self.gt, self._store.arrays())
