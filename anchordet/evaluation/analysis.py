@@ -57,11 +57,12 @@ class ThresholdCurves:
     category_names: list[str]
 
     def best(self, k: int | None = None) -> dict[str, float]:
-        """The threshold of best F1 (the lowest one on ties), overall or of class ``k``."""
+        """The threshold of best F1, overall or of class ``k``. On ties the highest one: it keeps
+        the same detections here and fewer low-score ones on other images."""
         f1 = self.overall_f1 if k is None else self.f1[k]
         p = self.overall_precision if k is None else self.precision[k]
         r = self.overall_recall if k is None else self.recall[k]
-        i = int(np.argmax(f1))
+        i = len(f1) - 1 - int(np.argmax(f1[::-1]))
         return {"threshold": float(self.thresholds[i]), "f1": float(f1[i]), "precision": float(p[i]),
                 "recall": float(r[i])}
 
