@@ -98,6 +98,10 @@ def run_analysis(gt, dets, out: Path, confusion_thresh: float | None, quiet: boo
     analysis = analyze(gt, dets, confusion_thresh)
     paths = write_analysis(analysis, out)
     if not quiet:
-        print()
-        print(analysis.table())
-        print(f"wrote {', '.join(p.name for p in paths)} to {out}")
+        print_analysis(analysis, paths, out)
+
+
+def print_analysis(analysis, paths: list[Path], out: Path) -> None:
+    print()
+    print(analysis.table())
+    print(f"wrote {', '.join(p.name for p in paths)} to {out}")
