@@ -26,6 +26,7 @@ _LAZY = {
     **dict.fromkeys(("Detections", "ImageBatch", "Targets"), "anchordet.structures"),
     **dict.fromkeys(("from_torchvision", "to_torchvision"), "anchordet.interop.torchvision"),
     **dict.fromkeys(("export_onnx", "export_torchscript"), "anchordet.export"),
+    **dict.fromkeys(("load", "Predictor", "Prediction"), "anchordet.predictor"),
 }
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "SSD", "ssd_vgg16", "ssd300_vgg16", "ssd512_vgg16",
     "FasterRCNN", "faster_rcnn_vgg16", "faster_rcnn_resnet_c4", "faster_rcnn_resnet18_c4",
     "faster_rcnn_resnet50_c4", "faster_rcnn_resnet101_c4",
-    "from_torchvision", "to_torchvision", "export_onnx", "export_torchscript",
+    "from_torchvision", "to_torchvision", "export_onnx", "export_torchscript", "load", "Predictor",
 ]
 
 

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import add_device_argument
 from anchordet.cli.main import UserError
 from anchordet.cli.score import add_analysis_arguments, check_analysis_arguments
 
@@ -35,14 +35,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
+    from anchordet.predictor import load
 
     check_analysis_arguments(args)
-    model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
-    dataset = _dataset(args, settings)
-    if dataset.num_classes != model_config.num_classes:
+    predictor = load(args.weights, args.device)  # the object `predict` and Python users get
+    dataset = _dataset(args, predictor.settings, predictor.transform)
+    if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
-                        f"predicts {model_config.num_classes}")
-    result = evaluate_dataset(model, dataset, args.metric, device, batch_size=args.batch_size)
+                        f"predicts {predictor.num_classes}")
+    result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=1))
@@ -67,7 +68,7 @@ def _analyze(gt: dict, results: list[dict], out: Path, confusion_thresh: float |
     print_analysis(analysis, paths, out)
 
 
-def _dataset(args, settings: dict):
+def _dataset(args, settings: dict, transform):
     from anchordet.config.schema import DataConfig
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
@@ -80,4 +81,4 @@ def _dataset(args, settings: dict):
             if key in settings:
                 fields[key] = settings[key]
     spec = dataset_spec(DataConfig(**fields))
-    return build_dataset(spec, split=args.split, transforms=eval_transform_from_settings(settings))
+    return build_dataset(spec, split=args.split, transforms=transform)  # the predictor's eval resize

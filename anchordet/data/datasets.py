@@ -62,6 +62,14 @@ class RecordDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Files do not change between epochs."""
 
+    def aspect_ratios(self) -> list[float]:
+        """Width / height of every image, from the annotations' sizes or the image headers (no
+        decoding; read once): what aspect-ratio grouped batches need."""
+        if getattr(self, "_aspect_ratios", None) is None:
+            sizes = [stated_or_header_size(r) for r in self.records.images]
+            self._aspect_ratios = [w / h for h, w in sizes]
+        return list(self._aspect_ratios)
+
     def targets_of(self, index: int, size: tuple[int, int]) -> Targets:
         """Targets of image ``index`` in the pixels of an image of ``size`` (height, width)."""
         anns = self.records.images[index].annotations
