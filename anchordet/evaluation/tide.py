@@ -193,37 +193,47 @@ def _greedy(pair_det, pair_gt, pair_iou, same, det_key, gt_key, regular, pos_thr
     """Greedy matching in score order within each (image, class).
 
     Sequential per (image, class), so vectorized the other way round: step k handles the k-th
-    candidate (a detection with some same-class IoU >= pos_thresh) of every pair at once.
+    candidate (a detection with some same-class IoU >= pos_thresh) of every pair at once. Pairs
+    are padded to their bucket's largest gt count (buckets 1, 2-4, 5-16, ... gts, as the COCO
+    evaluator does), so one crowded image does not blow up the arrays of all the others.
     Returns tp (P,) bool and gt_used (G,) bool.
     """
-    num_dets, num_gts = len(det_key), len(gt_key)
-    tp, gt_used = np.zeros(num_dets, bool), np.zeros(num_gts, bool)
+    tp, gt_used = np.zeros(len(det_key), bool), np.zeros(len(gt_key), bool)
     cand, _ = _sorted_unique(pair_det[same & (pair_iou >= pos_thresh)])  # ascending = (image, rank) order
     if len(cand) == 0:
         return tp, gt_used
-    key = det_key[cand]
-    by_pair = np.argsort(key, kind="stable")  # within a pair, rank order stays
-    cand, key = cand[by_pair], key[by_pair]
-    pair_keys, pair_of, counts = np.unique(key, return_inverse=True, return_counts=True)
-    step = np.arange(len(cand)) - np.repeat(np.cumsum(counts) - counts, counts)
-    # the regular gts of those pairs, numbered 0.. within their pair in ascending gt index
     reg = np.flatnonzero(regular)
-    reg = reg[np.argsort(gt_key[reg], kind="stable")]
+    reg = reg[np.argsort(gt_key[reg], kind="stable")]  # by pair key, then gt index
     reg_keys = gt_key[reg]
-    local = np.arange(len(reg)) - np.searchsorted(reg_keys, reg_keys, side="left")
-    q = np.minimum(np.searchsorted(pair_keys, reg_keys), len(pair_keys) - 1)
-    in_pairs = pair_keys[q] == reg_keys
-    width = int(local[in_pairs].max()) + 1
-    gt_of = np.full((len(pair_keys), width), -1, np.int64)
-    gt_of[q[in_pairs], local[in_pairs]] = reg[in_pairs]
-    local_of_gt = np.full(num_gts, -1, np.int64)
-    local_of_gt[reg] = local
-    row_of_det = np.full(num_dets, -1, np.int64)
-    row_of_det[cand] = np.arange(len(cand))
-    iou_rows = np.full((len(cand), width), -1.0)
-    sel = same & (row_of_det[pair_det] >= 0)
-    iou_rows[row_of_det[pair_det[sel]], local_of_gt[pair_gt[sel]]] = pair_iou[sel]
+    local = np.full(len(gt_key), -1, np.int64)  # a gt's number within its pair, in gt index order
+    local[reg] = np.arange(len(reg)) - np.searchsorted(reg_keys, reg_keys, side="left")
+    num_gts = (np.searchsorted(reg_keys, det_key[cand], side="right")
+               - np.searchsorted(reg_keys, det_key[cand], side="left"))
+    bucket = np.ceil(np.log2(num_gts)).astype(np.int64) // 2
+    is_cand = np.zeros(len(det_key), bool)
+    is_cand[cand] = True
+    pairs = same & is_cand[pair_det]
+    for b in np.unique(bucket):
+        _greedy_bucket(cand[bucket == b], det_key, pair_det[pairs], pair_gt[pairs], pair_iou[pairs],
+                       local, pos_thresh, tp, gt_used)
+    return tp, gt_used
 
+
+def _greedy_bucket(cand, det_key, pair_det, pair_gt, pair_iou, local, pos_thresh, tp, gt_used):
+    """The step loop for the candidates ``cand`` (ascending); sets ``tp`` and ``gt_used``."""
+    by_pair = np.argsort(det_key[cand], kind="stable")  # within a pair, rank order stays
+    cand = cand[by_pair]
+    pair_keys, pair_of, counts = np.unique(det_key[cand], return_inverse=True, return_counts=True)
+    step = np.arange(len(cand)) - np.repeat(np.cumsum(counts) - counts, counts)
+    row_of_det = np.full(len(det_key), -1, np.int64)
+    row_of_det[cand] = np.arange(len(cand))
+    sel = row_of_det[pair_det] >= 0
+    rows_q, gts_q = row_of_det[pair_det[sel]], pair_gt[sel]
+    width = int(local[gts_q].max()) + 1
+    iou_rows = np.full((len(cand), width), -1.0)  # padding never reaches the threshold
+    iou_rows[rows_q, local[gts_q]] = pair_iou[sel]
+    gt_of = np.zeros((len(pair_keys), width), np.int64)
+    gt_of[pair_of[rows_q], local[gts_q]] = gts_q
     taken = np.zeros((len(pair_keys), width), bool)
     order = np.lexsort((pair_of, step))  # by step: each step is one contiguous slice
     bounds = np.searchsorted(step[order], np.arange(int(step.max()) + 2))
@@ -236,7 +246,6 @@ def _greedy(pair_det, pair_gt, pair_iou, same, det_key, gt_key, regular, pos_thr
         taken[pairs[hit], best[hit]] = True
         tp[cand[rows[hit]]] = True
         gt_used[gt_of[pairs[hit], best[hit]]] = True
-    return tp, gt_used
 
 
 def _in_ignore_region(gt: GroundTruth, ignore: np.ndarray, det_key, box, num_cats, pos_thresh):

@@ -80,7 +80,7 @@ def test_only_the_best_of_two_errors_on_one_gt_is_fixed():
     assert matching.fix_category.tolist() == [0, -1]
 
 
-def _random_case(seed, num_images=20, num_cats=3, crowd=0.03, ties=False, crowded_image=False):
+def _random_case(seed, num_images=20, num_cats=3, crowd=0.03, ties=False, crowded_image=False, many_objects=False):
     rng = np.random.default_rng(seed)
     images = [{"id": i + 1} for i in range(num_images)]
     cats = [{"id": c + 1, "name": f"c{c}"} for c in range(num_cats)]
@@ -107,6 +107,13 @@ def _random_case(seed, num_images=20, num_cats=3, crowd=0.03, ties=False, crowde
         dets += [{"image_id": 1, "category_id": int(rng.integers(1, num_cats + 1)),
                   "bbox": [float(rng.uniform(0, 80)), float(rng.uniform(0, 80)), 20.0, 20.0],
                   "score": float(rng.random())} for _ in range(130)]
+    if many_objects:  # 30 objects of one class in image 2, each found twice: wide padded rows
+        boxes = np.concatenate([rng.uniform(0, 300, (30, 2)), rng.uniform(10, 40, (30, 2))], 1)
+        anns += [{"id": 1000 + j, "image_id": 2, "category_id": 1, "bbox": b.tolist(), "iscrowd": 0}
+                 for j, b in enumerate(boxes)]
+        jit = np.repeat(boxes, 2, axis=0) + rng.normal(0, 3, (60, 4))
+        dets += [{"image_id": 2, "category_id": 1, "bbox": b.tolist(), "score": float(s)}
+                 for b, s in zip(jit, rng.random(60))]
     return {"images": images, "categories": cats, "annotations": anns}, dets
 
 
@@ -132,6 +139,7 @@ def _tidecv(gt, dets):
 @pytest.mark.parametrize("seed,options", [
     (0, {}), (1, {"ties": True}), (2, {"crowd": 0.25}), (3, {"crowded_image": True}),
     (4, {"num_cats": 5, "num_images": 40, "ties": True, "crowd": 0.1, "crowded_image": True}),
+    (5, {"many_objects": True}),
 ])
 def test_matches_tidecv(seed, options):
     tidecv = pytest.importorskip("tidecv")  # noqa: F841  (in the test extra; skip only where it cannot install)
