@@ -316,42 +316,51 @@ def _fixes(error, target, gt_used, category, gt_category):
 
 def breakdown(m: TideMatching, pos_thresh: float = 0.5, bg_thresh: float = 0.1, max_dets: int = 100) -> TideBreakdown:
     """dAP of every error type (tidecv's ``fix_main_errors`` and ``fix_special_errors``)."""
-    num_cats = len(m.num_pos)
     position = np.arange(len(m.score))
     # tidecv's list order decides ties: the base run in (image, rank) order; a fixed run lists
     # the errors first, then the true positives.
     base_order = np.lexsort((position, -m.score))
     fix_order = np.lexsort((position, m.tp, -m.score))
-    counted = ~m.ignored
-    base = _tide_map(m.category, m.tp, counted, m.num_pos, base_order, num_cats)
-    dap = {}
-    for name, code in (("Cls", CLS), ("Loc", LOC), ("Both", BOTH), ("Dupe", DUPE), ("Bkg", BKG)):
-        fixed = m.error == code
-        keep = np.where(fixed, m.fix_category >= 0, counted)
-        category = np.where(fixed & (m.fix_category >= 0), m.fix_category, m.category)
-        tp = m.tp | (fixed & (m.fix_category >= 0))
-        dap[name] = max(_tide_map(category, tp, keep, m.num_pos, fix_order, num_cats) - base, 0.0)
-    missed = np.bincount(m.gt_category[m.gt_missed], minlength=num_cats)
-    dap["Miss"] = max(_tide_map(m.category, m.tp, counted, m.num_pos - missed, fix_order, num_cats) - base, 0.0)
-    perfect = np.where(m.tp, 1.0, 0.0)  # FalsePositiveError.fix: true positives 1, the rest 0
-    perfect_order = np.lexsort((position, m.tp, -perfect))
-    dap["FalsePos"] = _tide_map(m.category, m.tp, counted, m.num_pos, perfect_order, num_cats) - base
-    found = np.bincount(m.category[m.tp], minlength=num_cats)  # every unmatched gt removed
-    dap["FalseNeg"] = _tide_map(m.category, m.tp, counted, found, fix_order, num_cats) - base
-    counts = {name: int(np.count_nonzero(m.error == code))
-              for name, code in (("Cls", CLS), ("Loc", LOC), ("Both", BOTH), ("Dupe", DUPE), ("Bkg", BKG))}
+    base = _tide_map(m.category, m.tp, ~m.ignored, m.num_pos, base_order)
+    dap = {name: max(_fixed_map(m, code, fix_order) - base, 0.0) for name, code in _DETECTION_ERRORS}
+    missed = np.bincount(m.gt_category[m.gt_missed], minlength=len(m.num_pos))
+    dap["Miss"] = max(_tide_map(m.category, m.tp, ~m.ignored, m.num_pos - missed, fix_order) - base, 0.0)
+    dap.update({name: value - base for name, value in _special_maps(m, position, fix_order).items()})
+    counts = {name: int(np.count_nonzero(m.error == code)) for name, code in _DETECTION_ERRORS}
     counts["Miss"] = int(np.count_nonzero(m.gt_missed))
     return TideBreakdown(float(base), {k: float(v) for k, v in dap.items()}, counts, pos_thresh, bg_thresh,
                          max_dets)
 
 
-def _tide_map(category, tp, keep, num_pos, order, num_cats) -> float:
+_DETECTION_ERRORS = (("Cls", CLS), ("Loc", LOC), ("Both", BOTH), ("Dupe", DUPE), ("Bkg", BKG))
+
+
+def _fixed_map(m: TideMatching, code: int, order: np.ndarray) -> float:
+    """mAP with the errors of one type fixed: Cls / Loc into true positives (the best one per
+    gt, in ``fix_category``; the others removed), Both / Dupe / Bkg removed."""
+    fixed = m.error == code
+    to_tp = fixed & (m.fix_category >= 0)
+    return _tide_map(np.where(to_tp, m.fix_category, m.category), m.tp | to_tp,
+                     np.where(fixed, to_tp, ~m.ignored), m.num_pos, order)
+
+
+def _special_maps(m: TideMatching, position: np.ndarray, fix_order: np.ndarray) -> dict[str, float]:
+    """FalsePos: every true positive scored 1, everything else 0 (FalsePositiveError.fix);
+    FalseNeg: every unmatched gt removed from the positives."""
+    perfect_order = np.lexsort((position, m.tp, -m.tp.astype(np.float64)))
+    found = np.bincount(m.category[m.tp], minlength=len(m.num_pos))
+    return {"FalsePos": _tide_map(m.category, m.tp, ~m.ignored, m.num_pos, perfect_order),
+            "FalseNeg": _tide_map(m.category, m.tp, ~m.ignored, found, fix_order)}
+
+
+def _tide_map(category, tp, keep, num_pos, order) -> float:
     """TIDE's mAP of the detections ``keep`` (in ``order``, ties as listed) against ``num_pos``.
 
     Per class: precision / recall over the detections sorted by score, made monotone, read at
     the 101 recall points with searchsorted(left), averaged, times 100; 0 without positives.
     Classes with neither positives nor detections are left out of the mean.
     """
+    num_cats = len(num_pos)
     order = order[keep[order]]
     cats = category[order]
     if num_cats < 2 ** 15:  # numpy's stable sort of 16-bit integers is a radix sort: 5x faster
