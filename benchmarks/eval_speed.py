@@ -15,7 +15,8 @@ In-process (one Python process, imports already done): "load" = parse both files
 "evaluate" = ``evaluate + accumulate + summarize`` (anchordet: ``summarize``; torchmetrics:
 ``compute``, on its faster_coco_eval backend). Whole process: a fresh interpreter from start to
 exit, ``anchordet score GT RESULTS --json`` (and with ``--analyze``) and, for the peers, the
-shortest script that prints their 12 numbers from the same files; the median of ``--repeat`` runs.
+shortest script that prints their 12 numbers from the same files (torchmetrics: the in-process
+code above in a fresh interpreter); the median of ``--repeat`` runs.
 Also ``anchordet --help`` and ``anchordet score --help``. Exit status 1 if any tool's statistics
 differ from pycocotools' by more than 1e-9 (torchmetrics' difference is printed, not fatal: its
 IoU and recall thresholds come from ``torch.linspace`` in float32, 0.55 becoming 0.550000011920929).
@@ -154,6 +155,12 @@ with contextlib.redirect_stdout(io.StringIO()):
     ev.evaluate(); ev.accumulate(); ev.summarize()
 print(json.dumps(list(map(float, ev.stats[:12]))))
 """
+_TORCHMETRICS_SCRIPT = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from eval_speed import run_torchmetrics
+print(json.dumps(run_torchmetrics(sys.argv[1], sys.argv[2])[0].tolist()))
+"""
 WHOLE = {
     "anchordet score": lambda g, r: [sys.executable, "-m", "anchordet.cli.main", "score", g, r, "--json"],
     "anchordet score --analyze": lambda g, r: [sys.executable, "-m", "anchordet.cli.main", "score", g, r, "--json",
@@ -162,6 +169,7 @@ WHOLE = {
         coco="pycocotools.coco", cocoeval="pycocotools.cocoeval", cls="COCOeval"), g, r],
     "faster-coco-eval": lambda g, r: [sys.executable, "-c", _PEER_SCRIPT.format(
         coco="faster_coco_eval", cocoeval="faster_coco_eval", cls="COCOeval_faster"), g, r],
+    "torchmetrics": lambda g, r: [sys.executable, "-c", _TORCHMETRICS_SCRIPT, g, r],
     "anchordet --help": lambda g, r: [sys.executable, "-m", "anchordet.cli.main", "--help"],
     "anchordet score --help": lambda g, r: [sys.executable, "-m", "anchordet.cli.main", "score", "--help"],
 }
@@ -225,6 +233,7 @@ def _report(gt_path: Path, res_path: Path, repeat: int, skip: set[str]) -> int:
             s, load, ev = run(gt_path, res_path)
         except ImportError as exc:
             print(f"{name}: not installed ({exc}); skipped")
+            skip.add(name)
             continue
         inproc[name], stats[f"{name} (in-process)"] = (load, ev), s
     whole = {}

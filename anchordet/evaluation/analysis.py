@@ -104,11 +104,13 @@ class ErrorAnalysis:
 
     def table(self) -> str:
         best = self.curves.best()
-        return "\n".join([
-            self.tide.table(),
-            f" best F1 {best['f1']:.3f} at score >= {best['threshold']:.2f} (precision {best['precision']:.3f}, "
-            f"recall {best['recall']:.3f}, IoU {IOU_THRESHOLD:g}): the threshold to pass to "
-            f"`anchordet predict --score-thresh`"])
+        if best["f1"] == 0:
+            line = f" F1 is 0 at every score threshold: no detection matches a ground-truth object at IoU {IOU_THRESHOLD:g}"
+        else:
+            line = (f" best F1 {best['f1']:.3f} at score >= {best['threshold']:.2f} (precision {best['precision']:.3f}, "
+                    f"recall {best['recall']:.3f}, IoU {IOU_THRESHOLD:g}): the threshold to pass to "
+                    f"`anchordet predict --score-thresh`")
+        return "\n".join([self.tide.table(), line])
 
 
 def analyze(gt: GroundTruth, dets: DetectionArrays, score_threshold: float | None = None) -> ErrorAnalysis:
