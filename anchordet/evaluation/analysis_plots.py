@@ -76,5 +76,10 @@ def plot_confusion(c: ConfusionMatrix, path: Path) -> Path:
         for i, j in zip(*np.nonzero(c.matrix)):
             ax.text(j, i, str(c.matrix[i, j]), ha="center", va="center", fontsize=font,
                     color="white" if matrix[i, j] > high ** 0.6 else "black")
-    fig.tight_layout()
+    # margins for the tick labels, from their length: tight_layout would cost another full draw
+    def inches(labels):
+        return max(len(s) for s in labels) * font * 0.6 / 72 + 0.6
+
+    fig.subplots_adjust(left=min(0.45, inches(rows) / size), bottom=min(0.45, inches(cols) / (size * 0.9)),
+                        right=0.9, top=0.94)
     return _save(fig, path, dpi=100)
