@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 METRICS = ("coco", "voc07", "voc")
@@ -49,6 +50,8 @@ def check_analysis_arguments(args: argparse.Namespace, *dependent: str) -> None:
     for name in ("confusion_thresh", *dependent):
         if getattr(args, name) is not None and not args.analyze:
             raise UserError(f"--{name.replace('_', '-')} needs --analyze")
+    if args.confusion_thresh is not None and not math.isfinite(args.confusion_thresh):
+        raise UserError(f"--confusion-thresh must be a finite number, got {args.confusion_thresh}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -137,6 +137,7 @@ def test_analyze_default_folder_and_json_output(files):
 @pytest.mark.parametrize("argv,message", [
     (["--confusion-thresh", "0.5"], "--confusion-thresh needs --analyze"),
     (["--analysis-dir", "x"], "--analysis-dir needs --analyze"),
+    (["--analyze", "--confusion-thresh", "nan"], "--confusion-thresh must be a finite number, got nan"),
 ])
 def test_analysis_options_need_analyze(files, argv, message):
     code, _, err = run_cli(["score", str(files[0]), str(files[1]), *argv])
