@@ -19,7 +19,8 @@ Three views of one set of detections against COCO-style ground truth, all torch-
   are not counted.
 
 ``write_analysis`` writes ``tide.json``, ``f1.json``, ``confusion.json`` and the PNGs
-``f1_overall.png``, ``f1_per_class.png`` and ``confusion.png``.
+``f1_overall.png`` (over all classes), ``prf_per_class.png`` (precision, recall, F1 of every
+class) and ``confusion.png``.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def _save(fig: Figure, path: Path, dpi: int = 80) -> Path:
 
 def plot_threshold_curves(c: ThresholdCurves, out: Path) -> list[Path]:
     """``f1_overall.png`` (precision, recall, F1 over all classes, best F1 marked) and
-    ``f1_per_class.png`` (F1 of each class with ground truth)."""
+    ``prf_per_class.png`` (precision, recall and F1 of each class with ground truth, three panels)."""
     best = c.best()
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
@@ -39,17 +39,20 @@ def plot_threshold_curves(c: ThresholdCurves, out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     paths = [_save(fig, out / "f1_overall.png")]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(13, 4))
     with_gt = np.flatnonzero(c.num_gt > 0)
-    for k in with_gt:
-        ax.plot(c.thresholds, c.f1[k], linewidth=0.8, alpha=0.6,
-                label=c.category_names[k] if len(with_gt) <= 12 else None)
-    ax.plot(c.thresholds, c.overall_f1, color="black", linewidth=2, label="all classes")
-    ax.set(xlabel="score threshold (score >=)", ylabel="F1", ylim=(0, 1.02), title="F1 per class")
-    ax.grid(alpha=0.3)
+    panels = (("precision", c.precision, c.overall_precision), ("recall", c.recall, c.overall_recall),
+              ("F1", c.f1, c.overall_f1))
+    for i, (name, per_class, overall) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1)
+        for k in with_gt:
+            ax.plot(c.thresholds, per_class[k], linewidth=0.8, alpha=0.6,
+                    label=c.category_names[k] if len(with_gt) <= 12 else None)
+        ax.plot(c.thresholds, overall, color="black", linewidth=2, label="all classes")
+        ax.set(xlabel="score threshold (score >=)", ylim=(0, 1.02), title=f"{name} per class")
+        ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=7)
-    paths.append(_save(fig, out / "f1_per_class.png"))
+    paths.append(_save(fig, out / "prf_per_class.png"))
     return paths
 
 

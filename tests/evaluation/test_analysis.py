@@ -76,7 +76,7 @@ def test_default_confusion_threshold_is_best_f1_and_files(tmp_path):
     analysis, paths = analyze_files(gt, results, tmp_path / "out")
     assert analysis.confusion.score_threshold == pytest.approx(0.7)  # highest threshold of F1 1.0
     assert sorted(p.name for p in paths) == ["confusion.json", "confusion.png", "f1.json", "f1_overall.png",
-                                             "f1_per_class.png", "tide.json"]
+                                             "prf_per_class.png", "tide.json"]
     assert all(p.stat().st_size > 0 for p in paths)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)  # no temp files
     tide_json = json.loads((tmp_path / "out" / "tide.json").read_text())
