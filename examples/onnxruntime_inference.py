@@ -36,8 +36,8 @@ def eval_size(height: int, width: int, settings: dict, input_shape: list) -> tup
         return max(1, round(height * scale)), max(1, round(width * scale))
     if kind == "fixed":
         return int(settings["fixed_size"]), int(settings["fixed_size"])
-    if isinstance(input_shape[2], int) and isinstance(input_shape[3], int) and not settings:
-        return input_shape[2], input_shape[3]  # no metadata, fixed-size model: its size
+    if isinstance(input_shape[2], int) and isinstance(input_shape[3], int):
+        return input_shape[2], input_shape[3]  # no eval resize known, a fixed-size model: its size
     return height, width
 
 

@@ -38,8 +38,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    import json
-
     from anchordet.cli.common import load_model_for_inference
     from anchordet.export.onnx import default_example_size
 
@@ -52,7 +50,7 @@ def run(args) -> int:
         # The eval resize and class names travel with the file (examples/onnxruntime_inference.py reads them).
         path = export_onnx(model, args.out, postprocess=args.postprocess, dynamic=args.dynamic, example_size=size,
                            batch_size=args.batch_size, opset=args.opset,
-                           metadata={"anchordet_inference": json.dumps(dict(settings))})
+                           metadata=settings.to_metadata())
     else:
         from anchordet.export.torchscript import export_torchscript
 
