@@ -7,6 +7,7 @@ from pathlib import Path
 
 from anchordet.cli.common import add_device_argument
 from anchordet.cli.main import UserError
+from anchordet.cli.score import add_analysis_arguments, check_analysis_arguments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--digits-val-images", type=int, default=None,
                         help="for --data digits: number of test scenes (default: as trained, or 300)")
     add_device_argument(parser)
+    add_analysis_arguments(parser)  # --analyze: the error analysis of `anchordet score`, into OUT/analysis/
     return parser
 
 
@@ -35,6 +37,7 @@ def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
     from anchordet.predictor import load
 
+    check_analysis_arguments(args)
     predictor = load(args.weights, args.device)  # the object `predict` and Python users get
     dataset = _dataset(args, predictor.settings, predictor.transform)
     if dataset.num_classes != predictor.num_classes:
@@ -51,7 +54,18 @@ def run(args) -> int:
 
         plot_pr_curves(result.metrics, out)
     print(f"wrote {out / 'metrics.json'} and {out / 'results.json'}" + (" and PR curves" if args.plots else ""))
+    if args.analyze:
+        _analyze(dataset.coco_ground_truth(), result.results, out / "analysis", args.confusion_thresh)
     return 0
+
+
+def _analyze(gt: dict, results: list[dict], out: Path, confusion_thresh: float | None) -> None:
+    """The error analysis of the results just scored (TIDE, F1 against threshold, confusion)."""
+    from anchordet.cli.score import print_analysis
+    from anchordet.evaluation.analysis import analyze_files
+
+    analysis, paths = analyze_files(gt, results, out, confusion_thresh)
+    print_analysis(analysis, paths, out)
 
 
 def _dataset(args, settings, transform):

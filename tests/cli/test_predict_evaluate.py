@@ -81,8 +81,12 @@ def test_evaluate_scores_perfect_detections_as_ap_one(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(RetinaNet, "predict", oracle)
     assert main(["evaluate", "--weights", str(tmp_path / "w.safetensors"), "--data", "digits", "--digits-val-images", "3",
-                 "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 0
+                 "--out", str(tmp_path / "eval"), "--device", "cpu", "--analyze"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["stats"]["AP"] == pytest.approx(1.0)
+    # --analyze: perfect detections leave no error of any kind, and the best F1 is 1
+    tide = json.loads((tmp_path / "eval" / "analysis" / "tide.json").read_text())
+    assert tide["ap"] == pytest.approx(100.0) and not any(tide["counts"].values())
+    assert "best F1 1.000" in capsys.readouterr().out
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert len(results) == sum(len(scenes.read_annotations(i)) for i in range(3))
