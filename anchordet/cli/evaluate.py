@@ -68,17 +68,18 @@ def _analyze(gt: dict, results: list[dict], out: Path, confusion_thresh: float |
     print_analysis(analysis, paths, out)
 
 
-def _dataset(args, settings: dict, transform):
-    from anchordet.config.schema import DataConfig
+def _dataset(args, settings, transform):
+    """The split to score: ``--data``, else the dataset the model was trained on (for digits the
+    same test scenes), else digits; ``transform``: the predictor's eval resize."""
+    import dataclasses
+
+    from anchordet.config.schema import DataConfig, DigitsOptions
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
 
-    data_name = args.data or settings.get("dataset") or "digits"
-    fields = {"dataset": data_name}
-    if data_name == "digits":
-        fields["digits_val_images"] = args.digits_val_images or settings.get("digits_val_images", 300)
-        for key in ("digits_canvas_size", "digits_per_image_max", "digits_seed"):
-            if key in settings:
-                fields[key] = settings[key]
-    spec = dataset_spec(DataConfig(**fields))
-    return build_dataset(spec, split=args.split, transforms=transform)  # the predictor's eval resize
+    data_name = args.data or settings.dataset or "digits"
+    digits = settings.digits or DigitsOptions(num_val=300)
+    if args.digits_val_images:
+        digits = dataclasses.replace(digits, num_val=args.digits_val_images)
+    spec = dataset_spec(DataConfig(dataset=data_name, digits=digits))
+    return build_dataset(spec, split=args.split, transforms=transform)
