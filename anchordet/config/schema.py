@@ -155,6 +155,9 @@ class SolverConfig:
         amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
         optimizer: "sgd" (momentum; the papers' recipes) or "adamw" (converges faster from scratch,
             for small models without pretrained backbones; ``momentum`` is then beta1).
+        ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
+            (``engine/ema.py``; e.g. 0.999); evaluation during training, best / last weights
+            and predictions from checkpoints use the average. 0: off.
     """
 
     epochs: int = 12
@@ -171,6 +174,7 @@ class SolverConfig:
     clip_grad_norm: float = 0.0
     amp: str = "none"
     optimizer: str = "sgd"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
@@ -181,6 +185,9 @@ class SolverConfig:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
         if self.base_lr <= 0:
             raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"solver.ema_decay: must be in (0, 1), e.g. 0.999 (0 turns the average off), "
+                              f"got {self.ema_decay}")
 
     @property
     def lr(self) -> float:

@@ -19,6 +19,7 @@ from anchordet.config.schema import ExperimentConfig
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
+from anchordet.engine.ema import ModelEMA
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
@@ -105,6 +106,7 @@ class Trainer:
             raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
                              f"(solver.batch_size={solver.batch_size})")
         self.optimizer = build_optimizer(self.model, solver)
+        self.ema = ModelEMA(self.model, solver.ema_decay) if solver.ema_decay else None
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
         self.scheduler = build_scheduler(self.optimizer, lambda: self.config.solver, self.iters_per_epoch)
         self.amp_dtype = self._amp_dtype()
@@ -145,6 +147,8 @@ class Trainer:
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.batch_in_epoch, self.best_metric = int(state["iteration_in_epoch"]), state["best_metric"]
         set_rng_states(state["rng"])
+        if self.ema is not None and state.get("ema"):  # else (EMA turned on at resume) it starts here
+            self.ema.load_state_dict(state["ema"])
 
     # ------------------------------------------------------------------------------------ loop
     def fit(self) -> TrainOutcome:
@@ -214,6 +218,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         values = {k: float(v.detach()) for k, v in losses.items()}
         values["loss"] = float(total.detach())
         return values
@@ -294,6 +300,11 @@ class Trainer:
 
             tqdm.write(f"{per_iter:.3f} s per iteration: {epochs} epochs fit the {run.max_minutes:g}-minute budget")
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """What evaluation and the weights files use: the EMA of the weights (``solver.ema_decay``) or the model."""
+        return self.ema.module if self.ema is not None else self.model
+
     def _size_divisible(self) -> int:
         return int(getattr(self.model, "size_divisible", 32))
 
@@ -306,7 +317,7 @@ class Trainer:
         self._save("last.pt")
 
     def _evaluate(self) -> None:
-        result = evaluate_dataset(self.model, self.val_set, self.config.run.metric, self.device,
+        result = evaluate_dataset(self.eval_model, self.val_set, self.config.run.metric, self.device,
                                   batch_size=max(1, self.config.solver.batch_size // self.world))
         improved = False
         if result is not None:
@@ -321,7 +332,7 @@ class Trainer:
         if improved:
             self._save("best.pt")
             if self.is_main:
-                save_weights(self.out_dir / "best.safetensors", self.model, self.config.model,
+                save_weights(self.out_dir / "best.safetensors", self.eval_model, self.config.model,
                              inference_metadata(self.config, self.val_set))
 
     def _save(self, name: str) -> Path | None:
@@ -330,6 +341,7 @@ class Trainer:
             save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                             scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
                             iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
+                            ema=self.ema.state_dict() if self.ema is not None else None,
                             extra={"inference": inference_settings(self.config, self.val_set)})
         dist_utils.barrier()
         return path
@@ -349,7 +361,7 @@ class Trainer:
 
     def _finish(self) -> TrainOutcome:
         if self.is_main:
-            save_weights(self.out_dir / "model.safetensors", self.model, self.config.model,
+            save_weights(self.out_dir / "model.safetensors", self.eval_model, self.config.model,
                          inference_metadata(self.config, self.val_set))
             plot_curves(self.logger.metrics_path, self.out_dir / "curves.png")
         return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric)
