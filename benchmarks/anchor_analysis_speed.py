@@ -23,7 +23,7 @@ import torch
 
 from anchordet.anchors.analysis import AnnotatedImage, analyze_coverage, match_statistics
 from anchordet.anchors.model_anchors import detector_anchors
-from anchordet.config.schema import load_config
+from anchordet.config.load import load_config
 from anchordet.data.transforms import keep_ratio_size
 
 COCO_SHAPES = ((480, 640), (640, 480), (427, 640), (640, 427), (425, 640), (426, 640), (428, 640), (612, 612),

@@ -89,7 +89,7 @@ def write_speed_dataset(folder: Path, count: int = 192) -> Path:
 
 def time_training(data_yaml: Path, groups: int, iters: int, threads: int, out: Path) -> float:
     """Images per second of ``iters`` training iterations (after the trainer is built)."""
-    from anchordet.config.schema import load_config
+    from anchordet.config.load import load_config
     from anchordet.engine.trainer import Trainer
 
     overrides = [f"data.dataset={data_yaml}", "model.num_classes=2", "data.min_size=[160, 168, 176, 184, 192, 200]",

@@ -41,6 +41,52 @@ def assert_overfits(model, images, targets, max_steps: int, check_every: int, **
     assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
 
 
+TINY_RETINANET = dict(depth=18, num_classes=10, backbone_width=8, fpn_channels=16, head_channels=16, head_num_convs=1,
+                      frozen_bn=False, score_thresh=0.0, max_detections=20)
+TINY_SSD = dict(num_classes=10, image_size=64, width=8, batch_norm=True, extra_layers=[[16, 32, 3, 2, 1]],
+                steps=[8, 16, 32], min_sizes=[12, 24, 40], max_sizes=[24, 40, 64], aspect_ratios=[[2.0]] * 3,
+                score_thresh=0.0)
+
+
+def write_tiny_weights(path, factory: str = "retinanet_resnet_fpn", args: dict | None = None, settings: dict | None = None,
+                       seed: int = 0):
+    """A randomly initialised tiny detector saved as an anchordet weights file (RetinaNet resized
+    to 96 x 96 by default, classes named digit0..digit9 with category ids 100..109). Returns the model."""
+    import json
+
+    from anchordet.config.schema import ModelConfig
+    from anchordet.engine.checkpoint import save_weights
+
+    config = ModelConfig(factory, args or (TINY_RETINANET if factory == "retinanet_resnet_fpn" else TINY_SSD))
+    torch.manual_seed(seed)
+    model = config.build().eval()
+    info = {"eval_transform": "resize", "min_size": 96, "max_size": 96, "fixed_size": 0,
+            "class_names": [f"digit{i}" for i in range(config.num_classes)],
+            "category_ids": [100 + i for i in range(config.num_classes)]}
+    if factory == "ssd_vgg16":
+        info.update(eval_transform="fixed", fixed_size=int(config.args["image_size"]))
+    info.update(settings or {})
+    save_weights(path, model, config, {"anchordet_inference": json.dumps(info)})
+    return model
+
+
+def digit_scene_files(folder, count: int = 2, canvas_size: int = 64, prefix: str = "scene"):
+    """Write ``count`` digits test scenes as PNGs into ``folder``; returns their paths."""
+    from pathlib import Path
+
+    from anchordet.data.digits import DigitsConfig, DigitsDataset
+    from anchordet.visualize import to_pil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scenes = DigitsDataset("test", count, DigitsConfig(canvas_size=canvas_size))
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"{prefix}{i}.png")
+        to_pil(scenes[i].image).save(paths[-1])
+    return paths
+
+
 def write_coco_dataset(folder, shapes, boxes=None, seed: int = 0, names=("a", "b"), crowd_every: int = 0,
                        empty_every: int = 0) -> "Path":
     """A small COCO dataset of noise PNGs with bright boxes under ``folder``: ``images/{train,val}``,

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import add_device_argument
 from anchordet.cli.main import UserError
 
 
@@ -33,13 +33,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
+    from anchordet.predictor import load
 
-    model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
-    dataset = _dataset(args, settings)
-    if dataset.num_classes != model_config.num_classes:
+    predictor = load(args.weights, args.device)  # the object `predict` and Python users get
+    dataset = _dataset(args, predictor.settings, predictor.transform)
+    if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
-                        f"predicts {model_config.num_classes}")
-    result = evaluate_dataset(model, dataset, args.metric, device, batch_size=args.batch_size)
+                        f"predicts {predictor.num_classes}")
+    result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=1))
@@ -53,7 +54,7 @@ def run(args) -> int:
     return 0
 
 
-def _dataset(args, settings: dict):
+def _dataset(args, settings: dict, transform):
     from anchordet.config.schema import DataConfig
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
@@ -66,4 +67,4 @@ def _dataset(args, settings: dict):
             if key in settings:
                 fields[key] = settings[key]
     spec = dataset_spec(DataConfig(**fields))
-    return build_dataset(spec, split=args.split, transforms=eval_transform_from_settings(settings))
+    return build_dataset(spec, split=args.split, transforms=transform)  # the predictor's eval resize

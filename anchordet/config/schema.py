@@ -15,7 +15,6 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
@@ -402,26 +401,3 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise ConfigError(f"--set {item!r}: cannot parse the value ({exc.problem})") from exc
         values[section][key] = parsed
     return ExperimentConfig.from_dict(values, "--set")
-
-
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    """A preset name or a YAML file, then the overrides."""
-    from anchordet.config.presets import PRESETS
-
-    if name_or_path in PRESETS:
-        config = PRESETS[name_or_path]
-    else:
-        path = Path(name_or_path)
-        if path.suffix not in (".yaml", ".yml") and not path.exists():
-            raise ConfigError(f"unknown preset {name_or_path!r} (and no such YAML file); "
-                              f"presets: {', '.join(PRESETS)}")
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping with sections model, data, solver, run")
-        config = ExperimentConfig.from_dict(values, str(path))
-    return apply_overrides(config, overrides or [])

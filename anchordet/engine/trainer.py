@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from anchordet.config.schema import ExperimentConfig
+from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
@@ -65,19 +66,6 @@ class LossModule(nn.Module):
 
     def forward(self, images, targets):
         return self.model.loss(images, targets)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"run.device={name}: CUDA is not available on this machine")
-        if dist_utils.launched_by_torchrun():
-            device = torch.device("cuda", dist_utils.local_rank())
-            torch.cuda.set_device(device)
-    return device
 
 
 class Trainer:

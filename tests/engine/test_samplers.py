@@ -3,7 +3,8 @@ DDP shards and resuming, checked against hand-worked cases and a plain reference
 import pytest
 import torch
 
-from anchordet.config.schema import ConfigError, DataConfig, load_config
+from anchordet.config.load import load_config
+from anchordet.config.schema import ConfigError, DataConfig
 from anchordet.data.spec import DatasetSpec, build_dataset as build_spec_dataset
 from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, build_transforms, make_loader
 from anchordet.engine.samplers import (

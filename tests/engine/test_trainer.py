@@ -88,7 +88,7 @@ def test_resume_with_aspect_ratio_groups_and_multi_scale_is_exact(tmp_path):
 
 
 def test_the_trainer_groups_images_of_files_but_not_digits(tmp_path):
-    from anchordet.config.schema import load_config
+    from anchordet.config.load import load_config
     from anchordet.engine.trainer import Trainer
 
     overrides = TINY + [f"run.out_dir={tmp_path / 'run'}", *file_dataset_overrides(tmp_path)]
