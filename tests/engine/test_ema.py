@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from anchordet.config.schema import ConfigError, load_config
+from anchordet.config.load import load_config
+from anchordet.config.schema import ConfigError
 from anchordet.engine.checkpoint import load_checkpoint, load_detector
 from anchordet.engine.ema import ModelEMA
 from anchordet.cli.main import main
