@@ -143,11 +143,19 @@ def _check_sizes(min_sizes: tuple, max_size: int) -> None:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """SGD with momentum; lr = base_lr * batch_size / base_batch_size (Goyal et al. 2017).
+    """SGD with momentum; lr = base_lr * effective batch / base_batch_size (Goyal et al. 2017),
+    where the effective batch is batch_size * accumulate_steps.
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: the global batch (all processes together).
+        batch_size: the global batch of one forward / backward pass (all processes together).
+        accumulate_steps: gradient accumulation: add up the gradients of this many batches
+            before each optimizer step (an effective batch of batch_size * accumulate_steps for
+            the memory of batch_size). Warmup, schedule, ``run.stop_after_iters`` and the logged
+            iterations count optimizer steps. Losses normalized by a per-batch count (RetinaNet
+            and SSD: the positives) are normalized per accumulated batch, so the gradient equals
+            that of the effective batch exactly when the counts are equal (the test), else
+            closely.
         warmup_iters, warmup_factor: linear warmup from base_lr * warmup_factor.
         schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
         clip_grad_norm: 0 disables clipping.
@@ -161,6 +169,7 @@ class SolverConfig:
 
     epochs: int = 12
     batch_size: int = 16
+    accumulate_steps: int = 1
     base_lr: float = 0.01
     base_batch_size: int = 16
     momentum: float = 0.9
@@ -184,13 +193,20 @@ class SolverConfig:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
         if self.base_lr <= 0:
             raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if self.accumulate_steps < 1:
+            raise ConfigError(f"solver.accumulate_steps: must be >= 1 (1: no accumulation), got {self.accumulate_steps}")
         if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
             raise ConfigError(f"solver.ema_decay: must be in (0, 1), e.g. 0.999 (0 turns the average off), "
                               f"got {self.ema_decay}")
 
     @property
+    def effective_batch_size(self) -> int:
+        """Images per optimizer step: batch_size * accumulate_steps."""
+        return self.batch_size * self.accumulate_steps
+
+    @property
     def lr(self) -> float:
-        return self.base_lr * self.batch_size / self.base_batch_size
+        return self.base_lr * self.effective_batch_size / self.base_batch_size
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ epochs, ``_train_epoch`` the batches, ``_step`` one optimizer step.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -41,6 +43,13 @@ def epochs_that_fit(seconds_per_iter: float, seconds_used: float, iterations_don
     more = max(0.0, FIT_SAFETY * budget_seconds - seconds_used) / max(seconds_per_iter, 1e-9)
     fitting = int((iterations_done + more) // iters_per_epoch)
     return max(min_epochs, min(max_epochs, fitting))
+
+
+def _chunks(iterable, size: int):
+    """Lists of ``size`` consecutive items (the last one may be shorter)."""
+    iterator = iter(iterable)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,10 +98,11 @@ class Trainer:
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
         self.train_groups = aspect_groups(config.data, self.train_set)
-        self.iters_per_epoch = len(self.train_set) // solver.batch_size
+        self.iters_per_epoch = len(self.train_set) // solver.effective_batch_size  # optimizer steps
         if self.iters_per_epoch == 0:
             raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
-                             f"(solver.batch_size={solver.batch_size})")
+                             f"(solver.batch_size={solver.batch_size} x solver.accumulate_steps="
+                             f"{solver.accumulate_steps})")
         self.optimizer = build_optimizer(self.model, solver)
         self.ema = ModelEMA(self.model, solver.ema_decay) if solver.ema_decay else None
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
@@ -162,15 +172,17 @@ class Trainer:
         """Train the rest of the current epoch; False when a budget stopped it midway."""
         solver, run = self.config.solver, self.config.run
         self.train_set.set_epoch(self.epoch)
+        steps = solver.accumulate_steps  # loader batches per optimizer step; batch_in_epoch counts steps
         sampler = EpochSampler(len(self.train_set), solver.batch_size, seed=run.seed, epoch=self.epoch,
                                shuffle=True, rank=dist_utils.rank(), world_size=self.world,
-                               start_batch=self.batch_in_epoch, groups=self.train_groups, batch_numbers=True)
+                               start_batch=self.batch_in_epoch * steps, num_batches=self.iters_per_epoch * steps,
+                               groups=self.train_groups, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
                              self._size_divisible(), run.seed, self.epoch)
         bar = self._progress_bar()
         window_start, window_images = time.monotonic(), 0
         self.model.train()
-        for batch in loader:
+        for batch in _chunks(loader, steps):
             if self._budget_spent():
                 return False
             losses = self._step(batch)
@@ -178,26 +190,28 @@ class Trainer:
             self.iteration += 1
             self.iterations_this_run += 1
             self._maybe_fit_epochs_to_budget()
-            window_images += len(batch) * self.world
+            window_images += sum(len(b) for b in batch) * self.world
             speed = window_images / max(time.monotonic() - window_start, 1e-9)
             self._log_step(losses, speed, bar)
         if bar is not None:
             bar.close()
         return True
 
-    def _step(self, batch) -> dict[str, float]:
-        images = batch.images.to(self.device)
-        targets = [t.to(self.device) for t in batch.targets]
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            losses = self.wrapped(images, targets)
-        total = sum(losses.values())
-        self._check_finite(total, losses, batch)
+    def _step(self, batches: list) -> dict[str, float]:
+        """One optimizer step on ``solver.accumulate_steps`` loader batches: each batch's loss
+        divided by their number is backpropagated and the gradients add up (under DDP they are
+        all-reduced with the last batch only). Returns the losses averaged over the batches."""
         self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for k, batch in enumerate(batches):
+            with self._gradient_sync(k == len(batches) - 1):
+                losses, total = self._forward(batch)
+                share = total / len(batches)  # exact for one batch: x / 1 == x
+                (self.scaler.scale(share) if self.scaler is not None else share).backward()
+            for key, value in [*losses.items(), ("loss", total)]:
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
         if self.scaler is not None:
-            self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            total.backward()
         if self.config.solver.clip_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.solver.clip_grad_norm)
         if self.scaler is not None:
@@ -208,9 +222,23 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        values["loss"] = float(total.detach())
-        return values
+        return {k: v / len(batches) for k, v in sums.items()}
+
+    def _forward(self, batch) -> tuple[dict, torch.Tensor]:
+        """The losses of one loader batch and their sum, checked finite."""
+        images = batch.images.to(self.device)
+        targets = [t.to(self.device) for t in batch.targets]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            losses = self.wrapped(images, targets)
+        total = sum(losses.values())
+        self._check_finite(total, losses, batch)
+        return losses, total
+
+    def _gradient_sync(self, last: bool):
+        """DDP all-reduces gradients in the backward of the last accumulated batch only."""
+        if self.world > 1 and not last:
+            return self.wrapped.no_sync()
+        return contextlib.nullcontext()
 
     def _check_finite(self, total: torch.Tensor, losses: dict, batch) -> None:
         """Stop before a non-finite loss reaches the weights: the last checkpoint stays the last good one."""
