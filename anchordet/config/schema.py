@@ -52,16 +52,23 @@ def model_factory(name: str) -> Callable:
 @dataclass(frozen=True)
 class ModelConfig:
     """``factory``: a key of MODEL_FACTORIES; ``args``: its keyword arguments (num_classes
-    included), as plain YAML values. Fields not given take the factory's defaults."""
+    included), as plain YAML values. Fields not given take the factory's defaults.
+
+    ``sync_batch_norm`` (``model.sync_batch_norm`` in YAML, next to the factory's arguments but
+    not one of them): under DDP, trainable BatchNorm layers use the statistics of the global
+    batch (``engine/sync_bn.py``); with one process BatchNorm already sees the whole batch. The
+    network and its weights are the same either way, so weights files do not record it.
+    """
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
+    sync_batch_norm: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str)))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm))
 
     @property
     def num_classes(self) -> int:
@@ -257,7 +264,8 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return {
-            "model": {"factory": self.model.factory, **self.model.args},
+            "model": {"factory": self.model.factory, **self.model.args,
+                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
             "run": _section_dict(self.run),
@@ -273,10 +281,11 @@ class ExperimentConfig:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
+        sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values),
+            ModelConfig(factory, model_values, sync_batch_norm),
             _section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
             _section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             _section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),

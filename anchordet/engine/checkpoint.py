@@ -126,6 +126,7 @@ def read_model_config(path: str | Path) -> ModelConfig:
         values = json.loads(metadata["anchordet_model"])
     else:
         values = dict(load_checkpoint(path)["config"]["model"])
+        values.pop("sync_batch_norm", None)  # how training ran, not part of the network
     factory = values.pop("factory")
     return ModelConfig(factory, values)
 

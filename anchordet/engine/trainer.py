@@ -23,6 +23,7 @@ from anchordet.engine import distributed as dist_utils
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.ema import ModelEMA
+from anchordet.engine.sync_bn import convert_sync_batch_norm
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
@@ -95,6 +96,8 @@ class Trainer:
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
         self._maybe_channels_last()
+        if config.model.sync_batch_norm and self.world > 1:
+            convert_sync_batch_norm(self.model)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
         self.train_groups = aspect_groups(config.data, self.train_set)
