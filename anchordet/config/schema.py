@@ -235,6 +235,9 @@ class RunConfig:
             schedule runs to its end instead of being cut. The chosen count replaces
             ``solver.epochs`` (and this flag goes off) in config.yaml and the checkpoints: a
             resume continues the same schedule. ``anchordet demo`` uses it.
+        patience: early stopping: end training (as finished, with the weights of the last
+            epoch; best.safetensors holds the best) after this many evaluations in a row
+            without a better ``metric`` headline (AP or mAP); 0: off. Needs ``eval_every``.
     """
 
     out_dir: str = "runs/exp"
@@ -248,11 +251,16 @@ class RunConfig:
     stop_after_iters: int = 0
     max_minutes: float = 0.0
     fit_epochs_to_budget: bool = False
+    patience: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
         if self.fit_epochs_to_budget and self.max_minutes <= 0:
             raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
+        if self.patience < 0:
+            raise ConfigError(f"run.patience: must be >= 0 (0: no early stopping), got {self.patience}")
+        if self.patience and self.eval_every < 1:
+            raise ConfigError("run.patience counts evaluations: set run.eval_every >= 1 (it is 0: only at the end)")
 
 
 @dataclass(frozen=True)

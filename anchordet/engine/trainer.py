@@ -22,11 +22,12 @@ from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
+from anchordet.engine.early_stopping import EarlyStopping
 from anchordet.engine.ema import ModelEMA
-from anchordet.engine.sync_bn import convert_sync_batch_norm
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
+from anchordet.engine.sync_bn import convert_sync_batch_norm
 
 
 # run.fit_epochs_to_budget times iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of a run (the first
@@ -59,12 +60,14 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainOutcome:
-    """How ``fit`` ended: "finished", "stopped" (budget / stop_after_iters) or "interrupted" (Ctrl-C)."""
+    """How ``fit`` ended: "finished", "stopped" (budget / stop_after_iters) or "interrupted" (Ctrl-C).
+    ``early_stopped``: finished before ``solver.epochs`` by ``run.patience``."""
 
     status: str
     iteration: int
     last_checkpoint: Path | None
     best_metric: float | None
+    early_stopped: bool = False
 
 
 class LossModule(nn.Module):
@@ -117,6 +120,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(self.wrapped, device_ids=device_ids)
         self.epoch, self.iteration, self.batch_in_epoch, self.best_metric = 0, 0, 0, None
+        self.early_stopping = EarlyStopping(run.patience)
         if resume:
             self._restore(resume)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main)
@@ -148,6 +152,7 @@ class Trainer:
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.batch_in_epoch, self.best_metric = int(state["iteration_in_epoch"]), state["best_metric"]
         set_rng_states(state["rng"])
+        self.early_stopping.load_state_dict(state.get("extra", {}).get("early_stopping", {}))
         if self.ema is not None and state.get("ema"):  # else (EMA turned on at resume) it starts here
             self.ema.load_state_dict(state["ema"])
 
@@ -160,7 +165,7 @@ class Trainer:
         self.iterations_this_run = 0
         self._fit_clock = None  # set at iteration FIT_MEASURE_FROM by run.fit_epochs_to_budget
         try:
-            while self.epoch < self.config.solver.epochs:
+            while self.epoch < self.config.solver.epochs and not self.early_stopping.due:
                 if not self._train_epoch():
                     return self._stop("stopped")
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
@@ -348,6 +353,8 @@ class Trainer:
                 print(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.scalars().items()
                                                           if k in ("AP", "AP50", "AP75", "mAP")), flush=True)
         improved = bool(dist_utils.all_gather_objects(improved)[0])
+        if self.early_stopping.record(improved, self.epoch):
+            self._report_early_stop()
         if improved:
             self._save("best.pt")
             if self.is_main:
@@ -361,7 +368,8 @@ class Trainer:
                             scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
                             iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
                             ema=self.ema.state_dict() if self.ema is not None else None,
-                            extra={"inference": inference_settings(self.config, self.val_set)})
+                            extra={"inference": inference_settings(self.config, self.val_set),
+                                   "early_stopping": self.early_stopping.state_dict()})
         dist_utils.barrier()
         return path
 
@@ -383,7 +391,21 @@ class Trainer:
             save_weights(self.out_dir / "model.safetensors", self.eval_model, self.config.model,
                          inference_metadata(self.config, self.val_set))
             plot_curves(self.logger.metrics_path, self.out_dir / "curves.png")
-        return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric)
+        return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric,
+                            self.early_stopping.due)
+
+    def _report_early_stop(self) -> None:
+        stop = self.early_stopping
+        self.logger.log("early_stop", self.iteration, {"epoch": self.epoch, "patience": stop.patience,
+                                                       "best": self.best_metric, "best_epoch": stop.best_epoch})
+        if self.is_main:
+            print(f"early stop after epoch {self.epoch}: no better {self.config.run.metric} "
+                  f"{_headline_name(self.config.run.metric)} in {stop.patience} evaluations (best "
+                  f"{self.best_metric:.4f} after epoch {stop.best_epoch})", flush=True)
+
+
+def _headline_name(metric: str) -> str:
+    return "AP" if metric == "coco" else "mAP"
 
 
 def inference_settings(config: ExperimentConfig, dataset) -> dict:
