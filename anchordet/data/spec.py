@@ -8,7 +8,9 @@ A YAML file names the format, the class names and the splits (docs/data.md)::
     train: {images: images/train, annotations: annotations/instances_train.json}
     val:   {images: images/val,   annotations: annotations/instances_val.json}
 
-VOC splits are ``{root: VOCdevkit/VOC2007, image_set: trainval}``; YOLO splits are
+VOC splits are ``{root: VOCdevkit/VOC2007, image_set: trainval}``, or a list of those read as one
+split (07+12: ``[{root: VOCdevkit/VOC2007, image_set: trainval}, {root: VOCdevkit/VOC2012,
+image_set: trainval}]``); YOLO splits are
 ``{images: images/train, labels: labels/train}`` or, as in an ultralytics data YAML (``path``,
 ``train``, ``val``, ``names`` as a list or a {index: name} dict, no ``format`` key), a folder or
 an image-list file. Errors name the YAML file and the key.
@@ -24,7 +26,7 @@ import yaml
 
 from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
 from anchordet.data.validate import RecordSet
-from anchordet.data.voc import read_voc_records
+from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
 
 if TYPE_CHECKING:
@@ -61,7 +63,8 @@ class DatasetSpec:
         format: "coco", "voc", "yolo" or "digits".
         class_names: label k is ``class_names[k]``.
         splits: split name -> options with absolute paths (coco: images, annotations; voc: root,
-            image_set; yolo: images, labels (None: the ultralytics images -> labels rule)).
+            image_set, each a list with one entry per (root, image set) pair; yolo: images, labels
+            (None: the ultralytics images -> labels rule)).
         source: the YAML file, or "digits".
         digits: options of the built-in dataset (format "digits" only).
     """
@@ -175,11 +178,20 @@ class _SpecReader:
                 "annotations": self._file(f"{split}.annotations", value["annotations"])}
 
     def _voc_split(self, split: str, value) -> dict:
-        value = self._need(split, value, ("image_set",))
-        root = self._file(f"{split}.root", value["root"]) if "root" in value else self.root
+        if isinstance(value, list):
+            if not value:
+                raise self.error(split, "an empty list: give {root: ..., image_set: ...} entries")
+            pairs = [self._voc_pair(f"{split}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            pairs = [self._voc_pair(split, value)]
+        return {"root": [r for r, _ in pairs], "image_set": [s for _, s in pairs]}
+
+    def _voc_pair(self, key: str, value) -> tuple[Path, str]:
+        value = self._need(key, value, ("image_set",))
+        root = self._file(f"{key}.root", value["root"]) if "root" in value else self.root
         if not isinstance(value["image_set"], str):
-            raise self.error(f"{split}.image_set", f"must be a name such as 'trainval', got {value['image_set']!r}")
-        return {"root": root, "image_set": value["image_set"]}
+            raise self.error(f"{key}.image_set", f"must be a name such as 'trainval', got {value['image_set']!r}")
+        return root, value["image_set"]
 
     def _yolo_split(self, split: str, value) -> dict:
         if isinstance(value, dict):
@@ -240,7 +252,7 @@ def read_records(spec: DatasetSpec, split: str) -> RecordSet:
     if spec.format == "coco":
         return read_coco_records(options["annotations"], options["images"], spec.class_names)
     if spec.format == "voc":
-        return read_voc_records(options["root"], options["image_set"], spec.class_names)
+        return read_voc_sets(list(zip(options["root"], options["image_set"])), spec.class_names)
     if spec.format == "yolo":
         return read_yolo_records(options["images"], options["labels"], spec.class_names)
     raise ValueError("the digits dataset is generated: it has no files to check")

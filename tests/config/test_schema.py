@@ -38,3 +38,16 @@ def test_every_preset_is_valid_and_its_model_arguments_exist(name):
 def test_linear_scaling_rule():
     config = load_config("retinanet_digits", ["solver.batch_size=32", "solver.base_batch_size=16", "solver.base_lr=0.01"])
     assert config.solver.lr == pytest.approx(0.02)
+
+
+def test_voc_presets_read_the_voc_templates():
+    from pathlib import Path
+
+    import yaml as _yaml
+
+    templates = Path(__file__).resolve().parents[2] / "docs" / "datasets"
+    for name, config in PRESETS.items():
+        if name.endswith("_voc"):
+            assert (templates / config.data.dataset).is_file(), name
+    train = _yaml.safe_load((templates / "voc0712.yaml").read_text())["train"]
+    assert train == [{"root": "VOC2007", "image_set": "trainval"}, {"root": "VOC2012", "image_set": "trainval"}]
