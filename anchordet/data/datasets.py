@@ -1,4 +1,4 @@
-"""The torch datasets of the file formats: ``RecordDataset`` and its COCO, VOC and YOLO readers.
+"""The torch datasets of the file formats: ``RecordDataset`` and its COCO, VOC, YOLO and CSV readers.
 
 ``anchordet.data.coco`` / ``voc`` / ``yolo`` parse files into a ``RecordSet`` without torch (what
 ``anchordet check-data`` needs); the classes here turn records into ``Sample`` tensors. They are
@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from anchordet.data.coco import read_coco_records
+from anchordet.data.csv_format import read_csv_records
 from anchordet.data.collate import Sample
 from anchordet.data.image_io import load_image
 from anchordet.data.validate import RecordSet, check_records, report_or_raise, size_mismatch, stated_or_header_size
@@ -209,4 +210,25 @@ class YoloDataset(RecordDataset):
 
     @property
     def image_root(self) -> Path | None:
+        return self._root
+
+
+class CsvDataset(RecordDataset):
+    """A split in the CSV format of yhenon/pytorch-retinanet (``anchordet.data.csv_format``).
+
+    Args:
+        annotations: the ``path,x1,y1,x2,y2,class_name`` file.
+        class_names, category_ids: from the class list file (``read_class_list``); ids None: 0..K-1.
+        images_dir: folder relative image paths start from (None: the annotations file's folder).
+        transforms, skip_bad_annotations: as ``CocoDataset``.
+    """
+
+    def __init__(self, annotations: str | os.PathLike, class_names: list[str], category_ids: list[int] | None = None,
+                 images_dir: str | os.PathLike | None = None, transforms=None, skip_bad_annotations: bool = False):
+        self._root = Path(images_dir) if images_dir is not None else Path(annotations).parent
+        records = read_csv_records(annotations, class_names, category_ids, images_dir)
+        super().__init__(records, transforms, skip_bad_annotations, what=str(annotations))
+
+    @property
+    def image_root(self) -> Path:
         return self._root
