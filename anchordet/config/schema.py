@@ -19,9 +19,11 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from anchordet.errors import UserError
 
-class ConfigError(ValueError):
-    """A configuration the user wrote is wrong: printed as one line by the CLI."""
+
+class ConfigError(UserError):
+    """A configuration the user wrote is wrong: printed as one line by the CLI (a ``UserError``)."""
 
 
 # The detector factories a config can name: an explicit table, imported lazily so that the CLI
