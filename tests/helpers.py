@@ -74,12 +74,13 @@ def digit_scene_files(folder, count: int = 2, canvas_size: int = 64, prefix: str
     """Write ``count`` digits test scenes as PNGs into ``folder``; returns their paths."""
     from pathlib import Path
 
-    from anchordet.data.digits import DigitsConfig, DigitsDataset
+    from anchordet.config.schema import DigitsOptions
+    from anchordet.data.digits import DigitsDataset
     from anchordet.visualize import to_pil
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    scenes = DigitsDataset("test", count, DigitsConfig(canvas_size=canvas_size))
+    scenes = DigitsDataset("test", DigitsOptions(num_val=count, canvas_size=canvas_size))
     paths = []
     for i in range(count):
         paths.append(folder / f"{prefix}{i}.png")

@@ -8,7 +8,7 @@ trainval): templates of the VOC files are in docs/datasets/. The papers' schedul
 """
 from __future__ import annotations
 
-from anchordet.config.schema import DataConfig, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
+from anchordet.config.schema import DataConfig, DigitsOptions, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
 
 # RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at quarter
 # width, BN trained (no pretrained statistics to freeze), a light FPN / head (32 channels, 2 convs),
@@ -24,7 +24,7 @@ RETINANET_DIGITS = ExperimentConfig(
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[32, 64, 128, 256, 512], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
         max_detections=100)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),  # a flipped digit is not a digit; scenes take 2-5 ms each
     solver=SolverConfig(epochs=20, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
@@ -42,7 +42,7 @@ RETINANET_DIGITS_FAST = ExperimentConfig(
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[16, 32, 64, 128, 256], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
         max_detections=100)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=128, max_size=128,
                     hflip=False, num_workers=0),
     solver=SolverConfig(epochs=28, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
@@ -126,7 +126,7 @@ FASTER_RCNN_DIGITS = ExperimentConfig(
         rpn_allowed_border=None, rpn_min_size=0.0,
         rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=256, rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=100, roi_pool="align", roi_output_size=6, roi_batch_size_per_image=32)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),
     solver=SolverConfig(epochs=16, batch_size=8, base_lr=0.002, base_batch_size=8, weight_decay=1e-4,
@@ -178,7 +178,7 @@ SSD_DIGITS = ExperimentConfig(
         num_classes=10, image_size=128, width=16, batch_norm=True,
         extra_layers=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1]], steps=[8, 16, 32, 64],
         min_sizes=[18, 30, 46, 66], max_sizes=[30, 46, 66, 96], aspect_ratios=[[1.5, 2.5]] * 4)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="fixed", eval_transform="fixed", fixed_size=128, hflip=False, num_workers=0),
     solver=SolverConfig(epochs=20, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,

@@ -83,10 +83,52 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DigitsOptions:
+    """The built-in digits dataset (``anchordet.data.digits``). One dataclass for the config's
+    ``data.digits``, ``DatasetSpec.digits``, ``DigitsDataset`` and a weights file's inference
+    settings: nothing maps one spelling onto another.
+
+    Attributes:
+        num_train: train scenes per epoch (new scenes every epoch).
+        num_val: val scenes (the fixed test split).
+        canvas_size: side of the square scenes in pixels.
+        digits_per_image: (min, max) digits per scene.
+        digit_size: (min, max) side in pixels of the scaled 28x28 digit cell.
+        seed: base seed of every scene.
+        train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
+            each train scene before its digits, so that the detector learns that a round thing is
+            not a 0 nor a straight one a 1. Test scenes have none.
+    """
+
+    num_train: int = 2000
+    num_val: int = 200
+    canvas_size: int = 128
+    digits_per_image: tuple[int, int] = (1, 4)
+    digit_size: tuple[int, int] = (20, 56)
+    seed: int = 0
+    train_clutter: tuple[int, int] = (0, 4)
+
+    def __post_init__(self) -> None:
+        for name in ("digits_per_image", "digit_size", "train_clutter"):
+            value = tuple(getattr(self, name))  # YAML gives lists
+            if len(value) != 2:
+                raise ConfigError(f"digits {name} {value} must be (min, max)")
+            object.__setattr__(self, name, value)
+        low, high = self.digit_size
+        if not 8 <= low <= high <= self.canvas_size:
+            raise ConfigError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
+        if not 0 <= self.digits_per_image[0] <= self.digits_per_image[1]:
+            raise ConfigError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
+        if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
+            raise ConfigError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Attributes:
         dataset: "digits" (built-in, generated) or a dataset YAML (see docs/data.md).
-        digits_*: the built-in dataset's options (ignored for other datasets).
+        digits: the built-in dataset's options (``DigitsOptions``; YAML ``digits: {num_train: 500}``,
+            ``--set data.digits.num_train=500``); used when ``dataset`` is "digits".
         train_transform: "resize" (keep ratio: min_size/max_size, random flip),
             "ssd" (SSD augmentation then a fixed size), or "fixed" (fixed size + flip).
         eval_transform: "resize" or "fixed" (no randomness).
@@ -105,12 +147,7 @@ class DataConfig:
     """
 
     dataset: str = "digits"
-    digits_train_images: int = 2000
-    digits_val_images: int = 200
-    digits_canvas_size: int = 128
-    digits_per_image_max: int = 4
-    digits_seed: int = 0
-    digits_clutter_max: int = 4
+    digits: DigitsOptions = field(default_factory=DigitsOptions)
     train_transform: str = "resize"
     eval_transform: str = "resize"
     min_size: int | tuple[int, ...] = 800
@@ -296,9 +333,9 @@ class ExperimentConfig:
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
             ModelConfig(factory, model_values, sync_batch_norm),
-            _section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
-            _section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
-            _section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
+            section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
+            section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
+            section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
         )
 
 
@@ -308,11 +345,19 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _section_dict(section) -> dict:
-    return {f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v)
-            for f in dataclasses.fields(section)}
+    return {f.name: _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
 
 
-def _section_from_dict(cls, values: Mapping[str, Any], where: str):
+def _plain(value: Any) -> Any:
+    """A field's value as YAML writes it: tuples as lists, nested dataclasses as mappings."""
+    if dataclasses.is_dataclass(value):
+        return _section_dict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def section_from_dict(cls, values: Mapping[str, Any], where: str):
+    """The frozen dataclass ``cls`` from plain YAML / JSON ``values``, each coerced to its field's
+    type; a ConfigError naming ``where`` and the key for an unknown key or a wrong value."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
@@ -368,6 +413,12 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     arguments = typing.get_args(annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
+    if dataclasses.is_dataclass(annotation):  # a nested section (data.digits)
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+        return section_from_dict(annotation, value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in arguments:
             return None
@@ -424,15 +475,29 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         path, raw = item.split("=", 1)
         parts = path.strip().split(".")
-        if len(parts) != 2 or parts[0] not in values:
-            raise ConfigError(f"--set {item!r}: the key must be section.key with section one of "
-                              f"model, data, solver, run")
-        section, key = parts
-        if section != "model" and key not in values[section]:
-            raise ConfigError(f"--set {item!r}: unknown key {path}; known: {', '.join(values[section])}")
+        if len(parts) < 2 or parts[0] not in values:
+            raise ConfigError(f"--set {item!r}: the key must be section.key (section.key.field for a nested "
+                              f"section such as data.digits) with section one of model, data, solver, run")
+        target = _override_target(values, parts, item)
         try:
             parsed = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: cannot parse the value ({exc.problem})") from exc
-        values[section][key] = parsed
+        target[parts[-1]] = parsed
     return ExperimentConfig.from_dict(values, "--set")
+
+
+def _override_target(values: dict, parts: list[str], item: str) -> dict:
+    """The mapping of ``values`` that ``--set a.b[.c]=...`` writes into (model keys are checked
+    later, against the factory)."""
+    target, known = values[parts[0]], parts[0] != "model"
+    for depth, key in enumerate(parts[1:], start=1):
+        last = depth == len(parts) - 1
+        if known and key not in target:
+            raise ConfigError(f"--set {item!r}: unknown key {'.'.join(parts[:depth + 1])}; known: {', '.join(target)}")
+        if last:
+            return target
+        if not isinstance(target.get(key), dict):
+            raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} has no fields")
+        target = target[key]
+    return target

@@ -120,13 +120,12 @@ def _read_digits(spec) -> ConvertSource:
     from anchordet.data.digits import DigitsDataset
     from anchordet.visualize import to_pil
 
-    d = spec.digits
     splits = []
-    for split, count in (("train", d.num_train), ("val", d.num_val)):
-        dataset = DigitsDataset(split, count, d.config(), d.seed)
-        side = d.canvas_size
+    for split in ("train", "val"):
+        dataset = DigitsDataset(split, spec.digits)
+        side = spec.digits.canvas_size
         images = []
-        for index in range(count):
+        for index in range(len(dataset)):
             targets = dataset.read_annotations(index)
             images.append(ConvertImage(
                 index, dataset.file_name(index), (side, side), [tuple(b) for b in targets.boxes.tolist()],

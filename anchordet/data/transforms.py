@@ -8,7 +8,6 @@ DataLoader workers (seeded by PyTorch per worker) draw different numbers.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -16,6 +15,8 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
+from anchordet.config.inference import InferenceSettings
+from anchordet.config.schema import DataConfig
 from anchordet.structures.boxes import box_iou, clip_boxes, nonempty_mask
 from anchordet.structures.image_batch import IMAGENET_MEAN
 from anchordet.structures.targets import Targets
@@ -266,32 +267,29 @@ class SSDAugmentation(Compose):
                           Resize((size, size))])
 
 
-def train_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
-    """Training pipelines.
+def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compose:
+    """The training (``train``) or evaluation pipeline that ``data`` names: the one place that
+    turns ``train_transform`` / ``eval_transform`` into transforms. ``data``: a ``DataConfig``, or
+    for evaluation a weights file's ``InferenceSettings``.
 
-    kind: "keep_ratio" (RetinaNet, Faster R-CNN: ``ResizeKeepRatio(size, max_size)`` + flip;
-    ``size`` may list several shorter sides), "fixed" (``Resize((size, size))`` + flip), "ssd"
-    (``SSDAugmentation(size)``), or "none" (flip only; ``size`` is ignored).
+    "resize": ``ResizeKeepRatio(min_size, max_size)`` (training draws from ``data.min_sizes``,
+    multi-scale; evaluation takes ``data.eval_min_size``); "fixed": ``Resize((fixed_size, fixed_size))``;
+    "ssd" (training only): ``SSDAugmentation(fixed_size)`` (its own flip). Training adds
+    ``RandomHorizontalFlip(0.5)`` when ``data.hflip``. Evaluation is deterministic; an
+    ``InferenceSettings`` without an eval resize (``eval_transform`` None) keeps images as given.
     """
-    if kind == "ssd":
-        return SSDAugmentation(int(size))
-    return Compose([*_resize(kind, size, max_size), RandomHorizontalFlip(0.5)])
-
-
-def eval_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
-    """The deterministic resize that matches ``train_transforms(kind, ...)`` (largest shorter
-    side when several are listed; ``kind="ssd"`` is a fixed resize)."""
-    if isinstance(size, Sequence):
-        size = max(size)
-    return Compose(_resize("fixed" if kind == "ssd" else kind, size, max_size))
-
-
-def _resize(kind: str, size, max_size: int | None) -> list[Transform]:
-    if kind == "none":
-        return []
-    if kind == "fixed":
-        return [Resize(int(size))]
-    if kind == "keep_ratio":
-        largest = size if isinstance(size, int) else max(size)
-        return [ResizeKeepRatio(size, max_size if max_size is not None else int(math.ceil(largest * 1333 / 800)))]
-    raise ValueError(f"unknown transform kind {kind!r}; expected 'keep_ratio', 'fixed', 'ssd' or 'none'")
+    kind = data.train_transform if train else data.eval_transform
+    if train and kind == "ssd":
+        return SSDAugmentation(data.fixed_size)
+    if kind == "resize":
+        steps: list[Transform] = [ResizeKeepRatio(data.min_sizes if train else data.eval_min_size, data.max_size)]
+    elif kind == "fixed":
+        steps = [Resize((data.fixed_size, data.fixed_size))]
+    elif kind is None and not train:
+        steps = []
+    else:
+        raise ValueError(f"unknown {'train' if train else 'eval'} transform {kind!r}; expected resize, fixed"
+                         + (" or ssd" if train else ""))
+    if train and data.hflip:
+        steps.append(RandomHorizontalFlip(0.5))
+    return Compose(steps)

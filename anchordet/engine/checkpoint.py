@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ExperimentConfig, ModelConfig
 from anchordet.files import atomic_write
 
@@ -150,26 +151,14 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     return model.to(device).eval(), model_config
 
 
-def read_inference_settings(path: str | Path) -> dict:
-    """The eval resize and class names stored with a model (see ``trainer.inference_metadata``).
-
-    Keys: eval_transform, min_size, max_size, fixed_size, class_names, category_ids. Files without
-    them (converted weights) give the model's defaults: no resize, classes named by index.
-    """
+def read_inference_settings(path: str | Path) -> InferenceSettings:
+    """The eval resize and class names stored with a model (``InferenceSettings``). Files
+    without them (converted weights of old) give unknown settings: no resize, classes by index."""
     path = Path(path)
-    values: dict = {}
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        if "anchordet_inference" in metadata:
-            values = json.loads(metadata["anchordet_inference"])
-    else:
-        state = load_checkpoint(path)
-        data = state["config"].get("data", {})
-        values = {k: data[k] for k in ("eval_transform", "min_size", "max_size", "fixed_size") if k in data}
-        if isinstance(values.get("min_size"), list):  # multi-scale training evaluates at the largest
-            values["min_size"] = max(values["min_size"])
-        values.update(state.get("extra", {}).get("inference", {}))
-    return values
+            return InferenceSettings.from_metadata(f.metadata() or {}, str(path))
+    extra = load_checkpoint(path).get("extra", {})
+    return InferenceSettings.from_dict(extra.get("inference", {}), f"{path}: inference settings")

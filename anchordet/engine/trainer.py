@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ExperimentConfig
 from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
@@ -359,7 +360,7 @@ class Trainer:
             self._save("best.pt")
             if self.is_main:
                 save_weights(self.out_dir / "best.safetensors", self.eval_model, self.config.model,
-                             inference_metadata(self.config, self.val_set))
+                             self._inference_settings().to_metadata())
 
     def _save(self, name: str) -> Path | None:
         path = self.out_dir / name
@@ -368,10 +369,14 @@ class Trainer:
                             scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
                             iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
                             ema=self.ema.state_dict() if self.ema is not None else None,
-                            extra={"inference": inference_settings(self.config, self.val_set),
+                            extra={"inference": self._inference_settings().to_dict(),
                                    "early_stopping": self.early_stopping.state_dict()})
         dist_utils.barrier()
         return path
+
+    def _inference_settings(self) -> InferenceSettings:
+        """What `predict` needs besides the weights: the eval resize and the class names / ids."""
+        return InferenceSettings.from_training(self.config.data, self.val_set.class_names, self.val_set.category_ids)
 
     def _stop(self, status: str) -> TrainOutcome:
         path = self._save("last.pt")
@@ -389,7 +394,7 @@ class Trainer:
     def _finish(self) -> TrainOutcome:
         if self.is_main:
             save_weights(self.out_dir / "model.safetensors", self.eval_model, self.config.model,
-                         inference_metadata(self.config, self.val_set))
+                         self._inference_settings().to_metadata())
             plot_curves(self.logger.metrics_path, self.out_dir / "curves.png")
         return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric,
                             self.early_stopping.due)
@@ -406,22 +411,6 @@ class Trainer:
 
 def _headline_name(metric: str) -> str:
     return "AP" if metric == "coco" else "mAP"
-
-
-def inference_settings(config: ExperimentConfig, dataset) -> dict:
-    """What `predict` needs besides the weights: the eval resize and the class names / ids."""
-    data = config.data
-    return {"eval_transform": data.eval_transform, "min_size": data.eval_min_size, "max_size": data.max_size,
-            "fixed_size": data.fixed_size, "class_names": list(dataset.class_names),
-            "category_ids": [int(c) for c in dataset.category_ids], "dataset": data.dataset,
-            "digits_val_images": data.digits_val_images, "digits_canvas_size": data.digits_canvas_size,
-            "digits_per_image_max": data.digits_per_image_max, "digits_seed": data.digits_seed}
-
-
-def inference_metadata(config: ExperimentConfig, dataset) -> dict:
-    import json
-
-    return {"anchordet_inference": json.dumps(inference_settings(config, dataset))}
 
 
 def train(config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True,

@@ -11,7 +11,8 @@ import torch
 from anchordet.cli.main import main
 from anchordet.data import convert as convert_module
 from anchordet.data.convert import convert
-from anchordet.data.spec import DatasetSpec, build_dataset, load_dataset_spec
+from anchordet.config.schema import DigitsOptions
+from anchordet.data.spec import build_dataset, digits_spec, load_dataset_spec
 from tests.helpers import write_coco_dataset
 
 SHAPES = [(48, 64), (64, 40), (50, 50), (30, 70), (40, 60), (64, 64)]
@@ -101,7 +102,7 @@ def test_voc_to_csv_to_coco_chain_and_difficult(source, tmp_path):
 
 
 def test_digits_to_yolo(tmp_path):
-    spec = DatasetSpec.digits(num_train=3, num_val=2, canvas_size=64, digit_size=(16, 30))
+    spec = digits_spec(DigitsOptions(num_train=3, num_val=2, canvas_size=64, digit_size=(16, 30)))
     convert(spec, "yolo", tmp_path / "out")
     written = build_dataset(load_dataset_spec(tmp_path / "out" / "data.yaml"), "val")
     generated = build_dataset(spec, "val")
