@@ -144,6 +144,28 @@ def write_coco_dataset(folder, shapes, boxes=None, seed: int = 0, names=("a", "b
     return folder / "data.yaml"
 
 
+def layout_anchors(kind: str, generator, matcher, strides, size_divisible: int, fixed_size: int | None = None,
+                   allowed_border: float | None = None):
+    """An anchor analysis ``DetectorAnchors`` for a generator without a model: the input padded to
+    ``size_divisible``, feature maps of ceil(padded / stride) (ResNet + FPN round up so), what a
+    detector's ``training_anchors`` gives."""
+    import math
+
+    from anchordet.analysis.anchors.model_anchors import DetectorAnchors, anchor_boxes
+    from anchordet.anchors.training import TrainingAnchors
+    from anchordet.structures.image_batch import padded_size
+
+    def training_anchors(image_size):
+        if fixed_size is not None and tuple(image_size) != (fixed_size, fixed_size):
+            raise ValueError(f"this layout takes {fixed_size}x{fixed_size} inputs, got {image_size}")
+        input_size = padded_size(image_size, size_divisible)
+        sizes = [(math.ceil(input_size[0] / s), math.ceil(input_size[1] / s)) for s in strides]
+        return TrainingAnchors(anchor_boxes(generator, sizes, input_size), sizes, input_size, tuple(image_size),
+                               generator, matcher, allowed_border)
+
+    return DetectorAnchors(training_anchors, kind, generator)
+
+
 def spread_faster_rcnn_heads(model):
     """A random Faster R-CNN whose heads give spread outputs: each final layer redrawn and scaled
     so that its outputs have a set std on sample images (objectness 1, RPN deltas 0.2, class logits

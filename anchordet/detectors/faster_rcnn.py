@@ -20,18 +20,20 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator
+from anchordet.anchors.training import TrainingAnchors
 from anchordet.detectors.rpn import RegionProposalNetwork, RPNOutputs
 from anchordet.heads.roi_box import ResNetC4Head, RoIHeadOutputs, VGGBoxHead
 from anchordet.heads.rpn import RPNHead
 from anchordet.losses.fast_rcnn import fast_rcnn_loss
 from anchordet.losses.roi_targets import RoITargetBuilder
 from anchordet.matching.iou_matcher import IoUMatcher
+from anchordet.ops.meta import feature_map_sizes
 from anchordet.ops.roi_pool import RoIPooler
 from anchordet.postprocess.proposals import ProposalGenerator, ProposalSettings
 from anchordet.postprocess.roi import RoIPostprocess
 from anchordet.postprocess.select import image_sizes_tensor
 from anchordet.sampling.balanced import BalancedSampler
-from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
+from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize, padded_size
 from anchordet.structures.outputs import FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
@@ -84,6 +86,17 @@ class FasterRCNN(nn.Module):
     def roi_outputs(self, features: Tensor, proposals_per_image: Sequence[Tensor]) -> RoIHeadOutputs:
         """features (B, C, h, w), B x (R_i, 4) boxes -> class logits (R, K + 1), deltas (R, (K + 1) * 4)."""
         return self.roi_head(self.roi_pooler(features, proposals_per_image))
+
+    def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
+        """The anchors the RPN's ``loss`` matches for one image of ``image_size`` (height, width,
+        as the data pipeline resized it) alone in its batch, with the RPN's training matcher and
+        border rule: what the anchor analysis reads. Feature map sizes come from a shape-only
+        (meta) forward: nothing is computed."""
+        input_size = padded_size(image_size, self.size_divisible)
+        feature_sizes = feature_map_sizes([self.backbone], input_size)
+        generator, builder = self.rpn.anchor_generator, self.rpn.target_builder
+        return TrainingAnchors(torch.cat(generator.grid_anchors(feature_sizes)), feature_sizes, input_size,
+                               tuple(image_size), generator, builder.matcher, builder.allowed_border)
 
     def loss(self, images, targets: Sequence[Targets],
              generator: torch.Generator | None = None) -> dict[str, Tensor]:

@@ -12,14 +12,16 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator, retinanet_anchor_sizes
+from anchordet.anchors.training import TrainingAnchors
 from anchordet.coding.box_coder import BoxCoder
 from anchordet.engine.distributed import reduce_mean
 from anchordet.losses.box import box_regression_loss
 from anchordet.losses.dense_targets import DenseTargetBuilder
 from anchordet.losses.focal import dense_focal_loss
 from anchordet.matching.iou_matcher import IoUMatcher
+from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
-from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
+from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize, padded_size
 from anchordet.structures.outputs import DenseOutputs, FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
@@ -76,6 +78,16 @@ class RetinaNet(nn.Module):
             torch.cat(anchors),  # (A, 4)
             [a.shape[0] for a in anchors],
         )
+
+    def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
+        """The anchors ``loss`` matches for one image of ``image_size`` (height, width, as the
+        data pipeline resized it) alone in its batch, with the training matcher: what the anchor
+        analysis reads. Feature map sizes come from a shape-only (meta) forward: nothing is computed."""
+        input_size = padded_size(image_size, self.size_divisible)
+        feature_sizes = feature_map_sizes([self.backbone, self.fpn], input_size)
+        anchors = torch.cat(self.anchor_generator.grid_anchors(feature_sizes))
+        return TrainingAnchors(anchors, feature_sizes, input_size, tuple(image_size), self.anchor_generator,
+                               self.target_builder.matcher, self.target_builder.allowed_border)
 
     def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
         """Focal loss and box loss, each summed and divided by the number of positive anchors
