@@ -164,3 +164,13 @@ def layout_anchors(kind: str, generator, matcher, strides, size_divisible: int, 
                                generator, matcher, allowed_border)
 
     return DetectorAnchors(training_anchors, kind, generator)
+
+
+def preset_model(name: str, **args):
+    """The detector of preset ``name`` with some of its model arguments replaced (randomly
+    initialised; seed the RNG first for fixed weights)."""
+    from anchordet.config.presets import PRESETS
+    from anchordet.config.schema import ModelConfig
+
+    model = PRESETS[name].model
+    return ModelConfig(model.factory, {**model.args, **args}).build()
