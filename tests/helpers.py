@@ -174,3 +174,27 @@ def preset_model(name: str, **args):
 
     model = PRESETS[name].model
     return ModelConfig(model.factory, {**model.args, **args}).build()
+
+
+def spread_faster_rcnn_heads(model):
+    """A random Faster R-CNN whose heads give spread outputs: each final layer redrawn and scaled
+    so that its outputs have a set std on sample images (objectness 1, RPN deltas 0.2, class logits
+    1, RoI deltas 0.5). The factories' N(0, 0.01) init gives near-equal scores, whose order a 1e-7
+    difference between two runtimes would flip. Returns the model."""
+    images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+
+    def rescale(layer, inputs, std):
+        layer.weight.normal_(0, 1)
+        layer.weight.mul_(std / layer(inputs).std())
+
+    with torch.no_grad():
+        rpn_features = model.rpn.head.conv(model(images).features).relu()
+        rescale(model.rpn.head.cls_logits, rpn_features, 1.0)
+        rescale(model.rpn.head.bbox_pred, rpn_features, 0.2)
+        seen = []
+        hook = model.roi_head.predictor.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        model.predict(images)
+        hook.remove()
+        rescale(model.roi_head.predictor.cls_score, seen[0], 1.0)
+        rescale(model.roi_head.predictor.bbox_pred, seen[0], 0.5)
+    return model

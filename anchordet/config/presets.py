@@ -1,6 +1,8 @@
 """Every preset, written out in full: one dict, no inheritance.
 
-Names say detector, backbone and dataset. The papers' schedules are given for their batch sizes;
+Names say detector, backbone and dataset. The COCO presets read ``coco.yaml``, the VOC ones
+``voc0712.yaml`` (07+12 trainval, tested on 07 test) or ``voc07.yaml`` (Faster R-CNN VGG16, 07
+trainval): templates of the VOC files are in docs/datasets/. The papers' schedules are given for their batch sizes;
 ``solver.base_batch_size`` keeps the learning rate right when ``solver.batch_size`` changes
 (linear scaling rule).
 """
@@ -71,7 +73,7 @@ RETINANET_R50_COCO = ExperimentConfig(
 # 3x-repeated set ~ 12 epochs, lr 0.01 at batch 16, shorter side 600 as the VOC convention).
 RETINANET_R50_VOC = ExperimentConfig(
     model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=20, backbone_weights="imagenet")),
-    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+    data=DataConfig(dataset="voc0712.yaml", train_transform="resize", eval_transform="resize",
                     min_size=600, max_size=1000, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.01, base_batch_size=16, weight_decay=1e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(9,)),
@@ -83,7 +85,7 @@ RETINANET_R50_VOC = ExperimentConfig(
 # 600, longer <= 1000. ``batch_norm=False`` is the paper's network; seed 003 uses VGG16-BN.
 FASTER_RCNN_VGG16_VOC = ExperimentConfig(
     model=ModelConfig("faster_rcnn_vgg16", dict(num_classes=20, batch_norm=False, backbone_weights="imagenet")),
-    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+    data=DataConfig(dataset="voc07.yaml", train_transform="resize", eval_transform="resize",
                     min_size=600, max_size=1000, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=14, batch_size=2, base_lr=0.001, base_batch_size=1, weight_decay=5e-4,
                         warmup_iters=0, schedule="step", steps=(10,)),
@@ -104,7 +106,7 @@ FASTER_RCNN_R50_C4_COCO = ExperimentConfig(
 # Faster R-CNN R50-C4 on VOC 07+12 with Detectron2's PascalVOC-Detection sizes (480..800, test 800).
 FASTER_RCNN_R50_C4_VOC = ExperimentConfig(
     model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=20, backbone_weights="imagenet")),
-    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+    data=DataConfig(dataset="voc0712.yaml", train_transform="resize", eval_transform="resize",
                     min_size=VOC_MULTI_SCALE, max_size=1333, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(9,)),
@@ -140,7 +142,7 @@ SSD300_VOC = ExperimentConfig(
     model=ModelConfig("ssd_vgg16", dict(num_classes=20, image_size=300, backbone_weights="imagenet",
                                         min_sizes=[30.0, 60.0, 111.0, 162.0, 213.0, 264.0],
                                         max_sizes=[60.0, 111.0, 162.0, 213.0, 264.0, 315.0])),
-    data=DataConfig(dataset="voc.yaml", train_transform="ssd", eval_transform="fixed", fixed_size=300,
+    data=DataConfig(dataset="voc0712.yaml", train_transform="ssd", eval_transform="fixed", fixed_size=300,
                     hflip=True, num_workers=4),
     solver=SolverConfig(epochs=232, batch_size=32, base_lr=0.001, base_batch_size=32, weight_decay=5e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(155, 194)),

@@ -23,7 +23,7 @@ from anchordet.errors import UserError
 
 
 class ConfigError(UserError):
-    """A configuration the user wrote is wrong: printed as one line by the CLI."""
+    """A configuration the user wrote is wrong: printed as one line by the CLI (a ``UserError``)."""
 
 
 # The detector factories a config can name: an explicit table, imported lazily so that the CLI
@@ -54,16 +54,23 @@ def model_factory(name: str) -> Callable:
 @dataclass(frozen=True)
 class ModelConfig:
     """``factory``: a key of MODEL_FACTORIES; ``args``: its keyword arguments (num_classes
-    included), as plain YAML values. Fields not given take the factory's defaults."""
+    included), as plain YAML values. Fields not given take the factory's defaults.
+
+    ``sync_batch_norm`` (``model.sync_batch_norm`` in YAML, next to the factory's arguments but
+    not one of them): under DDP, trainable BatchNorm layers use the statistics of the global
+    batch (``engine/sync_bn.py``); with one process BatchNorm already sees the whole batch. The
+    network and its weights are the same either way, so weights files do not record it.
+    """
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
+    sync_batch_norm: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str)))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm))
 
     @property
     def num_classes(self) -> int:
@@ -182,21 +189,33 @@ def _check_sizes(min_sizes: tuple, max_size: int) -> None:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """SGD with momentum; lr = base_lr * batch_size / base_batch_size (Goyal et al. 2017).
+    """SGD with momentum; lr = base_lr * effective batch / base_batch_size (Goyal et al. 2017),
+    where the effective batch is batch_size * accumulate_steps.
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: the global batch (all processes together).
+        batch_size: the global batch of one forward / backward pass (all processes together).
+        accumulate_steps: gradient accumulation: add up the gradients of this many batches
+            before each optimizer step (an effective batch of batch_size * accumulate_steps for
+            the memory of batch_size). Warmup, schedule, ``run.stop_after_iters`` and the logged
+            iterations count optimizer steps. Losses normalized by a per-batch count (RetinaNet
+            and SSD: the positives) are normalized per accumulated batch, so the gradient equals
+            that of the effective batch exactly when the counts are equal (the test), else
+            closely.
         warmup_iters, warmup_factor: linear warmup from base_lr * warmup_factor.
         schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
         clip_grad_norm: 0 disables clipping.
         amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
         optimizer: "sgd" (momentum; the papers' recipes) or "adamw" (converges faster from scratch,
             for small models without pretrained backbones; ``momentum`` is then beta1).
+        ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
+            (``engine/ema.py``; e.g. 0.999); evaluation during training, best / last weights
+            and predictions from checkpoints use the average. 0: off.
     """
 
     epochs: int = 12
     batch_size: int = 16
+    accumulate_steps: int = 1
     base_lr: float = 0.01
     base_batch_size: int = 16
     momentum: float = 0.9
@@ -209,6 +228,7 @@ class SolverConfig:
     clip_grad_norm: float = 0.0
     amp: str = "none"
     optimizer: str = "sgd"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
@@ -219,10 +239,20 @@ class SolverConfig:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
         if self.base_lr <= 0:
             raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if self.accumulate_steps < 1:
+            raise ConfigError(f"solver.accumulate_steps: must be >= 1 (1: no accumulation), got {self.accumulate_steps}")
+        if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"solver.ema_decay: must be in (0, 1), e.g. 0.999 (0 turns the average off), "
+                              f"got {self.ema_decay}")
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Images per optimizer step: batch_size * accumulate_steps."""
+        return self.batch_size * self.accumulate_steps
 
     @property
     def lr(self) -> float:
-        return self.base_lr * self.batch_size / self.base_batch_size
+        return self.base_lr * self.effective_batch_size / self.base_batch_size
 
 
 @dataclass(frozen=True)
@@ -244,6 +274,9 @@ class RunConfig:
             schedule runs to its end instead of being cut. The chosen count replaces
             ``solver.epochs`` (and this flag goes off) in config.yaml and the checkpoints: a
             resume continues the same schedule. ``anchordet demo`` uses it.
+        patience: early stopping: end training (as finished, with the weights of the last
+            epoch; best.safetensors holds the best) after this many evaluations in a row
+            without a better ``metric`` headline (AP or mAP); 0: off. Needs ``eval_every``.
     """
 
     out_dir: str = "runs/exp"
@@ -257,11 +290,16 @@ class RunConfig:
     stop_after_iters: int = 0
     max_minutes: float = 0.0
     fit_epochs_to_budget: bool = False
+    patience: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
         if self.fit_epochs_to_budget and self.max_minutes <= 0:
             raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
+        if self.patience < 0:
+            raise ConfigError(f"run.patience: must be >= 0 (0: no early stopping), got {self.patience}")
+        if self.patience and self.eval_every < 1:
+            raise ConfigError("run.patience counts evaluations: set run.eval_every >= 1 (it is 0: only at the end)")
 
 
 @dataclass(frozen=True)
@@ -273,7 +311,8 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return {
-            "model": {"factory": self.model.factory, **self.model.args},
+            "model": {"factory": self.model.factory, **self.model.args,
+                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
             "run": _section_dict(self.run),
@@ -289,10 +328,11 @@ class ExperimentConfig:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
+        sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values),
+            ModelConfig(factory, model_values, sync_batch_norm),
             section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
             section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),

@@ -33,7 +33,7 @@ from anchordet.engine.distributed import reduce_mean
 from anchordet.losses.box import box_regression_loss
 from anchordet.losses.dense_targets import DenseTargetBuilder, DenseTargets
 from anchordet.matching.iou_matcher import IoUMatcher
-from anchordet.postprocess.proposals import (TEST_PROPOSALS, TRAIN_PROPOSALS, ProposalGenerator, Proposals,
+from anchordet.postprocess.proposals import (TEST_PROPOSALS, TRAIN_PROPOSALS, FlatProposals, ProposalGenerator, Proposals,
                                              ProposalSettings)
 from anchordet.sampling.balanced import RPN_SAMPLER, BalancedSampler
 from anchordet.structures.targets import Targets
@@ -107,5 +107,10 @@ class RegionProposalNetwork(nn.Module):
     def proposals(self, outputs: RPNOutputs, image_sizes: Sequence[tuple[int, int]],
                   settings: ProposalSettings) -> Proposals:
         """Detached proposals per image (see the module docstring)."""
-        return self.proposal_generator(outputs.objectness, outputs.box_deltas, outputs.anchors,
-                                       image_sizes, self.box_coder, settings)
+        return self.flat_proposals(outputs, image_sizes, settings).per_image(len(image_sizes))
+
+    def flat_proposals(self, outputs: RPNOutputs, image_sizes: Tensor | Sequence[tuple[int, int]],
+                       settings: ProposalSettings) -> FlatProposals:
+        """``proposals`` as flat tensors (traceable; ``image_sizes`` may be a (B, 2) tensor)."""
+        return self.proposal_generator.flat(outputs.objectness, outputs.box_deltas, outputs.anchors,
+                                            image_sizes, self.box_coder, settings)

@@ -28,7 +28,7 @@ from anchordet.matching.iou_matcher import IoUMatcher
 from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
 from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
-from anchordet.structures.outputs import DenseOutputs
+from anchordet.structures.outputs import DenseOutputs, FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
 
@@ -46,7 +46,11 @@ class SSD(nn.Module):
         box_loss_beta: smooth L1 beta (1.0).
         postprocess: softmax, score > 0.01, NMS 0.45, 200 per image (seed 002's Detect);
             400 candidates per class before NMS (torchvision).
+
+    ``score_kind`` "softmax": one softmax over the K + 1 logits (``DensePostprocess``).
     """
+
+    score_kind: str = "softmax"
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_classes: int, default_boxes: SSDDefaultBoxes,
                  image_size: int, box_coder: BoxCoder = SSD_BOX_CODER,
@@ -113,9 +117,13 @@ class SSD(nn.Module):
             one ``Detections`` per image, boxes in its pixels, labels 0..K-1.
         """
         batch = self._batch(images)
-        out = self(batch.tensor)
-        return (postprocess or self.postprocess).softmax(
-            out.cls_logits, out.box_deltas, out.anchors, batch.image_sizes, self.box_coder)
+        return self.flat_detections(batch.tensor, batch.image_sizes, postprocess).per_image(len(batch))
+
+    def flat_detections(self, images: Tensor, image_sizes: Tensor,
+                        postprocess: DensePostprocess | None = None) -> FlatDetections:
+        """The traceable core of ``predict`` (and what export traces): images (B, 3, S, S) in
+        [0, 1], image_sizes (B, 2) int64 (S, S) each -> the batch's detections in input pixels."""
+        return (postprocess or self.postprocess)(self(images), image_sizes, self.box_coder, self.score_kind)
 
     def _batch(self, images) -> ImageBatch:
         batch = ImageBatch.from_images(images, size_divisible=1)

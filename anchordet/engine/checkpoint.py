@@ -52,11 +52,12 @@ def set_rng_states(states: dict) -> None:
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer, scheduler, scaler, epoch: int,
                     iteration: int, iteration_in_epoch: int, config: ExperimentConfig,
-                    best_metric: float | None = None, extra: dict | None = None) -> Path:
+                    best_metric: float | None = None, extra: dict | None = None, ema: dict | None = None) -> Path:
     """Everything needed to continue training exactly where it stopped.
 
     ``epoch``/``iteration_in_epoch``: the next batch to train is batch ``iteration_in_epoch`` of
-    ``epoch``; ``iteration``: optimizer steps done so far.
+    ``epoch``; ``iteration``: optimizer steps done so far; ``ema``: ``ModelEMA.state_dict()``
+    (the weights average, ``solver.ema_decay``), or None.
     """
     state = {
         "version": CHECKPOINT_VERSION,
@@ -72,6 +73,8 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer, scheduler,
         "best_metric": best_metric,
         "extra": extra or {},
     }
+    if ema is not None:
+        state["ema"] = ema
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -124,6 +127,7 @@ def read_model_config(path: str | Path) -> ModelConfig:
         values = json.loads(metadata["anchordet_model"])
     else:
         values = dict(load_checkpoint(path)["config"]["model"])
+        values.pop("sync_batch_norm", None)  # how training ran, not part of the network
     factory = values.pop("factory")
     return ModelConfig(factory, values)
 
@@ -137,8 +141,9 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
         from safetensors.torch import load_file
 
         state = load_file(str(path))
-    else:
-        state = load_checkpoint(path)["model"]
+    else:  # a training checkpoint: its weights average when it has one, as the weights files hold
+        checkpoint = load_checkpoint(path)
+        state = checkpoint["ema"]["module"] if checkpoint.get("ema") else checkpoint["model"]
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit {model_config.factory}: missing {missing[:10]}, "

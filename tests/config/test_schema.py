@@ -40,6 +40,19 @@ def test_linear_scaling_rule():
     assert config.solver.lr == pytest.approx(0.02)
 
 
+def test_voc_presets_read_the_voc_templates():
+    from pathlib import Path
+
+    import yaml as _yaml
+
+    templates = Path(__file__).resolve().parents[2] / "docs" / "datasets"
+    for name, config in PRESETS.items():
+        if name.endswith("_voc"):
+            assert (templates / config.data.dataset).is_file(), name
+    train = _yaml.safe_load((templates / "voc0712.yaml").read_text())["train"]
+    assert train == [{"root": "VOC2007", "image_set": "trainval"}, {"root": "VOC2012", "image_set": "trainval"}]
+
+
 def test_digits_options_are_one_nested_section():
     config = load_config("retinanet_digits", ["data.digits.num_train=5", "data.digits.digits_per_image=[2, 3]"])
     assert config.data.digits == DigitsOptions(num_train=5, num_val=300, digits_per_image=(2, 3))

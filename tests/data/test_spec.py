@@ -49,7 +49,7 @@ def test_voc_and_yolo_yaml(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("format: tfrecord\n", r"key 'format': must be one of coco, voc, yolo, digits; got 'tfrecord'"),
+    ("format: tfrecord\n", r"key 'format': must be one of coco, voc, yolo, csv, digits; got 'tfrecord'"),
     ("format: voc\nval: {image_set: val}\n", r"key 'names': required"),
     ("format: coco\nval: {images: imgs}\n", r"key 'val.annotations': missing"),
     ("format: yolo\nnames: {0: a, 2: b}\nval: images\n", r"key 'names': as a mapping its keys must be 0..1"),
