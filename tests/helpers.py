@@ -166,6 +166,16 @@ def layout_anchors(kind: str, generator, matcher, strides, size_divisible: int, 
     return DetectorAnchors(training_anchors, kind, generator)
 
 
+def preset_model(name: str, **args):
+    """The detector of preset ``name`` with some of its model arguments replaced (randomly
+    initialised; seed the RNG first for fixed weights)."""
+    from anchordet.config.presets import PRESETS
+    from anchordet.config.schema import ModelConfig
+
+    model = PRESETS[name].model
+    return ModelConfig(model.factory, {**model.args, **args}).build()
+
+
 def spread_faster_rcnn_heads(model):
     """A random Faster R-CNN whose heads give spread outputs: each final layer redrawn and scaled
     so that its outputs have a set std on sample images (objectness 1, RPN deltas 0.2, class logits

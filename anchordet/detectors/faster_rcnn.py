@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.anchors.training import TrainingAnchors
 from anchordet.detectors.rpn import RegionProposalNetwork, RPNOutputs
+from anchordet.engine.distributed import reduce_mean
 from anchordet.heads.roi_box import ResNetC4Head, RoIHeadOutputs, VGGBoxHead
 from anchordet.heads.rpn import RPNHead
 from anchordet.losses.fast_rcnn import fast_rcnn_loss
@@ -112,8 +113,10 @@ class FasterRCNN(nn.Module):
         proposals = self.rpn.proposals(rpn_out, batch.image_sizes, self.rpn.train_proposals)
         sampled = self.roi_target_builder.build(proposals.boxes, targets, self.num_classes, generator)
         head = self.roi_outputs(out.features, sampled.proposals)
+        # the sampled RoIs, under DDP the mean count over processes (as the RPN's anchors)
+        normalizer = reduce_mean(sampled.labels.new_tensor(len(sampled.labels), dtype=torch.float32)).clamp(min=1)
         losses.update(fast_rcnn_loss(head.class_logits, head.box_deltas, sampled, self.num_classes,
-                                     self.roi_box_loss_beta))
+                                     self.roi_box_loss_beta, normalizer))
         return losses
 
     @staticmethod
