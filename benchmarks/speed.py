@@ -10,7 +10,7 @@ Faster R-CNN: ours R50-C4 against torchvision's R50-FPN 1x3x800x800 (the nearest
 would pick; different networks, different weights). For the ResNet models "ours+fold" is ours
 after ``anchordet.ops.fuse.fold_batch_norms`` (frozen BN folded into the convs; the default of
 ``anchordet predict`` / ``anchordet.load``); for fp32 inference on CPU "ours+jit" is
-``anchordet.ops.fuse.optimize_for_cpu_inference`` (opt-in).
+``anchordet.export.optimize.optimize_for_cpu_inference`` (opt-in).
 
 Set-ups (issue 21), applied alike to both sides: "fp32" (NCHW, what torchvision runs by default),
 "fp32+cl" (channels_last weights: NHWC convolution kernels), "bf16+cl" / "fp16+cl" (autocast
@@ -141,13 +141,14 @@ def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.
     for inference with ``jit``, "ours+jit" (traced and optimized network parts, CPU)."""
     import copy
 
-    from anchordet.ops.fuse import fold_batch_norms, optimize_for_cpu_inference
+    from anchordet.export.optimize import optimize_for_cpu_inference
+    from anchordet.ops.fuse import fold_batch_norms
 
     variants = {"ours": ours}
     if name in ("retinanet", "frcnn"):
         variants["ours+fold"] = fold_batch_norms(copy.deepcopy(ours))
     if mode == "infer" and jit:
-        from anchordet.ops.fuse import NETWORK_PARTS, _get_path
+        from anchordet.export.optimize import NETWORK_PARTS, _get_path
 
         fast = optimize_for_cpu_inference(ours, images)
         for part in NETWORK_PARTS:  # hooks cannot go on ScriptModules: wrap them
