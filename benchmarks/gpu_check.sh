@@ -24,7 +24,7 @@ DIGITS=(--set data.num_workers=4 --set run.device="$DEVICE" --set solver.epochs=
 SPEED=(--repeats 10 --train-repeats 5)
 BENCH=(--batch-size 1 32 --repeats 10)
 if [ -n "${GPU_CHECK_QUICK:-}" ]; then  # small: to check the script itself
-    DIGITS+=(--set data.digits_train_images=64 --set data.digits_val_images=8 --set data.num_workers=0)
+    DIGITS+=(--set data.digits.num_train=64 --set data.digits.num_val=8 --set data.num_workers=0)
     SPEED=(--repeats 1 --train-repeats 1 --size-scale 0.25)
     BENCH=(--batch-size 2 --repeats 1)
 fi
