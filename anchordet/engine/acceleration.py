@@ -43,6 +43,16 @@ def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.d
     return table.get(type(model).__name__, False)
 
 
+def cpu_nhwc_training_unsafe(model: nn.Module) -> list[str]:
+    """The convolutions of ``model`` that hit a oneDNN bug when trained channels_last on a CPU:
+    in torch 2.14.1 the fp32 weight gradient of a 1x1 stride-2 convolution with fewer than 16
+    input channels (the downsample of a width-8 ResNet) on 64 px maps or more aborts the process
+    ("double free or corruption"). Inference and bf16 are not affected; realistic widths (16 input
+    channels and up) neither. Names of the offending modules."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 16]
+
+
 def use_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
     """Every 4-D parameter and buffer of ``model`` in channels_last order (``enabled``) or back
     in the default order; the parameters stay the same objects (optimizers keep them)."""
@@ -76,7 +86,14 @@ def accelerate_for_training(model: nn.Module, device: torch.device, precision: s
     """Set ``model`` (already on ``device``) up for training: memory format and precision.
     BN folding is left as the model has it (a trainable BN cannot be folded). Returns the
     precision that runs (``resolve_precision``; ``say`` gets its fallback line)."""
-    use_channels_last(model, resolve_channels_last(channels_last, model, device))
+    enabled = resolve_channels_last(channels_last, model, device)
+    unsafe = cpu_nhwc_training_unsafe(model) if torch.device(device).type == "cpu" else []
+    if enabled and unsafe:
+        enabled = False
+        if channels_last is True and say is not None:
+            say(f"run.channels_last: {unsafe[0]} is a 1x1 stride-2 convolution with fewer than 16 input "
+                f"channels, whose channels_last weight gradient crashes oneDNN on CPUs; training NCHW")
+    use_channels_last(model, enabled)
     resolved = resolve_precision(precision, device, **({} if say is None else {"say": say}))
     apply_precision(model, resolved)
     return resolved

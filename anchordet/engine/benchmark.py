@@ -26,8 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, resolve_channels_last, set_fold_bn,
-                                           use_channels_last)
+from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, cpu_nhwc_training_unsafe,
+                                           resolve_channels_last, set_fold_bn, use_channels_last)
 from anchordet.engine.precision import (NETWORK_PARTS, Precision, apply_precision, cpu_flags, network_parts,
                                         resolve_precision)
 
@@ -281,14 +281,16 @@ class _Runner:
 def make_variants(precisions: list[str], channels_last: list[str], fold_bn: list[str], batch_sizes: list[int],
                   model: nn.Module, device: torch.device, mode: str, say=None) -> list[Variant]:
     """The distinct variants of the option lists for ``model`` on ``device`` ("auto" resolved as
-    training / inference would; a fallback precision that equals another variant is dropped)."""
+    training / inference would; a fallback precision that equals another variant is dropped;
+    training on a CPU stays NCHW where ``cpu_nhwc_training_unsafe`` names a convolution)."""
     variants: list[Variant] = []
     for name, layout, fold, batch in itertools.product(precisions, channels_last, fold_bn, batch_sizes):
         precision = resolve_precision(name, device, **({} if say is None else {"say": say}))
         setting = "auto" if layout == "auto" else layout == "on"
         foldable = can_fold_bn(model, training=mode == "train")
         folded = foldable and (mode == "infer" if fold == "auto" else fold == "on")
-        variant = Variant(precision, resolve_channels_last(setting, model, device), folded, batch)
+        layout_ok = not (mode == "train" and device.type == "cpu" and cpu_nhwc_training_unsafe(model))
+        variant = Variant(precision, resolve_channels_last(setting, model, device) and layout_ok, folded, batch)
         if not any(_same(variant, v) for v in variants):
             variants.append(variant)
     return variants

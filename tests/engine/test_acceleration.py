@@ -157,3 +157,19 @@ def test_fixed_input_size_and_cudnn_benchmark_only_on_cuda():
     before = torch.backends.cudnn.benchmark
     A.configure_cuda(torch.device("cpu"), True)
     assert torch.backends.cudnn.benchmark == before
+
+
+def test_training_stays_nchw_where_onednn_would_crash():
+    """A width-8 ResNet's layer2 downsample (1x1, stride 2, 8 -> 16 channels) aborts the process
+    in its channels_last fp32 weight gradient (torch 2.14.1, CPU): training keeps such models NCHW
+    (silently for auto, with a line for an explicit true); inference is not affected."""
+    small = faster_rcnn()  # backbone_width=8
+    assert "backbone.layer2.0.downsample.0" in A.cpu_nhwc_training_unsafe(small)
+    lines = []
+    A.accelerate_for_training(small, torch.device("cpu"), channels_last="auto", say=lines.append)
+    assert small.backbone.conv1.weight.is_contiguous() and lines == []
+    A.accelerate_for_training(small, torch.device("cpu"), channels_last=True, say=lines.append)
+    assert small.backbone.conv1.weight.is_contiguous() and len(lines) == 1 and "layer2.0.downsample.0" in lines[0]
+    assert A.cpu_nhwc_training_unsafe(retinanet()) == []  # width 16: 16 -> 32 channels is fine
+    inference = A.accelerate_for_inference(faster_rcnn().eval(), "cpu")
+    assert inference.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
