@@ -8,8 +8,9 @@ training and for inference.
   and BN folding per family"); detections equal the NCHW run's within float rounding (tested).
 * **BN folding** (``anchordet.ops.fuse.fold_batch_norms``): a frozen or eval-mode batch norm
   computed inside its convolution. For inference it is on by default where the backbone
-  supports it (the ResNets): measured 1.04-1.16x faster (fp32 and bf16) at a cost of float
-  rounding (about 1e-6 relative on the features, see ``tests/interop``).
+  supports it (the ResNets): RetinaNet R50-FPN inference 1.13-1.17x faster in fp32, 1.96x in
+  bf16 (an unfolded frozen BN promotes bf16 activations back to fp32), at a cost of float rounding
+  (boxes of a torchvision-converted model move by up to 1e-3 px, see ``tests/interop``).
 * **precision**: ``anchordet.engine.precision``.
 """
 from __future__ import annotations
@@ -22,9 +23,10 @@ from anchordet.engine.precision import Precision, apply_precision, resolve_preci
 
 # channels_last against NCHW, per detector class, on each device type: True where it was faster
 # in every measured configuration (inference and training step, fp32 and bf16, 1 thread).
-# CPU (Intel Xeon with AVX-512 / AMX, 2026-12-01, benchmarks/speed.py and `anchordet benchmark`):
-# RetinaNet 1.07-1.35x, SSD 1.15-1.21x, Faster R-CNN 1.07-1.16x in fp32, more in bf16. The issue's
-# Zen 5 figures agree (1.15-1.49x). CUDA: NHWC is what tensor cores want (cuDNN's guidance).
+# CPU (Intel Xeon with AVX-512 / AMX, 2026-12-01, BENCHMARKS.md "Precision, channels_last and BN
+# folding"): fp32 RetinaNet 1.04-1.36x (R50-FPN and the digits presets), SSD 1.11-1.30x, Faster
+# R-CNN 1.11-1.17x, more in bf16; the issue's Zen 5 figures agree (1.15-1.49x). CUDA: NHWC is what
+# tensor cores want (cuDNN's guidance; not measured here: benchmarks/gpu_check.sh).
 CHANNELS_LAST_FASTER: dict[str, dict[str, bool]] = {
     "cpu": {"RetinaNet": True, "SSD": True, "FasterRCNN": True},
     "cuda": {"RetinaNet": True, "SSD": True, "FasterRCNN": True},
