@@ -39,7 +39,7 @@ def run(args) -> int:
     if dataset.num_classes != model_config.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
                         f"predicts {model_config.num_classes}")
-    result = evaluate_dataset(model, dataset, args.metric, device, batch_size=args.batch_size)
+    result = evaluate_dataset(model, dataset, args.metric, device, batch_size=args.batch_size, progress=True)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=1))
