@@ -4,6 +4,7 @@ import io
 
 from anchordet.cli.main import main
 from anchordet.progress import Progress, write
+from tests.engine.test_trainer import TINY
 
 
 class Terminal(io.StringIO):
@@ -49,13 +50,8 @@ def test_write_prints_a_plain_line_off_a_terminal():
 
 
 def test_training_into_a_pipe_logs_lines_not_bar_frames(tmp_path, capfd):
-    tiny = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
-            "data.digits_train_images=16", "data.digits_val_images=4", "data.digits_canvas_size=64",
-            "data.min_size=64", "data.max_size=64", "data.num_workers=0", "solver.batch_size=4",
-            "solver.warmup_iters=2", "run.threads=1", "run.log_every=2", "solver.epochs=2", "run.eval_every=1",
-            f"run.out_dir={tmp_path}"]
     args = ["train", "--config", "retinanet_digits"]
-    for item in tiny:
+    for item in TINY + ["run.log_every=2", "solver.epochs=2", "run.eval_every=1", f"run.out_dir={tmp_path}"]:
         args += ["--set", item]
     assert main(args) == 0
     out, err = capfd.readouterr()

@@ -12,14 +12,16 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator, retinanet_anchor_sizes
+from anchordet.anchors.training import TrainingAnchors
 from anchordet.coding.box_coder import BoxCoder
 from anchordet.engine.distributed import reduce_mean
 from anchordet.losses.box import box_regression_loss
 from anchordet.losses.dense_targets import DenseTargetBuilder
 from anchordet.losses.focal import dense_focal_loss
 from anchordet.matching.iou_matcher import IoUMatcher
+from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
-from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
+from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize, padded_size
 from anchordet.structures.outputs import DenseOutputs
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
@@ -81,6 +83,16 @@ class RetinaNet(nn.Module):
             [tuple(f.shape[-2:]) for f in features], device=images.device)
         return cls_per_level, box_per_level, anchors
 
+    def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
+        """The anchors ``loss`` matches for one image of ``image_size`` (height, width, as the
+        data pipeline resized it) alone in its batch, with the training matcher: what the anchor
+        analysis reads. Feature map sizes come from a shape-only (meta) forward: nothing is computed."""
+        input_size = padded_size(image_size, self.size_divisible)
+        feature_sizes = feature_map_sizes([self.backbone, self.fpn], input_size)
+        anchors = torch.cat(self.anchor_generator.grid_anchors(feature_sizes))
+        return TrainingAnchors(anchors, feature_sizes, input_size, tuple(image_size), self.anchor_generator,
+                               self.target_builder.matcher, self.target_builder.allowed_border)
+
     def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
         """Focal loss and box loss, each summed and divided by the number of positive anchors
         in the batch (at least 1; Lin et al. Sec. 3.3). ``images`` as ``predict``."""
@@ -139,7 +151,7 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
 
     ``backbone_weights``: a path to a torchvision ResNet state dict (``.pth`` or
     ``.safetensors``), "imagenet" (torchvision's ImageNet weights from the torch hub cache, see
-    ``anchordet.interop.torchvision.resolve_backbone_weights``), or None / "none" for random
+    ``anchordet.backbones.weights.resolve_backbone_weights``), or None / "none" for random
     initialisation.
     ``anchor_sizes``: per-level sizes that replace ``anchor_base_sizes`` x ``anchor_octave_scales``
     (torchvision truncates them to integers: ``TORCHVISION_RETINANET_ANCHOR_SIZES``).
@@ -147,13 +159,11 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
     """
     from anchordet.backbones.fpn import FPN
     from anchordet.backbones.resnet import ResNet
-    from anchordet.backbones.weights import load_torchvision_weights
+    from anchordet.backbones.weights import load_torchvision_weights, resolve_backbone_weights
     from anchordet.heads.retina import RetinaHead
 
     backbone = ResNet(depth, ("c3", "c4", "c5"), frozen_bn=frozen_bn, trainable_layers=trainable_layers,
                       width=backbone_width)
-    from anchordet.interop.torchvision import resolve_backbone_weights
-
     weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")
     if weights_file:
         load_torchvision_weights(backbone, weights_file)

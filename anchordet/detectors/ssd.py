@@ -19,10 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.ssd import SSDDefaultBoxes, paper_box_sizes
+from anchordet.anchors.training import TrainingAnchors
 from anchordet.coding.box_coder import SSD_BOX_CODER, BoxCoder
 from anchordet.losses.dense_targets import DenseTargetBuilder
 from anchordet.losses.multibox import multibox_loss
 from anchordet.matching.iou_matcher import IoUMatcher
+from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
 from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
 from anchordet.structures.outputs import DenseOutputs
@@ -77,6 +79,17 @@ class SSD(nn.Module):
             torch.cat(anchors),  # (A, 4)
             [a.shape[0] for a in anchors],
         )
+
+    def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
+        """The anchors ``loss`` matches for one image of ``image_size`` (height, width: S x S, as
+        the data pipeline resized it) alone in its batch, with the training matcher: what the anchor
+        analysis reads. Feature map sizes come from a shape-only (meta) forward: nothing is computed."""
+        self._check_size(image_size, "image")
+        input_size = (self.image_size, self.image_size)
+        feature_sizes = feature_map_sizes([self.backbone], input_size)
+        anchors = torch.cat(self.default_boxes.default_boxes(feature_sizes, input_size))
+        return TrainingAnchors(anchors, feature_sizes, input_size, input_size, self.default_boxes,
+                               self.target_builder.matcher, self.target_builder.allowed_border)
 
     def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
         """MultiBox loss (``multibox_loss``): {"loss_cls", "loss_box"}, each divided by the
@@ -159,7 +172,7 @@ def ssd_vgg16(num_classes: int, *,
     """
     from anchordet.backbones.ssd_vgg import SSDVGG16, load_vgg16_weights
     from anchordet.heads.ssd import SSDHead
-    from anchordet.interop.torchvision import resolve_backbone_weights
+    from anchordet.backbones.weights import resolve_backbone_weights
 
     options = _resolve_layout(image_size, extra_layers=extra_layers, steps=steps, min_sizes=min_sizes,
                               max_sizes=max_sizes, aspect_ratios=aspect_ratios)
@@ -219,7 +232,7 @@ def ssd512_vgg16(num_classes: int, **options) -> SSD:
 # A small SSD for the built-in digits dataset (128 x 128 scenes; tight digit boxes 3..42 px wide,
 # 12..42 px high, width / height 0.46..1.18 for 90% of them): four source maps of 16, 8, 4 and 2
 # cells (steps 8..64) from two extra layers. The sizes and the ratios 1.5 / 2.5 (each a wide and a
-# tall box) were chosen with the coverage analysis (anchors/analysis.py) on 300 train scenes: 90%
+# tall box) were chosen with the coverage analysis (analysis/anchors/) on 300 train scenes: 90%
 # of the digits reach IoU >= 0.5 with some default box, 4.6 such boxes per digit on average.
 # BatchNorm in the VGG part: from scratch, at the same CPU budget (420 CPU s = 1 thread, ~6.7k
 # scenes, batch 16, AdamW 1e-3, warmup + cosine), AP50 on 300 test scenes was 0.43 with it and

@@ -17,10 +17,6 @@ from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_checkpoint
 from anchordet.engine.run_folder import RunFolder
 
-TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
-        "data.digits_train_images=16", "data.digits_val_images=4", "data.digits_canvas_size=64",
-        "data.min_size=64", "data.max_size=64", "data.num_workers=0", "solver.batch_size=4", "solver.warmup_iters=2",
-        "run.log_every=1", "run.threads=1"]
 LONG = ["solver.epochs=50", "run.eval_every=1"]  # 200 iterations: never reached, every signal lands mid-run
 HANG_S = 120  # far above a stop's few seconds: reaching it means the processes hung
 
@@ -28,6 +24,7 @@ HANG_S = 120  # far above a stop's few seconds: reaching it means the processes 
 SLOW_STOP_SCRIPT = """
 import sys, time
 from anchordet.engine import interrupt, trainer
+from tests.engine.test_trainer import TINY
 
 save = trainer.Trainer._save
 
@@ -160,7 +157,7 @@ def test_ctrl_c_during_the_evaluation_is_evaluated_on_resume(tmp_path, monkeypat
     then goes on exactly as an uninterrupted run."""
     from anchordet.detectors.retinanet import RetinaNet
 
-    common = [*TINY, "data.digits_val_images=8", "solver.epochs=2", "run.eval_every=1"]  # 2 evaluation batches
+    common = [*TINY, "data.digits.num_val=8", "solver.epochs=2", "run.eval_every=1"]  # 2 evaluation batches
 
     def train(out: Path, *extra: str, resume: bool = False) -> int:
         args = ["train", "--no-progress"] + (["--resume", str(out / "last.pt")] if resume else
