@@ -263,7 +263,8 @@ class RunConfig:
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         eval_every: evaluate on the val split every N epochs (0: only at the end).
         metric: "coco" or "voc07" / "voc" (selects the best checkpoint: AP or mAP).
-        log_every: iterations between progress lines in metrics.jsonl.
+        log_every: iterations between records in metrics.jsonl, and between progress lines when the
+            output is not a terminal (anchordet.progress).
         channels_last: use the channels_last memory format on CUDA.
         threads: torch CPU threads (0: torch's default).
         stop_after_iters: stop (with a checkpoint, resumable) after this many iterations of this

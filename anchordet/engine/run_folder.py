@@ -41,14 +41,14 @@ class RunFolder:
         self.path = Path(path)
         self.overwrite = overwrite
         self.in_place = resume is not None and Path(resume).resolve().parent == self.path.resolve()
-        self._lock_fd: int | None = None
+        self._lock = None  # the open lock file (a file object: garbage collection closes it, unlocking)
         self._created = False
 
     def claim(self) -> None:
         """Create and lock the folder and check that this run may write there (UserError if not)."""
         self._created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(self.path / LOCK_NAME)
+        self._lock = os.fdopen(_lock(self.path / LOCK_NAME), "r+b", buffering=0)
         try:
             self._check()
         except BaseException:
@@ -82,13 +82,13 @@ class RunFolder:
 
     def release(self) -> None:
         """Unlock (and remove the lock file); a folder this run created and never wrote to goes too."""
-        if self._lock_fd is None:
+        if self._lock is None:
             return
         # Unlinked while still locked: a run that opened the old file sees it is gone and retries.
         with contextlib.suppress(OSError):
             (self.path / LOCK_NAME).unlink()
-        os.close(self._lock_fd)
-        self._lock_fd = None
+        self._lock.close()
+        self._lock = None
         if self._created:
             with contextlib.suppress(OSError):  # not empty: the run wrote its files
                 self.path.rmdir()

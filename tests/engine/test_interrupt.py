@@ -1,12 +1,14 @@
 """Ctrl-C and SIGTERM during training, through the real `anchordet train` command: the processes of
 a `--procs 2` run stop at the same step, save one checkpoint and exit 130 (143 for SIGTERM), a
 second signal quits at once, and a stop during the end-of-epoch evaluation is evaluated on resume."""
+import faulthandler
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_checkpoint
 from anchordet.engine.run_folder import RunFolder
+from tests.engine.test_trainer import TINY
 
 LONG = ["solver.epochs=50", "run.eval_every=1"]  # 200 iterations: never reached, every signal lands mid-run
 HANG_S = 120  # far above a stop's few seconds: reaching it means the processes hung
@@ -24,7 +27,6 @@ HANG_S = 120  # far above a stop's few seconds: reaching it means the processes 
 SLOW_STOP_SCRIPT = """
 import sys, time
 from anchordet.engine import interrupt, trainer
-from tests.engine.test_trainer import TINY
 
 save = trainer.Trainer._save
 
@@ -95,24 +97,45 @@ def assert_one_clean_checkpoint(out: Path, stdout: str) -> int:
     return iteration
 
 
-def test_ctrl_c_with_two_processes_stops_both_at_one_step_every_time(tmp_path):
-    """Ten Ctrl-Cs at random moments (during set-up, mid-epoch, at an evaluation) of one run,
-    resumed after each: every time both processes stop, one checkpoint is written, exit 130."""
+def ctrl_c_when(condition, delay: float) -> threading.Thread:
+    """A thread that presses Ctrl-C (SIGINT to this process) ``delay`` s after ``condition()``."""
+    def press():
+        deadline = time.monotonic() + HANG_S
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=press, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_with_two_processes_stops_both_at_one_step_every_time(tmp_path, capsys):
+    """Ten Ctrl-Cs at random moments (during the set-up, mid-epoch, at an evaluation) of one
+    `train --procs 2` run, resumed after each: every time both processes stop after the same step,
+    one checkpoint is written, exit 130. This test process is the launcher: the terminal's Ctrl-C
+    reaches the launcher alone (its training processes have sessions of their own), and a signal
+    to this process is that (test_a_second_ctrl_c_quits_at_once sends it to a process group)."""
     out = tmp_path / "run"
     chooser = random.Random(19)
     iteration = 0
     for attempt in range(10):
-        process = start(command(out, resume=(out / "last.pt").exists()))
         if attempt in (0, 5):  # during the set-up: rank 0 has locked the folder, the model and data are built
-            wait_until(lambda: (out / ".anchordet.lock").exists(), process)
-            time.sleep(chooser.uniform(0.0, 1.0))
+            press = ctrl_c_when(lambda: (out / ".anchordet.lock").exists(), chooser.uniform(0.0, 1.0))
         else:
             target = iteration + chooser.randint(1, 5)
-            wait_until(lambda: last_iteration(out) >= target, process)
-        os.killpg(process.pid, signal.SIGINT)
-        code, stdout, stderr = finish(process)
-        assert code == 130, stderr[-3000:]
-        reached = assert_one_clean_checkpoint(out, stdout)
+            press = ctrl_c_when(lambda: last_iteration(out) >= target, 0.0)
+        args = command(out, resume=(out / "last.pt").exists())[3:]  # the command line, run in this process
+        faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.__stderr__)  # a hang: stacks, exit
+        try:
+            code = main(args)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        press.join()
+        captured = capsys.readouterr()
+        assert code == 130, captured.err[-3000:]
+        reached = assert_one_clean_checkpoint(out, captured.out)
         assert reached >= iteration
         iteration = reached
     assert iteration > 0

@@ -10,7 +10,6 @@ from anchordet.engine.run_folder import LOCK_NAME, RunFolder
 from tests.engine.test_trainer import TINY
 
 
-
 def train(out, *extra, flags=(), resume=None) -> int:
     args = ["train", "--no-progress", *flags] + (["--resume", str(resume)] if resume else ["--config", "retinanet_digits"])
     for item in ([] if resume else TINY + [f"run.out_dir={out}"]) + list(extra):
