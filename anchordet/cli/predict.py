@@ -150,7 +150,7 @@ def _skip_frame(exc, tally) -> None:
 
 def _save_picture(prediction, path: Path) -> None:
     from anchordet.files import atomic_write
-    from anchordet.predictor import as_image_tensor
+    from anchordet.data.image_io import as_image_tensor
     from anchordet.visualize import draw_detections, readable_scale
 
     image = as_image_tensor(Path(prediction.source), prediction.source)
