@@ -99,7 +99,8 @@ class _Options:
 
 
 def load(path: str | Path, device: str | torch.device | None = None, *, min_size: int | None = None,
-         max_size: int | None = None) -> "Predictor":
+         max_size: int | None = None, precision: str = "fp32", channels_last: bool | str = "auto",
+         fold_bn: bool | str = "auto") -> "Predictor":
     """A ``Predictor`` for a weights file (``.safetensors`` written by anchordet: a trained run's
     ``model.safetensors`` / ``best.safetensors``, or ``anchordet convert``'s output) or a training
     checkpoint (``.pt``, read with ``weights_only=True``).
@@ -108,12 +109,19 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
         device: "cpu", "cuda", "cuda:N", a ``torch.device``; None or "auto": CUDA when available.
         min_size, max_size: override the keep-ratio eval resize of the weights file (refused for
             fixed-size models such as SSD, whose input side is part of the architecture).
+        precision: "fp32", "bf16" (CPUs with AVX512_BF16 / AMX, GPUs) or "fp16" (GPUs): the
+            network's arithmetic; post-processing stays fp32. Falls back to fp32 with one line
+            where the device lacks it (``anchordet.engine.precision``).
+        channels_last, fold_bn: "auto" (where measured faster), True or False
+            (``anchordet.engine.acceleration``); both change results by float rounding only.
     """
+    from anchordet.engine.acceleration import accelerate_for_inference
     from anchordet.engine.checkpoint import load_detector, read_inference_settings
     from anchordet.devices import resolve_device
 
     torch_device = resolve_device("auto" if device is None else str(device))
     model, model_config = load_detector(path, torch_device)
+    accelerate_for_inference(model, torch_device, precision, channels_last, fold_bn)
     settings = read_inference_settings(path)
     return Predictor(model, settings, torch_device, min_size=min_size, max_size=max_size, source=str(path),
                      num_classes=model_config.num_classes)

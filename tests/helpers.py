@@ -41,6 +41,26 @@ def assert_overfits(model, images, targets, max_steps: int, check_every: int, **
     assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
 
 
+def collectives_in_a_process_group() -> dict:
+    """Run in each process of a 2-process gloo group (``anchordet.engine.launch.run_processes``):
+    every collective of ``anchordet.engine.distributed`` with values that differ by rank; returns
+    what each rank got (gathered), so the parent checks both."""
+    from anchordet.engine import distributed as D
+
+    D.init_from_environment(torch.device("cpu"))
+    rank = D.rank()
+    got = {
+        "device": str(D.collective_device()),
+        "sums": D.all_reduce_sums({"a": rank + 1.0, "b": 2.5}),
+        "any": [D.any_process(rank == 1), D.any_process(False)],
+        "all": [D.all_processes(rank == 0), D.all_processes(True)],
+        "min": D.min_over_processes(10 - 3 * rank),
+        "mean": float(D.reduce_mean(torch.tensor(float(rank)))),
+    }
+    D.barrier()
+    return D.all_gather_objects(got)
+
+
 TINY_RETINANET = dict(depth=18, num_classes=10, backbone_width=8, fpn_channels=16, head_channels=16, head_num_convs=1,
                       frozen_bn=False, score_thresh=0.0, max_detections=20)
 TINY_SSD = dict(num_classes=10, image_size=64, width=8, batch_norm=True, extra_layers=[[16, 32, 3, 2, 1]],

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument
+from anchordet.cli.common import add_device_argument, add_precision_argument
 from anchordet.cli.main import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".gif")
@@ -53,6 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-size", type=int, default=None,
                         help="override the keep-ratio resize's longer-side cap (refused for fixed-size models)")
     add_device_argument(parser)
+    add_precision_argument(parser)
     return parser
 
 
@@ -70,7 +71,8 @@ def run(args) -> int:
     videos = [item for item in args.inputs if is_video(item)]
     image_inputs = [item for item in args.inputs if not is_video(item)]
     paths = collect_images(image_inputs) if image_inputs else []
-    predictor = load(args.weights, args.device, min_size=args.min_size, max_size=args.max_size)
+    predictor = load(args.weights, args.device, min_size=args.min_size, max_size=args.max_size,
+                     precision=args.precision)
     options = dict(score_thresh=args.score_thresh, classes=_classes(args.classes), nms_thresh=args.nms_thresh,
                    max_detections=args.max_det, class_agnostic_nms=args.class_agnostic_nms)
     predictor.options(**options)  # checks the values before anything is written

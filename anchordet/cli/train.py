@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from anchordet.cli.common import add_config_arguments, add_procs_argument, load_config_or_fail, resolve_procs
+from anchordet.cli.common import (add_config_arguments, add_precision_argument, add_procs_argument,
+                                  load_config_or_fail, resolve_procs)
 from anchordet.cli.main import UserError
 
 
@@ -21,6 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="continue a run from its last.pt (its config is used; --set still applies)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     add_procs_argument(parser, default=1)
+    add_precision_argument(parser, default=None)  # same as --set run.precision=...
     return parser
 
 
@@ -29,6 +31,8 @@ def run(args) -> int:
     from anchordet.engine.trainer import TrainingDiverged, train
 
     config = _config_for(args)
+    if args.precision:
+        config = _with_precision(config, args.precision)
     try:
         outcome = train(config, resume=args.resume, progress=not args.no_progress,
                         processes=resolve_procs(args.procs, config.run.device))
@@ -60,3 +64,9 @@ def _config_for(args):
     if not args.config:
         raise UserError("give --config PRESET_OR_YAML (see `anchordet presets`) or --resume CHECKPOINT")
     return load_config_or_fail(args.config, args.overrides)
+
+
+def _with_precision(config, precision: str):
+    import dataclasses
+
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, precision=precision))

@@ -205,7 +205,6 @@ class SolverConfig:
         warmup_iters, warmup_factor: linear warmup from base_lr * warmup_factor.
         schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
         clip_grad_norm: 0 disables clipping.
-        amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
         optimizer: "sgd" (momentum; the papers' recipes) or "adamw" (converges faster from scratch,
             for small models without pretrained backbones; ``momentum`` is then beta1).
         ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
@@ -226,7 +225,6 @@ class SolverConfig:
     steps: tuple[int, ...] = (8, 11)
     gamma: float = 0.1
     clip_grad_norm: float = 0.0
-    amp: str = "none"
     optimizer: str = "sgd"
     ema_decay: float = 0.0
 
@@ -234,7 +232,6 @@ class SolverConfig:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
         _check_choice("solver.optimizer", self.optimizer, ("sgd", "adamw"))
         _check_choice("solver.schedule", self.schedule, ("step", "cosine"))
-        _check_choice("solver.amp", self.amp, ("none", "bf16", "fp16"))
         if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
         if self.base_lr <= 0:
@@ -264,7 +261,13 @@ class RunConfig:
         eval_every: evaluate on the val split every N epochs (0: only at the end).
         metric: "coco" or "voc07" / "voc" (selects the best checkpoint: AP or mAP).
         log_every: iterations between progress lines in metrics.jsonl.
-        channels_last: use the channels_last memory format on CUDA.
+        channels_last: the channels_last memory format for the network: "auto" (where it was
+            measured faster for the detector family, CPU and CUDA; ``engine.acceleration``),
+            true or false.
+        precision: "fp32", "bf16" (autocast around the network: CPU with AVX512_BF16 / AMX, or
+            CUDA) or "fp16" (CUDA, with a grad scaler); losses, anchors, box coding, NMS and
+            evaluation stay in fp32. Falls back to fp32 with one line where the device has no
+            native support (``engine.precision``).
         threads: torch CPU threads (0: torch's default).
         stop_after_iters: stop (with a checkpoint, resumable) after this many iterations of this
             run, as an interruption would; 0 runs to the end. For time-sliced / preemptible jobs.
@@ -285,7 +288,8 @@ class RunConfig:
     eval_every: int = 1
     metric: str = "coco"
     log_every: int = 20
-    channels_last: bool = True
+    channels_last: bool | str = "auto"
+    precision: str = "fp32"
     threads: int = 0
     stop_after_iters: int = 0
     max_minutes: float = 0.0
@@ -294,6 +298,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
+        _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
+        if self.channels_last not in (True, False, "auto"):
+            raise ConfigError(f"run.channels_last: {self.channels_last!r} is not one of auto, true, false")
         if self.fit_epochs_to_budget and self.max_minutes <= 0:
             raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
         if self.patience < 0:
@@ -326,6 +333,7 @@ class ExperimentConfig:
         unknown = set(values) - {"model", "data", "solver", "run"}
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
+        values = _translate_solver_amp(values)
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
         sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
@@ -337,6 +345,20 @@ class ExperimentConfig:
             section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
         )
+
+
+def _translate_solver_amp(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Configs and checkpoints written before run.precision had solver.amp ("none", "bf16",
+    "fp16", CUDA only): read it as run.precision ("none" is fp32)."""
+    solver = values.get("solver")
+    if not isinstance(solver, Mapping) or "amp" not in solver:
+        return values
+    solver = dict(solver)
+    amp = solver.pop("amp")
+    run = dict(values.get("run") or {})
+    if amp != "none":
+        run.setdefault("precision", amp)
+    return {**values, "solver": solver, "run": run}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
