@@ -209,7 +209,9 @@ class SolverConfig:
             for small models without pretrained backbones; ``momentum`` is then beta1).
         ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
             (``engine/ema.py``; e.g. 0.999); evaluation during training, best / last weights
-            and predictions from checkpoints use the average. 0: off.
+            and predictions from checkpoints use the average. 0: off. The decay ramps up as
+            (1 + t) / (10 + t) over the first optimizer steps t and is reached after
+            9 d / (1 - d) of them (890 for 0.99).
     """
 
     epochs: int = 12
