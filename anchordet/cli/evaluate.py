@@ -63,7 +63,7 @@ def _dataset(args, settings: dict, transform):
     fields = {"dataset": data_name}
     if data_name == "digits":
         fields["digits_val_images"] = args.digits_val_images or settings.get("digits_val_images", 300)
-        for key in ("digits_canvas_size", "digits_per_image_max", "digits_seed"):
+        for key in ("digits_canvas_size", "digits_per_image_max", "digits_seed", "digits_classes"):
             if key in settings:
                 fields[key] = settings[key]
     spec = dataset_spec(DataConfig(**fields))

@@ -53,16 +53,24 @@ def model_factory(name: str) -> Callable:
 @dataclass(frozen=True)
 class ModelConfig:
     """``factory``: a key of MODEL_FACTORIES; ``args``: its keyword arguments (num_classes
-    included), as plain YAML values. Fields not given take the factory's defaults."""
+    included), as plain YAML values. Fields not given take the factory's defaults.
+    ``init_weights``: a new run starts from these weights (``anchordet.engine.init_weights``:
+    an anchordet weights file or checkpoint, a torchvision RetinaNet / SSD300 state dict or
+    weights name); None: the factory's initialisation. Not a factory argument."""
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
+        if self.init_weights is not None and not isinstance(self.init_weights, str):
+            raise ConfigError(f"model.init_weights: expected a path or weights name, got {self.init_weights!r}")
+        if self.init_weights in ("", "none", "None"):
+            object.__setattr__(self, "init_weights", None)
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str)))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.init_weights))
 
     @property
     def num_classes(self) -> int:
@@ -78,7 +86,10 @@ class ModelConfig:
 class DataConfig:
     """Attributes:
         dataset: "digits" (built-in, generated) or a dataset YAML (see docs/data.md).
-        digits_*: the built-in dataset's options (ignored for other datasets).
+        digits_*: the built-in dataset's options (ignored for other datasets). digits_classes:
+            only these digits, labelled 0..len-1 in that order (empty: all ten);
+            digits_fixed_train: the same digits_train_images scenes every epoch (a small fixed
+            training set) instead of new ones.
         train_transform: "resize" (keep ratio: min_size/max_size, random flip),
             "ssd" (SSD augmentation then a fixed size), or "fixed" (fixed size + flip).
         eval_transform: "resize" or "fixed" (no randomness).
@@ -95,6 +106,8 @@ class DataConfig:
     digits_per_image_max: int = 4
     digits_seed: int = 0
     digits_clutter_max: int = 4
+    digits_classes: tuple[int, ...] = ()
+    digits_fixed_train: bool = False
     train_transform: str = "resize"
     eval_transform: str = "resize"
     min_size: int = 800
@@ -107,6 +120,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.train_transform", self.train_transform, ("resize", "ssd", "fixed"))
         _check_choice("data.eval_transform", self.eval_transform, ("resize", "fixed"))
+        object.__setattr__(self, "digits_classes", tuple(int(c) for c in self.digits_classes))
+        classes = self.digits_classes
+        if len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
+            raise ConfigError(f"data.digits_classes: {list(classes)} must be distinct digits 0..9 (empty: all ten)")
 
 
 @dataclass(frozen=True)
@@ -202,7 +219,8 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return {
-            "model": {"factory": self.model.factory, **self.model.args},
+            "model": {"factory": self.model.factory, **self.model.args,
+                      **({"init_weights": self.model.init_weights} if self.model.init_weights else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
             "run": _section_dict(self.run),
@@ -218,10 +236,11 @@ class ExperimentConfig:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
+        init_weights = model_values.pop("init_weights", None)
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values),
+            ModelConfig(factory, model_values, init_weights),
             _section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
             _section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             _section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),

@@ -49,8 +49,15 @@ def mnist_path() -> str:
 
 
 @lru_cache(maxsize=None)
-def load_digits(split: str) -> tuple[Tensor, Tensor]:
-    """(N, 28, 28) float masks in [0, 1] and (N,) int64 labels of the split's digits."""
+def load_digits(split: str, classes: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+    """(N, 28, 28) float masks in [0, 1] and (N,) int64 labels of the split's digits; with
+    ``classes``, only those digits, labelled by their position in ``classes`` (0..len - 1)."""
+    if classes is not None and tuple(classes) != tuple(range(len(CLASS_NAMES))):
+        masks, labels = load_digits(split)
+        chosen = torch.isin(labels, torch.tensor(classes))
+        position = torch.full((len(CLASS_NAMES),), -1, dtype=torch.int64)
+        position[torch.tensor(classes)] = torch.arange(len(classes))
+        return masks[chosen], position[labels[chosen]]
     with gzip.open(mnist_path()) as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
@@ -90,14 +97,20 @@ class DigitsConfig:
     train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
         each train scene before its digits, so that the detector learns that a round thing is
         not a 0 nor a straight one a 1. Test scenes have none.
+    classes: the digits that appear (a subset for transfer experiments: (5, 6, 7, 8, 9)); label
+        k is digit ``classes[k]``. All ten draw exactly the scenes of the full dataset.
     """
 
     canvas_size: int = 128
     digits_per_image: tuple[int, int] = (1, 4)
     digit_size: tuple[int, int] = (20, 56)
     train_clutter: tuple[int, int] = (0, 4)
+    classes: tuple[int, ...] = tuple(range(10))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+        if not self.classes or len(set(self.classes)) != len(self.classes) or not all(0 <= c <= 9 for c in self.classes):
+            raise ValueError(f"classes {list(self.classes)} must be distinct digits 0..9 (at least one)")
         low, high = self.digit_size
         if not 8 <= low <= high <= self.canvas_size:
             raise ValueError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
@@ -114,7 +127,7 @@ def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
     ``render=False`` draws the same random numbers and returns the same boxes without painting
     (the image is then black): ground truth without generating images twice.
     """
-    masks, labels = load_digits(split)
+    masks, labels = load_digits(split, config.classes)
     image = _background(load_photos(split), generator, config.canvas_size, render, vary=split == "train")
     if split == "train":
         _paint_crowd(image, generator, render)
@@ -284,29 +297,32 @@ class DigitsDataset(Dataset):
         config: scene options.
         seed: base seed of every scene.
         transforms: ``(image, targets) -> (image, targets)``, applied after generation.
+        fixed_scenes: train split only: the same ``num_images`` scenes every epoch (a small
+            training set, as in a fine-tuning experiment) instead of new ones.
     """
 
-    class_names = CLASS_NAMES
-    num_classes = len(CLASS_NAMES)
-    category_ids = list(range(len(CLASS_NAMES)))  # category id = the digit, as written by `anchordet data digits`
-
     def __init__(self, split: str = "train", num_images: int = 1000, config: DigitsConfig = DigitsConfig(),
-                 seed: int = 0, transforms=None):
+                 seed: int = 0, transforms=None, fixed_scenes: bool = False):
         if split not in _SPLIT_CODE:
             raise ValueError(f"digits split must be 'train', 'val' or 'test', got {split!r}")
         self.split = "train" if split == "train" else "test"
         self.num_images, self.config, self.seed, self.transforms = num_images, config, seed, transforms
+        self.fixed_scenes = fixed_scenes
         self.epoch = 0
+        self.class_names = [CLASS_NAMES[d] for d in config.classes]
+        self.num_classes = len(self.class_names)
+        self.category_ids = list(config.classes)  # category id = the digit, as written by `anchordet data digits`
 
     def set_epoch(self, epoch: int) -> None:
-        """Train scenes are new every epoch; test scenes never change."""
+        """Train scenes are new every epoch (unless ``fixed_scenes``: a training set of exactly
+        ``num_images`` scenes); test scenes never change."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         return self.num_images
 
     def _generator(self, index: int) -> torch.Generator:
-        epoch = self.epoch if self.split == "train" else 0
+        epoch = self.epoch if self.split == "train" and not self.fixed_scenes else 0
         seed = ((self.seed * 1_000_003 + _SPLIT_CODE[self.split]) * 1_000_003 + epoch) * 1_000_003 + index
         return torch.Generator().manual_seed(seed % (2 ** 63))
 

@@ -42,10 +42,13 @@ class DigitsOptions:
     digit_size: tuple[int, int] = (20, 56)
     seed: int = 0
     train_clutter: tuple[int, int] = (0, 4)
+    classes: tuple[int, ...] = tuple(range(10))
+    fixed_train: bool = False
 
     def config(self) -> DigitsConfig:
         """The scene options (validated by ``DigitsConfig``)."""
-        return DigitsConfig(self.canvas_size, self.digits_per_image, self.digit_size, self.train_clutter)
+        return DigitsConfig(self.canvas_size, self.digits_per_image, self.digit_size, self.train_clutter,
+                            tuple(self.classes))
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,18 @@ class DatasetSpec:
     @staticmethod
     def digits(num_train: int = 2000, num_val: int = 200, canvas_size: int = 128,
                digits_per_image: tuple[int, int] = (1, 4), digit_size: tuple[int, int] = (20, 56),
-               seed: int = 0, train_clutter: tuple[int, int] = (0, 4)) -> "DatasetSpec":
-        """The built-in digits dataset (no files). ``val`` is the fixed test split."""
+               seed: int = 0, train_clutter: tuple[int, int] = (0, 4), classes: tuple[int, ...] | None = None,
+               fixed_train: bool = False) -> "DatasetSpec":
+        """The built-in digits dataset (no files). ``val`` is the fixed test split. ``classes``:
+        only these digits (None: all ten); ``fixed_train``: the same ``num_train`` scenes every epoch."""
         from anchordet.data.digits import CLASS_NAMES
 
+        classes = tuple(range(10)) if classes is None or len(classes) == 0 else tuple(int(c) for c in classes)
         options = DigitsOptions(num_train, num_val, canvas_size, tuple(digits_per_image), tuple(digit_size), seed,
-                                tuple(train_clutter))
-        options.config()  # validates the options
-        return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
+                                tuple(train_clutter), classes, bool(fixed_train))
+        config = options.config()  # validates the options
+        return DatasetSpec("digits", [CLASS_NAMES[d] for d in config.classes], {"train": {}, "val": {}}, "digits",
+                           options)
 
 
 def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
@@ -217,7 +224,8 @@ def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annot
     options = _check_split(spec, split)
     if spec.format == "digits":
         d = spec.digits
-        return DigitsDataset(split, d.num_train if split == "train" else d.num_val, d.config(), d.seed, transforms)
+        return DigitsDataset(split, d.num_train if split == "train" else d.num_val, d.config(), d.seed, transforms,
+                             fixed_scenes=d.fixed_train)
     if spec.format == "coco":
         return CocoDataset(options["images"], options["annotations"], transforms, spec.class_names, skip_bad_annotations)
     if spec.format == "voc":

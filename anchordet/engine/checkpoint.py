@@ -123,6 +123,7 @@ def read_model_config(path: str | Path) -> ModelConfig:
         values = json.loads(metadata["anchordet_model"])
     else:
         values = dict(load_checkpoint(path)["config"]["model"])
+        values.pop("init_weights", None)  # where the run started from: not an architecture option
     factory = values.pop("factory")
     return ModelConfig(factory, values)
 

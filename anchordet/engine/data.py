@@ -34,7 +34,8 @@ def dataset_spec(data: DataConfig):
     if data.dataset == "digits":
         return DatasetSpec.digits(num_train=data.digits_train_images, num_val=data.digits_val_images,
                                   canvas_size=data.digits_canvas_size, digits_per_image=(1, data.digits_per_image_max),
-                                  seed=data.digits_seed, train_clutter=(0, data.digits_clutter_max))
+                                  seed=data.digits_seed, train_clutter=(0, data.digits_clutter_max),
+                                  classes=data.digits_classes, fixed_train=data.digits_fixed_train)
     return load_dataset_spec(data.dataset)
 
 

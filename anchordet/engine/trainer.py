@@ -96,9 +96,15 @@ class Trainer:
         self.progress = progress and self.is_main
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
-        self._maybe_channels_last()
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
+        if config.model.init_weights and not resume:  # fine-tuning: before the optimizer sees the weights
+            from anchordet.engine.init_weights import initialise_from
+
+            summary = initialise_from(self.model, config.model.init_weights, list(self.val_set.class_names), config.model)
+            if self.is_main:
+                print(summary.line(), flush=True)
+        self._maybe_channels_last()
         self.iters_per_epoch = len(self.train_set) // solver.batch_size
         if self.iters_per_epoch == 0:
             raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
@@ -361,7 +367,8 @@ def inference_settings(config: ExperimentConfig, dataset) -> dict:
             "fixed_size": data.fixed_size, "class_names": list(dataset.class_names),
             "category_ids": [int(c) for c in dataset.category_ids], "dataset": data.dataset,
             "digits_val_images": data.digits_val_images, "digits_canvas_size": data.digits_canvas_size,
-            "digits_per_image_max": data.digits_per_image_max, "digits_seed": data.digits_seed}
+            "digits_per_image_max": data.digits_per_image_max, "digits_seed": data.digits_seed,
+            "digits_classes": list(data.digits_classes)}
 
 
 def inference_metadata(config: ExperimentConfig, dataset) -> dict:
