@@ -108,7 +108,7 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
             fixed-size models such as SSD, whose input side is part of the architecture).
     """
     from anchordet.engine.checkpoint import load_detector, read_inference_settings
-    from anchordet.engine.trainer import resolve_device
+    from anchordet.devices import resolve_device
 
     torch_device = resolve_device("auto" if device is None else str(device))
     model, model_config = load_detector(path, torch_device)

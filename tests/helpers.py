@@ -85,3 +85,59 @@ def digit_scene_files(folder, count: int = 2, canvas_size: int = 64, prefix: str
         paths.append(folder / f"{prefix}{i}.png")
         to_pil(scenes[i].image).save(paths[-1])
     return paths
+
+
+def write_coco_dataset(folder, shapes, boxes=None, seed: int = 0, names=("a", "b"), crowd_every: int = 0,
+                       empty_every: int = 0) -> "Path":
+    """A small COCO dataset of noise PNGs with bright boxes under ``folder``: ``images/{train,val}``,
+    ``annotations/instances_{train,val}.json`` and ``data.yaml``; returns the YAML's path.
+
+    Args:
+        shapes: (height, width) of each image (train and val hold the same images).
+        boxes: x1, y1, x2, y2 boxes (fractions of the image) drawn in every image; None: 1-3
+            random boxes per image.
+        crowd_every, empty_every: every k-th image gets an iscrowd box / no object (0: none).
+    """
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    images, annotations = [], []
+    for image_id, (height, width) in enumerate(shapes, start=1):
+        pixels = rng.integers(0, 120, (height, width, 3), dtype=np.uint8)
+        empty = empty_every and image_id % empty_every == 0
+        if empty:
+            chosen = []
+        elif boxes is not None:
+            chosen = list(boxes)
+        else:
+            chosen = []
+            for _ in range(int(rng.integers(1, 4))):
+                x1, y1 = rng.uniform(0, 0.6, 2)
+                chosen.append((x1, y1, x1 + rng.uniform(0.2, 0.4), y1 + rng.uniform(0.2, 0.4)))
+        for k, (x1, y1, x2, y2) in enumerate(chosen):
+            box = [round(x1 * width, 2), round(y1 * height, 2), round(x2 * width, 2), round(y2 * height, 2)]
+            pixels[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = 230 if k % 2 == 0 else 180
+            crowd = int(bool(crowd_every) and image_id % crowd_every == 0 and k == 0)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1 + k % len(names),
+                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                                "area": (box[2] - box[0]) * (box[3] - box[1]), "iscrowd": crowd})
+        name = f"img{image_id:03d}.png"
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        for split in ("train", "val"):
+            (folder / "images" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(folder / "images" / split / name)
+    gt = {"images": images, "annotations": annotations,
+          "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
+    (folder / "annotations").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        (folder / "annotations" / f"instances_{split}.json").write_text(json.dumps(gt))
+    spec = {"format": "coco", "names": list(names),
+            **{s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in ("train", "val")}}
+    (folder / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder / "data.yaml"

@@ -8,6 +8,10 @@ load as they are (without ``fc``). Bottleneck blocks put the stride on the 3x3 c
 Outputs, selected by ``return_layers``: "c2".."c5" = layer1..layer4 (strides 4, 8, 16, 32).
 RetinaNet takes C3-C5; the Faster R-CNN C4 design takes C4 and runs ``layer4`` (kept on the
 module, see ``ResNet.stage``) as its RoI head.
+
+Initialisation (trained from scratch; pretrained weights overwrite it): seed 001's and
+torchvision's, every conv (stem, blocks, downsample) N(0, sqrt(2 / (k * k * out_channels))),
+BN weight 1 and bias 0. The FPN and the heads keep their own (see DEVELOPERS.md).
 """
 from __future__ import annotations
 
@@ -154,7 +158,20 @@ class ResNet(nn.Module):
             self.stage_channels[f"c{index + 2}"] = in_channels
             channels *= 2
         self.out_channels = [self.stage_channels[name] for name in self.return_layers]
+        self._init_weights()
         self._freeze(trainable_layers)
+
+    def _init_weights(self) -> None:
+        # Seed 001 and torchvision's ResNet: every conv N(0, sqrt(2 / (k * k * out_channels)))
+        # (He et al. 2015, fan_out), BN weight 1 and bias 0 (no zero-init of the last BN of a
+        # block, torchvision's default). PyTorch's default conv init is ~2.4x smaller, which
+        # from scratch gave larger loss spikes (issue 19 item 15). Pretrained weights overwrite it.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def _freeze(self, trainable_layers: int) -> None:
         stages = ["layer4", "layer3", "layer2", "layer1", "stem"][:trainable_layers]

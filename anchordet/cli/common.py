@@ -39,13 +39,14 @@ def resolve_procs(procs: int | str, device: str) -> int:
     if procs != "auto":
         return int(procs)
     from anchordet.engine.launch import cpu_count
-    from anchordet.engine.trainer import resolve_device
+    from anchordet.devices import resolve_device
 
     return 2 if resolve_device(device).type == "cpu" and cpu_count() >= 2 else 1
 
 
 def load_config_or_fail(name: str, overrides: list[str]):
-    from anchordet.config.schema import ConfigError, load_config
+    from anchordet.config.load import load_config
+    from anchordet.config.schema import ConfigError
 
     try:
         return load_config(name, overrides)
@@ -61,7 +62,7 @@ def load_model_for_inference(weights: str, device: str):
     """(model in eval mode on ``device``, model config, inference settings) from a weights file
     (.safetensors) or a training checkpoint (.pt)."""
     from anchordet.engine.checkpoint import load_detector, read_inference_settings
-    from anchordet.engine.trainer import resolve_device
+    from anchordet.devices import resolve_device
 
     torch_device = resolve_device(device)
     model, model_config = load_detector(weights, torch_device)

@@ -15,7 +15,6 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
@@ -94,7 +93,15 @@ class DataConfig:
             "ssd" (SSD augmentation then a fixed size), or "fixed" (fixed size + flip).
         eval_transform: "resize" or "fixed" (no randomness).
         min_size, max_size: keep-ratio resize (shorter side to min_size, longer <= max_size).
+            ``min_size`` may list several sizes: multi-scale training, one size drawn per batch
+            (the same on every process, and again on resume); evaluation and the weights'
+            inference settings use the largest (``eval_min_size``).
         fixed_size: the square input side of fixed-size models (SSD).
+        aspect_ratio_groups: batches drawn from images of one aspect-ratio group (torchvision's
+            GroupedBatchSampler idea; less padding): 2 splits at width = height (Detectron2), N
+            groups split evenly in log2(width / height) between 1/2 and 2; 1 turns it off. Used
+            with the keep-ratio resize on datasets of files (the digits scenes and fixed-size
+            inputs are all square: one group, the batches of no grouping).
         num_workers: DataLoader worker processes per training process.
         skip_bad_annotations: drop (and report) bad boxes instead of stopping.
     """
@@ -110,10 +117,11 @@ class DataConfig:
     digits_fixed_train: bool = False
     train_transform: str = "resize"
     eval_transform: str = "resize"
-    min_size: int = 800
+    min_size: int | tuple[int, ...] = 800
     max_size: int = 1333
     fixed_size: int = 300
     hflip: bool = True
+    aspect_ratio_groups: int = 2
     num_workers: int = 2
     skip_bad_annotations: bool = False
 
@@ -124,6 +132,30 @@ class DataConfig:
         classes = self.digits_classes
         if len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
             raise ConfigError(f"data.digits_classes: {list(classes)} must be distinct digits 0..9 (empty: all ten)")
+        if isinstance(self.min_size, (list, tuple)):
+            object.__setattr__(self, "min_size", tuple(self.min_size))
+        _check_sizes(self.min_sizes, self.max_size)
+        if self.aspect_ratio_groups < 1:
+            raise ConfigError(f"data.aspect_ratio_groups: must be >= 1 (1: no grouping), got {self.aspect_ratio_groups}")
+
+    @property
+    def min_sizes(self) -> tuple[int, ...]:
+        """The training shorter sides (one entry without multi-scale)."""
+        return self.min_size if isinstance(self.min_size, tuple) else (self.min_size,)
+
+    @property
+    def eval_min_size(self) -> int:
+        """The one shorter side of evaluation and inference: the largest training size."""
+        return max(self.min_sizes)
+
+
+def _check_sizes(min_sizes: tuple, max_size: int) -> None:
+    if not min_sizes or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in min_sizes):
+        raise ConfigError(f"data.min_size: expected a positive integer or a non-empty list of them, got "
+                          f"{list(min_sizes) if len(min_sizes) != 1 else min_sizes[0]!r}")
+    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < max(min_sizes):
+        raise ConfigError(f"data.max_size: must be an integer >= the largest data.min_size ({max(min_sizes)}), "
+                          f"got {max_size!r}")
 
 
 @dataclass(frozen=True)
@@ -381,26 +413,3 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise ConfigError(f"--set {item!r}: cannot parse the value ({exc.problem})") from exc
         values[section][key] = parsed
     return ExperimentConfig.from_dict(values, "--set")
-
-
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    """A preset name or a YAML file, then the overrides."""
-    from anchordet.config.presets import PRESETS
-
-    if name_or_path in PRESETS:
-        config = PRESETS[name_or_path]
-    else:
-        path = Path(name_or_path)
-        if path.suffix not in (".yaml", ".yml") and not path.exists():
-            raise ConfigError(f"unknown preset {name_or_path!r} (and no such YAML file); "
-                              f"presets: {', '.join(PRESETS)}")
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping with sections model, data, solver, run")
-        config = ExperimentConfig.from_dict(values, str(path))
-    return apply_overrides(config, overrides or [])

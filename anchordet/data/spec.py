@@ -18,14 +18,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from anchordet.data.coco import CocoDataset, coco_categories, load_coco_json, read_coco_records
-from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
 from anchordet.data.validate import RecordSet
-from anchordet.data.voc import VocDataset, read_voc_records
-from anchordet.data.yolo import YoloDataset, read_yolo_records
+from anchordet.data.voc import read_voc_records
+from anchordet.data.yolo import read_yolo_records
+
+if TYPE_CHECKING:
+    from anchordet.data.digits import DigitsConfig
 
 FORMATS = ("coco", "voc", "yolo", "digits")
 SPLITS = ("train", "val", "test")
@@ -47,6 +50,8 @@ class DigitsOptions:
 
     def config(self) -> DigitsConfig:
         """The scene options (validated by ``DigitsConfig``)."""
+        from anchordet.data.digits import DigitsConfig  # torch: reading dataset YAMLs stays torch-free
+
         return DigitsConfig(self.canvas_size, self.digits_per_image, self.digit_size, self.train_clutter,
                             tuple(self.classes))
 
@@ -221,6 +226,10 @@ def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annot
     Every one returns ``Sample``s and has ``class_names``, ``num_classes``, ``category_ids``,
     ``coco_ground_truth()`` and ``set_epoch(epoch)``.
     """
+    # torch datasets imported here: reading specs and records (check-data) stays torch-free
+    from anchordet.data.datasets import CocoDataset, VocDataset, YoloDataset
+    from anchordet.data.digits import DigitsDataset
+
     options = _check_split(spec, split)
     if spec.format == "digits":
         d = spec.digits

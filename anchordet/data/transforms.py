@@ -78,8 +78,15 @@ class ResizeKeepRatio:
     """Resize keeping the aspect ratio (``keep_ratio_size``).
 
     Args:
-        min_size: target shorter side, or several: one is drawn per image (multi-scale training).
+        min_size: target shorter side, or several: one is drawn per image (multi-scale training),
+            unless ``batch_min_size`` is set.
         max_size: cap on the longer side.
+
+    Attributes:
+        batch_min_size: when not None, the shorter side to use instead of a draw. The trainer's
+            dataset wrapper (``engine.data.SeededItems``) sets it before loading each item of a
+            batch to that batch's size, so that a batch is one size (less padding) and the
+            size does not depend on which worker or process loads the item.
     """
 
     def __init__(self, min_size: int | Sequence[int], max_size: int):
@@ -87,10 +94,15 @@ class ResizeKeepRatio:
         if not self.min_sizes or min(self.min_sizes) <= 0 or max_size < max(self.min_sizes):
             raise ValueError(f"ResizeKeepRatio: need 0 < min_size <= max_size, got {min_size}, {max_size}")
         self.max_size = max_size
+        self.batch_min_size: int | None = None
 
     def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
-        min_size = self.min_sizes[int(torch.randint(len(self.min_sizes), ()))] if len(self.min_sizes) > 1 \
-            else self.min_sizes[0]
+        if self.batch_min_size is not None:
+            min_size = self.batch_min_size
+        elif len(self.min_sizes) > 1:
+            min_size = self.min_sizes[int(torch.randint(len(self.min_sizes), ()))]
+        else:
+            min_size = self.min_sizes[0]
         size = keep_ratio_size(int(image.shape[-2]), int(image.shape[-1]), min_size, self.max_size)
         return resize_image_and_boxes(image, targets, size)
 

@@ -280,8 +280,7 @@ def faster_rcnn_vgg16(num_classes: int, *,
         options: any keyword of ``assemble_faster_rcnn``.
     """
     from anchordet.backbones.vgg import VGG16, VGG_IGNORED_PREFIXES
-    from anchordet.backbones.weights import load_torchvision_weights
-    from anchordet.interop.torchvision import resolve_backbone_weights
+    from anchordet.backbones.weights import load_torchvision_weights, resolve_backbone_weights
 
     vgg = VGG16(batch_norm, backbone_width, frozen_bn, trainable_stages, fc_channels, dropout,
                 pool_size=options.get("roi_output_size", 7))
@@ -310,8 +309,7 @@ def faster_rcnn_resnet_c4(depth: int, num_classes: int, *,
         options: any keyword of ``assemble_faster_rcnn``.
     """
     from anchordet.backbones.resnet import ResNet
-    from anchordet.backbones.weights import load_torchvision_weights
-    from anchordet.interop.torchvision import resolve_backbone_weights
+    from anchordet.backbones.weights import load_torchvision_weights, resolve_backbone_weights
 
     backbone = ResNet(depth, ("c4",), frozen_bn=frozen_bn, trainable_layers=trainable_layers, width=backbone_width)
     weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")

@@ -165,5 +165,7 @@ def read_inference_settings(path: str | Path) -> dict:
         state = load_checkpoint(path)
         data = state["config"].get("data", {})
         values = {k: data[k] for k in ("eval_transform", "min_size", "max_size", "fixed_size") if k in data}
+        if isinstance(values.get("min_size"), list):  # multi-scale training evaluates at the largest
+            values["min_size"] = max(values["min_size"])
         values.update(state.get("extra", {}).get("inference", {}))
     return values

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from anchordet.config.schema import ExperimentConfig
+from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
-from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, make_loader
+from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
@@ -66,19 +67,6 @@ class LossModule(nn.Module):
         return self.model.loss(images, targets)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"run.device={name}: CUDA is not available on this machine")
-        if dist_utils.launched_by_torchrun():
-            device = torch.device("cuda", dist_utils.local_rank())
-            torch.cuda.set_device(device)
-    return device
-
-
 class Trainer:
     def __init__(self, config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True):
         self.config = config
@@ -105,6 +93,7 @@ class Trainer:
             if self.is_main:
                 print(summary.line(), flush=True)
         self._maybe_channels_last()
+        self.train_groups = aspect_groups(config.data, self.train_set)
         self.iters_per_epoch = len(self.train_set) // solver.batch_size
         if self.iters_per_epoch == 0:
             raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
@@ -177,7 +166,7 @@ class Trainer:
         self.train_set.set_epoch(self.epoch)
         sampler = EpochSampler(len(self.train_set), solver.batch_size, seed=run.seed, epoch=self.epoch,
                                shuffle=True, rank=dist_utils.rank(), world_size=self.world,
-                               start_batch=self.batch_in_epoch)
+                               start_batch=self.batch_in_epoch, groups=self.train_groups, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
                              self._size_divisible(), run.seed, self.epoch)
         bar = self._progress_bar()
@@ -363,7 +352,7 @@ class Trainer:
 def inference_settings(config: ExperimentConfig, dataset) -> dict:
     """What `predict` needs besides the weights: the eval resize and the class names / ids."""
     data = config.data
-    return {"eval_transform": data.eval_transform, "min_size": data.min_size, "max_size": data.max_size,
+    return {"eval_transform": data.eval_transform, "min_size": data.eval_min_size, "max_size": data.max_size,
             "fixed_size": data.fixed_size, "class_names": list(dataset.class_names),
             "category_ids": [int(c) for c in dataset.category_ids], "dataset": data.dataset,
             "digits_val_images": data.digits_val_images, "digits_canvas_size": data.digits_canvas_size,
