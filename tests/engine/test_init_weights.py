@@ -171,3 +171,36 @@ def test_digits_classes_subset_and_fine_tuning_between_subsets(tmp_path, capsys)
     assert {r["category_id"] for r in results} <= {5, 6, 7, 8, 9}
     assert train(tmp_path / "c", [5, 6, 7], "--weights", str(tmp_path / "a" / "model.safetensors"),
                  "--resume", str(tmp_path / "a" / "last.pt")) == 2
+
+
+def test_a_torchvision_weights_name_is_read_from_the_hub_cache(tmp_path, monkeypatch):
+    """``RetinaNet_ResNet50_FPN_Weights.COCO_V1`` -> the file of that name in the torch hub cache
+    (here a random state dict put there by the test; nothing is downloaded): both COCO classes of
+    the new dataset keep their rows."""
+    from pathlib import PurePosixPath
+    from urllib.parse import urlparse
+
+    from torchvision.models.detection import RetinaNet_ResNet50_FPN_Weights, retinanet_resnet50_fpn
+
+    from anchordet.interop.torchvision import TORCHVISION_RETINANET_ANCHOR_SIZES
+
+    torch.manual_seed(0)
+    tv = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    name = PurePosixPath(urlparse(RetinaNet_ResNet50_FPN_Weights.COCO_V1.url).path).name
+    torch.save(tv.state_dict(), cache / name)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried to download"))
+    target = fresh("retinanet_resnet_fpn", dict(
+        depth=50, num_classes=2, p6_from="p5", anchor_sizes=[list(s) for s in TORCHVISION_RETINANET_ANCHOR_SIZES],
+        anchor_offset=0.0, anchor_round_base=True))
+    summary = initialise_from(target, "RetinaNet_ResNet50_FPN_Weights.COCO_V1", ["dog", "person"])
+    assert summary.carried == ["dog", "person"] and summary.new_classes == []
+    theirs = tv.state_dict()["head.classification_head.cls_logits.weight"]
+    ours = target.head.cls_output.weight.detach()
+    for a in range(target.head.num_anchors):  # COCO labels: person 1, dog 18
+        torch.testing.assert_close(ours[a * 2 + 0], theirs[a * 91 + 18], rtol=0, atol=0)
+        torch.testing.assert_close(ours[a * 2 + 1], theirs[a * 91 + 1], rtol=0, atol=0)
+    with pytest.raises(UserError, match="not a torchvision weights name"):
+        initialise_from(target, "Nonsense_Weights.COCO_V1", ["dog", "person"])
