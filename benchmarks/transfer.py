@@ -44,18 +44,18 @@ def arm_overrides(args, arm: str, out: Path, source_weights: Path | None) -> lis
     return overrides
 
 
-def run_arm(preset: str, overrides: list[str]) -> tuple[float, float, int]:
-    """(test AP50, seconds, iterations) of one training run."""
+def run_arm(preset: str, overrides: list[str]) -> tuple[float, float, int, float]:
+    """(test AP50, wall seconds, iterations, CPU seconds) of one training run."""
     from anchordet.config.load import load_config
     from anchordet.engine.trainer import train
 
     config = load_config(preset, overrides)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     outcome = train(config, progress=False)
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu_started
     evals = [json.loads(line) for line in (Path(config.run.out_dir) / "metrics.jsonl").read_text().splitlines()]
     ap50 = [r for r in evals if r["type"] == "eval"][-1]["AP50"]
-    return float(ap50), seconds, outcome.iteration
+    return float(ap50), seconds, outcome.iteration, cpu
 
 
 def main() -> None:
@@ -77,22 +77,24 @@ def main() -> None:
     for family in args.families.split(","):
         preset, extra = FAMILIES[family]
         source_dir = out / family / "source"
-        ap_source, t_source, _ = run_arm(preset, COMMON + extra + arm_overrides(args, "source", source_dir, None))
-        row = {"family": family, "preset": preset, "source_ap50_0to4": ap_source, "source_seconds": t_source}
+        ap_source, t_source, _, cpu = run_arm(preset, COMMON + extra + arm_overrides(args, "source", source_dir, None))
+        row = {"family": family, "preset": preset, "source_ap50_0to4": ap_source, "source_seconds": t_source,
+               "cpu_seconds": cpu}
         for arm in ("finetune", "scratch"):
             overrides = arm_overrides(args, arm, out / family / arm, source_dir / "model.safetensors")
-            ap, seconds, iterations = run_arm(preset, COMMON + extra + overrides)
+            ap, seconds, iterations, cpu = run_arm(preset, COMMON + extra + overrides)
             row.update({f"{arm}_ap50": ap, f"{arm}_seconds": seconds, "target_iterations": iterations})
+            row["cpu_seconds"] += cpu
         rows.append(row)
         print(json.dumps(row), flush=True)
     (out / "transfer.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
     print("\n| detector | source AP50 (0-4) | fine-tuned AP50 (5-9) | from scratch AP50 (5-9) | iterations | "
-          "wall s: source / fine-tune / scratch |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          "wall s: source / fine-tune / scratch | CPU min |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['family']} ({r['preset']}) | {r['source_ap50_0to4']:.3f} | {r['finetune_ap50']:.3f} | "
               f"{r['scratch_ap50']:.3f} | {r['target_iterations']} | {r['source_seconds']:.0f} / "
-              f"{r['finetune_seconds']:.0f} / {r['scratch_seconds']:.0f} |")
+              f"{r['finetune_seconds']:.0f} / {r['scratch_seconds']:.0f} | {r['cpu_seconds'] / 60:.1f} |")
 
 
 if __name__ == "__main__":
