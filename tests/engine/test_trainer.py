@@ -177,6 +177,15 @@ ONE_SGD_STEP = ["solver.optimizer=sgd", "solver.epochs=1", "run.stop_after_iters
                 "solver.warmup_iters=0"]
 
 
+def _free_port() -> int:
+    """A port nobody listens on now (a fixed one collides with a concurrent run of the suite)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.parametrize("launcher", ["torchrun", "procs"])
 def test_two_cpu_processes_take_the_same_first_step_as_one_process(launcher, one_process_first_step, tmp_path):
     """`torchrun --nproc_per_node 2 ... train` and `anchordet train --procs 2` (gloo on CPU)."""
@@ -187,7 +196,7 @@ def test_two_cpu_processes_take_the_same_first_step_as_one_process(launcher, one
     if launcher == "torchrun":
         script = tmp_path / "run.py"
         script.write_text(DDP_SCRIPT)
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
                    str(script), "train", "--no-progress", "--config", "retinanet_digits", *overrides]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
