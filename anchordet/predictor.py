@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.errors import UserError
 from anchordet.structures.targets import Detections, Targets
 
@@ -120,16 +121,17 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
 class Predictor:
     """A detector in eval mode plus its eval resize and class names (see the module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, settings: dict, device: torch.device | str = "cpu", *,
+    def __init__(self, model: torch.nn.Module, settings: InferenceSettings = InferenceSettings(),
+                 device: torch.device | str = "cpu", *,
                  min_size: int | None = None, max_size: int | None = None, source: str = "model",
                  num_classes: int | None = None):
         self.model = model.eval()
         self.device = torch.device(device)
         self.source = source
-        self.settings = dict(settings)
+        self.settings = settings
         num_classes = int(num_classes if num_classes is not None else model.num_classes)
-        self.class_names = list(self.settings.get("class_names") or [str(i) for i in range(num_classes)])
-        self.category_ids = [int(c) for c in (self.settings.get("category_ids") or range(num_classes))]
+        self.class_names = list(settings.class_names or [str(i) for i in range(num_classes)])
+        self.category_ids = [int(c) for c in (settings.category_ids or range(num_classes))]
         self.transform = eval_transform(self.settings, min_size, max_size, source)
 
     @property
@@ -302,28 +304,27 @@ def _filter(det: Detections, options: _Options, max_detections: int) -> Detectio
     return det
 
 
-def eval_transform(settings: dict, min_size: int | None = None, max_size: int | None = None, source: str = "model"):
-    """The deterministic resize a model was evaluated with (None if its weights do not say).
-    ``min_size``/``max_size`` override a keep-ratio resize; a fixed-size model refuses them."""
-    from anchordet.data import transforms as T
+def eval_transform(settings: InferenceSettings, min_size: int | None = None, max_size: int | None = None,
+                   source: str = "model"):
+    """The deterministic resize a model was evaluated with (``build_transforms``; none if its
+    weights do not say). ``min_size``/``max_size`` override a keep-ratio resize (or give one to
+    weights without); a fixed-size model refuses them."""
+    from anchordet.data.transforms import build_transforms
 
-    kind = settings.get("eval_transform")
+    kind = settings.eval_transform
     if (min_size is not None or max_size is not None) and kind == "fixed":
-        raise UserError(f"{source}: this model takes fixed {settings.get('fixed_size')} x "
-                        f"{settings.get('fixed_size')} inputs; min_size / max_size apply to keep-ratio "
-                        f"models only")
+        raise UserError(f"{source}: this model takes fixed {settings.fixed_size} x {settings.fixed_size} inputs; "
+                        f"min_size / max_size apply to keep-ratio models only")
     for name, value in (("min_size", min_size), ("max_size", max_size)):
         if value is not None and int(value) < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
-    if kind == "resize" or (kind is None and min_size is not None):
-        low = int(min_size if min_size is not None else settings["min_size"])
-        high = int(max_size if max_size is not None else settings.get("max_size", low))
-        return T.ResizeKeepRatio(low, max(low, high))
-    if kind == "fixed":
-        return T.Resize((int(settings["fixed_size"]), int(settings["fixed_size"])))
-    if max_size is not None:
+    if kind is None and min_size is None and max_size is not None:
         raise UserError(f"{source}: its weights name no eval resize; give min_size with max_size")
-    return None
+    if min_size is not None or max_size is not None:
+        low = int(min_size if min_size is not None else settings.min_size)
+        high = int(max_size if max_size is not None else settings.max_size or low)
+        settings = dataclasses.replace(settings, eval_transform="resize", min_size=low, max_size=max(low, high))
+    return build_transforms(settings, train=False)
 
 
 # ------------------------------------------------------------------------------------- inputs

@@ -8,7 +8,7 @@ Pairs (issue 9): RetinaNet-R50-FPN 2x3x640x832 (torchvision's weights converted 
 Faster R-CNN: ours R50-C4 against torchvision's R50-FPN 1x3x800x800 (the nearest model a user
 would pick; different networks, different weights). For the ResNet models "ours+fold" is ours
 after ``anchordet.ops.fuse.fold_batch_norms`` (frozen BN folded into the convs; opt-in); for
-inference on CPU "ours+jit" is ``anchordet.ops.fuse.optimize_for_cpu_inference`` (opt-in).
+inference on CPU "ours+jit" is ``anchordet.export.optimize.optimize_for_cpu_inference`` (opt-in).
 
 torchvision's models are built as its factories build them for training from ImageNet or COCO
 weights (FrozenBatchNorm2d, 3 trainable ResNet stages), without loading weights, and with
@@ -113,13 +113,14 @@ def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.
     for inference with ``jit``, "ours+jit" (traced and optimized network parts, CPU)."""
     import copy
 
-    from anchordet.ops.fuse import fold_batch_norms, optimize_for_cpu_inference
+    from anchordet.export.optimize import optimize_for_cpu_inference
+    from anchordet.ops.fuse import fold_batch_norms
 
     variants = {"ours": ours}
     if name in ("retinanet", "frcnn"):
         variants["ours+fold"] = fold_batch_norms(copy.deepcopy(ours))
     if mode == "infer" and jit:
-        from anchordet.ops.fuse import NETWORK_PARTS, _get_path
+        from anchordet.export.optimize import NETWORK_PARTS, _get_path
 
         fast = optimize_for_cpu_inference(ours, images)
         for part in NETWORK_PARTS:  # hooks cannot go on ScriptModules: wrap them

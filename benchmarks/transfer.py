@@ -31,13 +31,13 @@ COMMON = ["data.num_workers=0", "run.threads=1", "run.eval_every=0", "run.log_ev
 
 def arm_overrides(args, arm: str, out: Path, source_weights: Path | None) -> list[str]:
     if arm == "source":
-        return [f"data.digits_classes={SOURCE_CLASSES}", f"model.num_classes={len(SOURCE_CLASSES)}",
-                f"data.digits_train_images={args.source_images}", f"solver.epochs={args.source_epochs}",
-                "data.digits_val_images=100", f"run.out_dir={out}"]
-    overrides = [f"data.digits_classes={TARGET_CLASSES}", f"model.num_classes={len(TARGET_CLASSES)}",
-                 f"data.digits_train_images={args.target_images}", "data.digits_fixed_train=true",
+        return [f"data.digits.classes={SOURCE_CLASSES}", f"model.num_classes={len(SOURCE_CLASSES)}",
+                f"data.digits.num_train={args.source_images}", f"solver.epochs={args.source_epochs}",
+                "data.digits.num_val=100", f"run.out_dir={out}"]
+    overrides = [f"data.digits.classes={TARGET_CLASSES}", f"model.num_classes={len(TARGET_CLASSES)}",
+                 f"data.digits.num_train={args.target_images}", "data.digits.fixed_train=true",
                  f"solver.epochs={args.target_epochs}", f"solver.batch_size={args.target_batch}",
-                 f"solver.base_batch_size={args.target_batch}", f"data.digits_val_images={args.test_images}",
+                 f"solver.base_batch_size={args.target_batch}", f"data.digits.num_val={args.test_images}",
                  f"run.out_dir={out}"]
     if arm == "finetune":
         overrides.append(f"model.init_weights={source_weights}")

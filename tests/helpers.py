@@ -74,12 +74,13 @@ def digit_scene_files(folder, count: int = 2, canvas_size: int = 64, prefix: str
     """Write ``count`` digits test scenes as PNGs into ``folder``; returns their paths."""
     from pathlib import Path
 
-    from anchordet.data.digits import DigitsConfig, DigitsDataset
+    from anchordet.config.schema import DigitsOptions
+    from anchordet.data.digits import DigitsDataset
     from anchordet.visualize import to_pil
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    scenes = DigitsDataset("test", count, DigitsConfig(canvas_size=canvas_size))
+    scenes = DigitsDataset("test", DigitsOptions(num_val=count, canvas_size=canvas_size))
     paths = []
     for i in range(count):
         paths.append(folder / f"{prefix}{i}.png")
@@ -141,3 +142,49 @@ def write_coco_dataset(folder, shapes, boxes=None, seed: int = 0, names=("a", "b
             **{s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in ("train", "val")}}
     (folder / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return folder / "data.yaml"
+
+
+def layout_anchors(kind: str, generator, matcher, strides, size_divisible: int, fixed_size: int | None = None,
+                   allowed_border: float | None = None):
+    """An anchor analysis ``DetectorAnchors`` for a generator without a model: the input padded to
+    ``size_divisible``, feature maps of ceil(padded / stride) (ResNet + FPN round up so), what a
+    detector's ``training_anchors`` gives."""
+    import math
+
+    from anchordet.analysis.anchors.model_anchors import DetectorAnchors, anchor_boxes
+    from anchordet.anchors.training import TrainingAnchors
+    from anchordet.structures.image_batch import padded_size
+
+    def training_anchors(image_size):
+        if fixed_size is not None and tuple(image_size) != (fixed_size, fixed_size):
+            raise ValueError(f"this layout takes {fixed_size}x{fixed_size} inputs, got {image_size}")
+        input_size = padded_size(image_size, size_divisible)
+        sizes = [(math.ceil(input_size[0] / s), math.ceil(input_size[1] / s)) for s in strides]
+        return TrainingAnchors(anchor_boxes(generator, sizes, input_size), sizes, input_size, tuple(image_size),
+                               generator, matcher, allowed_border)
+
+    return DetectorAnchors(training_anchors, kind, generator)
+
+
+def spread_faster_rcnn_heads(model):
+    """A random Faster R-CNN whose heads give spread outputs: each final layer redrawn and scaled
+    so that its outputs have a set std on sample images (objectness 1, RPN deltas 0.2, class logits
+    1, RoI deltas 0.5). The factories' N(0, 0.01) init gives near-equal scores, whose order a 1e-7
+    difference between two runtimes would flip. Returns the model."""
+    images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+
+    def rescale(layer, inputs, std):
+        layer.weight.normal_(0, 1)
+        layer.weight.mul_(std / layer(inputs).std())
+
+    with torch.no_grad():
+        rpn_features = model.rpn.head.conv(model(images).features).relu()
+        rescale(model.rpn.head.cls_logits, rpn_features, 1.0)
+        rescale(model.rpn.head.bbox_pred, rpn_features, 0.2)
+        seen = []
+        hook = model.roi_head.predictor.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        model.predict(images)
+        hook.remove()
+        rescale(model.roi_head.predictor.cls_score, seen[0], 1.0)
+        rescale(model.roi_head.predictor.bbox_pred, seen[0], 0.5)
+    return model

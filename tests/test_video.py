@@ -8,7 +8,8 @@ import torch
 
 import anchordet
 from anchordet.cli.main import main
-from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.config.schema import DigitsOptions
+from anchordet.data.digits import DigitsDataset
 from anchordet.errors import UserError
 from anchordet.video import FrameError, VideoError, read_frames
 from helpers import write_tiny_weights
@@ -18,7 +19,7 @@ FRAMES = 6
 
 def scene_frames(count=FRAMES, side=64):
     """(H, W, 3) uint8 frames: digits test scenes."""
-    scenes = DigitsDataset("test", count, DigitsConfig(canvas_size=side))
+    scenes = DigitsDataset("test", DigitsOptions(num_val=count, canvas_size=side))
     return [(scenes[i].image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for i in range(count)]
 
 

@@ -59,20 +59,11 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_for_inference(weights: str, device: str):
-    """(model in eval mode on ``device``, model config, inference settings) from a weights file
-    (.safetensors) or a training checkpoint (.pt)."""
+    """(model in eval mode on ``device``, model config, ``InferenceSettings``, device) from a
+    weights file (.safetensors) or a training checkpoint (.pt)."""
     from anchordet.engine.checkpoint import load_detector, read_inference_settings
     from anchordet.devices import resolve_device
 
     torch_device = resolve_device(device)
     model, model_config = load_detector(weights, torch_device)
     return model, model_config, read_inference_settings(weights), torch_device
-
-
-def eval_transform_from_settings(settings: dict, overrides: dict | None = None):
-    """The deterministic resize the model was evaluated with (none if the weights do not say);
-    ``overrides``: min_size / max_size (refused for fixed-size models). See ``predictor.eval_transform``."""
-    from anchordet.predictor import eval_transform
-
-    overrides = overrides or {}
-    return eval_transform(settings, overrides.get("min_size"), overrides.get("max_size"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from anchordet.cli.common import add_device_argument
 from anchordet.cli.main import UserError
+from anchordet.cli.score import add_analysis_arguments, check_analysis_arguments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--digits-val-images", type=int, default=None,
                         help="for --data digits: number of test scenes (default: as trained, or 300)")
     add_device_argument(parser)
+    add_analysis_arguments(parser)  # --analyze: the error analysis of `anchordet score`, into OUT/analysis/
     return parser
 
 
@@ -35,6 +37,7 @@ def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
     from anchordet.predictor import load
 
+    check_analysis_arguments(args)
     predictor = load(args.weights, args.device)  # the object `predict` and Python users get
     dataset = _dataset(args, predictor.settings, predictor.transform)
     if dataset.num_classes != predictor.num_classes:
@@ -51,20 +54,32 @@ def run(args) -> int:
 
         plot_pr_curves(result.metrics, out)
     print(f"wrote {out / 'metrics.json'} and {out / 'results.json'}" + (" and PR curves" if args.plots else ""))
+    if args.analyze:
+        _analyze(dataset.coco_ground_truth(), result.results, out / "analysis", args.confusion_thresh)
     return 0
 
 
-def _dataset(args, settings: dict, transform):
-    from anchordet.config.schema import DataConfig
+def _analyze(gt: dict, results: list[dict], out: Path, confusion_thresh: float | None) -> None:
+    """The error analysis of the results just scored (TIDE, F1 against threshold, confusion)."""
+    from anchordet.cli.score import print_analysis
+    from anchordet.evaluation.analysis import analyze_files
+
+    analysis, paths = analyze_files(gt, results, out, confusion_thresh)
+    print_analysis(analysis, paths, out)
+
+
+def _dataset(args, settings, transform):
+    """The split to score: ``--data``, else the dataset the model was trained on (for digits the
+    same test scenes), else digits; ``transform``: the predictor's eval resize."""
+    import dataclasses
+
+    from anchordet.config.schema import DataConfig, DigitsOptions
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
 
-    data_name = args.data or settings.get("dataset") or "digits"
-    fields = {"dataset": data_name}
-    if data_name == "digits":
-        fields["digits_val_images"] = args.digits_val_images or settings.get("digits_val_images", 300)
-        for key in ("digits_canvas_size", "digits_per_image_max", "digits_seed", "digits_classes"):
-            if key in settings:
-                fields[key] = settings[key]
-    spec = dataset_spec(DataConfig(**fields))
-    return build_dataset(spec, split=args.split, transforms=transform)  # the predictor's eval resize
+    data_name = args.data or settings.dataset or "digits"
+    digits = settings.digits or DigitsOptions(num_val=300)
+    if args.digits_val_images:
+        digits = dataclasses.replace(digits, num_val=args.digits_val_images)
+    spec = dataset_spec(DataConfig(dataset=data_name, digits=digits))
+    return build_dataset(spec, split=args.split, transforms=transform)

@@ -1,12 +1,14 @@
 """Every preset, written out in full: one dict, no inheritance.
 
-Names say detector, backbone and dataset. The papers' schedules are given for their batch sizes;
+Names say detector, backbone and dataset. The COCO presets read ``coco.yaml``, the VOC ones
+``voc0712.yaml`` (07+12 trainval, tested on 07 test) or ``voc07.yaml`` (Faster R-CNN VGG16, 07
+trainval): templates of the VOC files are in docs/datasets/. The papers' schedules are given for their batch sizes;
 ``solver.base_batch_size`` keeps the learning rate right when ``solver.batch_size`` changes
 (linear scaling rule).
 """
 from __future__ import annotations
 
-from anchordet.config.schema import DataConfig, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
+from anchordet.config.schema import DataConfig, DigitsOptions, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
 
 # RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at quarter
 # width, BN trained (no pretrained statistics to freeze), a light FPN / head (32 channels, 2 convs),
@@ -22,7 +24,7 @@ RETINANET_DIGITS = ExperimentConfig(
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[32, 64, 128, 256, 512], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
         max_detections=100)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),  # a flipped digit is not a digit; scenes take 2-5 ms each
     solver=SolverConfig(epochs=20, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
@@ -40,7 +42,7 @@ RETINANET_DIGITS_FAST = ExperimentConfig(
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[16, 32, 64, 128, 256], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
         max_detections=100)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=128, max_size=128,
                     hflip=False, num_workers=0),
     solver=SolverConfig(epochs=28, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
@@ -71,7 +73,7 @@ RETINANET_R50_COCO = ExperimentConfig(
 # 3x-repeated set ~ 12 epochs, lr 0.01 at batch 16, shorter side 600 as the VOC convention).
 RETINANET_R50_VOC = ExperimentConfig(
     model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=20, backbone_weights="imagenet")),
-    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+    data=DataConfig(dataset="voc0712.yaml", train_transform="resize", eval_transform="resize",
                     min_size=600, max_size=1000, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.01, base_batch_size=16, weight_decay=1e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(9,)),
@@ -83,7 +85,7 @@ RETINANET_R50_VOC = ExperimentConfig(
 # 600, longer <= 1000. ``batch_norm=False`` is the paper's network; seed 003 uses VGG16-BN.
 FASTER_RCNN_VGG16_VOC = ExperimentConfig(
     model=ModelConfig("faster_rcnn_vgg16", dict(num_classes=20, batch_norm=False, backbone_weights="imagenet")),
-    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+    data=DataConfig(dataset="voc07.yaml", train_transform="resize", eval_transform="resize",
                     min_size=600, max_size=1000, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=14, batch_size=2, base_lr=0.001, base_batch_size=1, weight_decay=5e-4,
                         warmup_iters=0, schedule="step", steps=(10,)),
@@ -104,7 +106,7 @@ FASTER_RCNN_R50_C4_COCO = ExperimentConfig(
 # Faster R-CNN R50-C4 on VOC 07+12 with Detectron2's PascalVOC-Detection sizes (480..800, test 800).
 FASTER_RCNN_R50_C4_VOC = ExperimentConfig(
     model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=20, backbone_weights="imagenet")),
-    data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
+    data=DataConfig(dataset="voc0712.yaml", train_transform="resize", eval_transform="resize",
                     min_size=VOC_MULTI_SCALE, max_size=1333, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(9,)),
@@ -124,7 +126,7 @@ FASTER_RCNN_DIGITS = ExperimentConfig(
         rpn_allowed_border=None, rpn_min_size=0.0,
         rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=256, rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=100, roi_pool="align", roi_output_size=6, roi_batch_size_per_image=32)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),
     solver=SolverConfig(epochs=16, batch_size=8, base_lr=0.002, base_batch_size=8, weight_decay=1e-4,
@@ -140,7 +142,7 @@ SSD300_VOC = ExperimentConfig(
     model=ModelConfig("ssd_vgg16", dict(num_classes=20, image_size=300, backbone_weights="imagenet",
                                         min_sizes=[30.0, 60.0, 111.0, 162.0, 213.0, 264.0],
                                         max_sizes=[60.0, 111.0, 162.0, 213.0, 264.0, 315.0])),
-    data=DataConfig(dataset="voc.yaml", train_transform="ssd", eval_transform="fixed", fixed_size=300,
+    data=DataConfig(dataset="voc0712.yaml", train_transform="ssd", eval_transform="fixed", fixed_size=300,
                     hflip=True, num_workers=4),
     solver=SolverConfig(epochs=232, batch_size=32, base_lr=0.001, base_batch_size=32, weight_decay=5e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(155, 194)),
@@ -176,7 +178,7 @@ SSD_DIGITS = ExperimentConfig(
         num_classes=10, image_size=128, width=16, batch_norm=True,
         extra_layers=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1]], steps=[8, 16, 32, 64],
         min_sizes=[18, 30, 46, 66], max_sizes=[30, 46, 66, 96], aspect_ratios=[[1.5, 2.5]] * 4)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="fixed", eval_transform="fixed", fixed_size=128, hflip=False, num_workers=0),
     solver=SolverConfig(epochs=20, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,

@@ -19,9 +19,11 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from anchordet.errors import UserError
 
-class ConfigError(ValueError):
-    """A configuration the user wrote is wrong: printed as one line by the CLI."""
+
+class ConfigError(UserError):
+    """A configuration the user wrote is wrong: printed as one line by the CLI (a ``UserError``)."""
 
 
 # The detector factories a config can name: an explicit table, imported lazily so that the CLI
@@ -53,23 +55,29 @@ def model_factory(name: str) -> Callable:
 class ModelConfig:
     """``factory``: a key of MODEL_FACTORIES; ``args``: its keyword arguments (num_classes
     included), as plain YAML values. Fields not given take the factory's defaults.
-    ``init_weights``: a new run starts from these weights (``anchordet.engine.init_weights``:
-    an anchordet weights file or checkpoint, a torchvision RetinaNet / SSD300 state dict or
-    weights name); None: the factory's initialisation. Not a factory argument."""
+
+    ``sync_batch_norm`` (``model.sync_batch_norm`` in YAML, next to the factory's arguments but
+    not one of them): under DDP, trainable BatchNorm layers use the statistics of the global
+    batch (``engine/sync_bn.py``); with one process BatchNorm already sees the whole batch. The
+    network and its weights are the same either way, so weights files do not record it.
+
+    ``init_weights`` (``model.init_weights``, ``train --weights``; not a factory argument either): a
+    new run starts from these weights (``anchordet.engine.init_weights``: an anchordet weights file
+    or checkpoint, a torchvision RetinaNet / SSD300 state dict or weights name); None: the
+    factory's initialisation. Weights files do not record it.
+    """
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
+    sync_batch_norm: bool = False
     init_weights: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
-        if self.init_weights is not None and not isinstance(self.init_weights, str):
-            raise ConfigError(f"model.init_weights: expected a path or weights name, got {self.init_weights!r}")
-        if self.init_weights in ("", "none", "None"):
-            object.__setattr__(self, "init_weights", None)
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.init_weights))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm,
+                     self.init_weights))
 
     @property
     def num_classes(self) -> int:
@@ -82,13 +90,63 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DigitsOptions:
+    """The built-in digits dataset (``anchordet.data.digits``). One dataclass for the config's
+    ``data.digits``, ``DatasetSpec.digits``, ``DigitsDataset`` and a weights file's inference
+    settings: nothing maps one spelling onto another.
+
+    Attributes:
+        num_train: train scenes per epoch (new scenes every epoch).
+        num_val: val scenes (the fixed test split).
+        canvas_size: side of the square scenes in pixels.
+        digits_per_image: (min, max) digits per scene.
+        digit_size: (min, max) side in pixels of the scaled 28x28 digit cell.
+        seed: base seed of every scene.
+        train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
+            each train scene before its digits, so that the detector learns that a round thing is
+            not a 0 nor a straight one a 1. Test scenes have none.
+        classes: the digits that appear, train and test (a subset for transfer experiments:
+            (5, 6, 7, 8, 9)); label k is digit ``classes[k]``, named and with category id the
+            digit. All ten draw exactly the scenes of the full dataset.
+        fixed_train: the same ``num_train`` train scenes every epoch (a small fixed training set,
+            as in a fine-tuning experiment) instead of new ones.
+    """
+
+    num_train: int = 2000
+    num_val: int = 200
+    canvas_size: int = 128
+    digits_per_image: tuple[int, int] = (1, 4)
+    digit_size: tuple[int, int] = (20, 56)
+    seed: int = 0
+    train_clutter: tuple[int, int] = (0, 4)
+    classes: tuple[int, ...] = tuple(range(10))
+    fixed_train: bool = False
+
+    def __post_init__(self) -> None:
+        classes = tuple(int(c) for c in self.classes)
+        if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
+            raise ConfigError(f"digits classes {list(self.classes)} must be distinct digits 0..9 (at least one)")
+        object.__setattr__(self, "classes", classes)
+        for name in ("digits_per_image", "digit_size", "train_clutter"):
+            value = tuple(getattr(self, name))  # YAML gives lists
+            if len(value) != 2:
+                raise ConfigError(f"digits {name} {value} must be (min, max)")
+            object.__setattr__(self, name, value)
+        low, high = self.digit_size
+        if not 8 <= low <= high <= self.canvas_size:
+            raise ConfigError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
+        if not 0 <= self.digits_per_image[0] <= self.digits_per_image[1]:
+            raise ConfigError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
+        if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
+            raise ConfigError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Attributes:
         dataset: "digits" (built-in, generated) or a dataset YAML (see docs/data.md).
-        digits_*: the built-in dataset's options (ignored for other datasets). digits_classes:
-            only these digits, labelled 0..len-1 in that order (empty: all ten);
-            digits_fixed_train: the same digits_train_images scenes every epoch (a small fixed
-            training set) instead of new ones.
+        digits: the built-in dataset's options (``DigitsOptions``; YAML ``digits: {num_train: 500}``,
+            ``--set data.digits.num_train=500``); used when ``dataset`` is "digits".
         train_transform: "resize" (keep ratio: min_size/max_size, random flip),
             "ssd" (SSD augmentation then a fixed size), or "fixed" (fixed size + flip).
         eval_transform: "resize" or "fixed" (no randomness).
@@ -107,14 +165,7 @@ class DataConfig:
     """
 
     dataset: str = "digits"
-    digits_train_images: int = 2000
-    digits_val_images: int = 200
-    digits_canvas_size: int = 128
-    digits_per_image_max: int = 4
-    digits_seed: int = 0
-    digits_clutter_max: int = 4
-    digits_classes: tuple[int, ...] = ()
-    digits_fixed_train: bool = False
+    digits: DigitsOptions = field(default_factory=DigitsOptions)
     train_transform: str = "resize"
     eval_transform: str = "resize"
     min_size: int | tuple[int, ...] = 800
@@ -128,10 +179,6 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.train_transform", self.train_transform, ("resize", "ssd", "fixed"))
         _check_choice("data.eval_transform", self.eval_transform, ("resize", "fixed"))
-        object.__setattr__(self, "digits_classes", tuple(int(c) for c in self.digits_classes))
-        classes = self.digits_classes
-        if len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
-            raise ConfigError(f"data.digits_classes: {list(classes)} must be distinct digits 0..9 (empty: all ten)")
         if isinstance(self.min_size, (list, tuple)):
             object.__setattr__(self, "min_size", tuple(self.min_size))
         _check_sizes(self.min_sizes, self.max_size)
@@ -160,21 +207,33 @@ def _check_sizes(min_sizes: tuple, max_size: int) -> None:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """SGD with momentum; lr = base_lr * batch_size / base_batch_size (Goyal et al. 2017).
+    """SGD with momentum; lr = base_lr * effective batch / base_batch_size (Goyal et al. 2017),
+    where the effective batch is batch_size * accumulate_steps.
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: the global batch (all processes together).
+        batch_size: the global batch of one forward / backward pass (all processes together).
+        accumulate_steps: gradient accumulation: add up the gradients of this many batches
+            before each optimizer step (an effective batch of batch_size * accumulate_steps for
+            the memory of batch_size). Warmup, schedule, ``run.stop_after_iters`` and the logged
+            iterations count optimizer steps. Losses normalized by a per-batch count (RetinaNet
+            and SSD: the positives) are normalized per accumulated batch, so the gradient equals
+            that of the effective batch exactly when the counts are equal (the test), else
+            closely.
         warmup_iters, warmup_factor: linear warmup from base_lr * warmup_factor.
         schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
         clip_grad_norm: 0 disables clipping.
         amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
         optimizer: "sgd" (momentum; the papers' recipes) or "adamw" (converges faster from scratch,
             for small models without pretrained backbones; ``momentum`` is then beta1).
+        ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
+            (``engine/ema.py``; e.g. 0.999); evaluation during training, best / last weights
+            and predictions from checkpoints use the average. 0: off.
     """
 
     epochs: int = 12
     batch_size: int = 16
+    accumulate_steps: int = 1
     base_lr: float = 0.01
     base_batch_size: int = 16
     momentum: float = 0.9
@@ -187,6 +246,7 @@ class SolverConfig:
     clip_grad_norm: float = 0.0
     amp: str = "none"
     optimizer: str = "sgd"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
@@ -197,10 +257,20 @@ class SolverConfig:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
         if self.base_lr <= 0:
             raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if self.accumulate_steps < 1:
+            raise ConfigError(f"solver.accumulate_steps: must be >= 1 (1: no accumulation), got {self.accumulate_steps}")
+        if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"solver.ema_decay: must be in (0, 1), e.g. 0.999 (0 turns the average off), "
+                              f"got {self.ema_decay}")
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Images per optimizer step: batch_size * accumulate_steps."""
+        return self.batch_size * self.accumulate_steps
 
     @property
     def lr(self) -> float:
-        return self.base_lr * self.batch_size / self.base_batch_size
+        return self.base_lr * self.effective_batch_size / self.base_batch_size
 
 
 @dataclass(frozen=True)
@@ -222,6 +292,9 @@ class RunConfig:
             schedule runs to its end instead of being cut. The chosen count replaces
             ``solver.epochs`` (and this flag goes off) in config.yaml and the checkpoints: a
             resume continues the same schedule. ``anchordet demo`` uses it.
+        patience: early stopping: end training (as finished, with the weights of the last
+            epoch; best.safetensors holds the best) after this many evaluations in a row
+            without a better ``metric`` headline (AP or mAP); 0: off. Needs ``eval_every``.
     """
 
     out_dir: str = "runs/exp"
@@ -235,11 +308,16 @@ class RunConfig:
     stop_after_iters: int = 0
     max_minutes: float = 0.0
     fit_epochs_to_budget: bool = False
+    patience: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
         if self.fit_epochs_to_budget and self.max_minutes <= 0:
             raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
+        if self.patience < 0:
+            raise ConfigError(f"run.patience: must be >= 0 (0: no early stopping), got {self.patience}")
+        if self.patience and self.eval_every < 1:
+            raise ConfigError("run.patience counts evaluations: set run.eval_every >= 1 (it is 0: only at the end)")
 
 
 @dataclass(frozen=True)
@@ -252,6 +330,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return {
             "model": {"factory": self.model.factory, **self.model.args,
+                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {}),
                       **({"init_weights": self.model.init_weights} if self.model.init_weights else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
@@ -268,14 +347,15 @@ class ExperimentConfig:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
-        init_weights = model_values.pop("init_weights", None)
+        sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
+        init_weights = coerce(model_values.pop("init_weights", None), str | None, f"{source}: model.init_weights")
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values, init_weights),
-            _section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
-            _section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
-            _section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
+            ModelConfig(factory, model_values, sync_batch_norm, init_weights or None),
+            section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
+            section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
+            section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
         )
 
 
@@ -285,11 +365,19 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _section_dict(section) -> dict:
-    return {f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v)
-            for f in dataclasses.fields(section)}
+    return {f.name: _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
 
 
-def _section_from_dict(cls, values: Mapping[str, Any], where: str):
+def _plain(value: Any) -> Any:
+    """A field's value as YAML writes it: tuples as lists, nested dataclasses as mappings."""
+    if dataclasses.is_dataclass(value):
+        return _section_dict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def section_from_dict(cls, values: Mapping[str, Any], where: str):
+    """The frozen dataclass ``cls`` from plain YAML / JSON ``values``, each coerced to its field's
+    type; a ConfigError naming ``where`` and the key for an unknown key or a wrong value."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
@@ -345,6 +433,12 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     arguments = typing.get_args(annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
+    if dataclasses.is_dataclass(annotation):  # a nested section (data.digits)
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+        return section_from_dict(annotation, value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in arguments:
             return None
@@ -401,15 +495,29 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         path, raw = item.split("=", 1)
         parts = path.strip().split(".")
-        if len(parts) != 2 or parts[0] not in values:
-            raise ConfigError(f"--set {item!r}: the key must be section.key with section one of "
-                              f"model, data, solver, run")
-        section, key = parts
-        if section != "model" and key not in values[section]:
-            raise ConfigError(f"--set {item!r}: unknown key {path}; known: {', '.join(values[section])}")
+        if len(parts) < 2 or parts[0] not in values:
+            raise ConfigError(f"--set {item!r}: the key must be section.key (section.key.field for a nested "
+                              f"section such as data.digits) with section one of model, data, solver, run")
+        target = _override_target(values, parts, item)
         try:
             parsed = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: cannot parse the value ({exc.problem})") from exc
-        values[section][key] = parsed
+        target[parts[-1]] = parsed
     return ExperimentConfig.from_dict(values, "--set")
+
+
+def _override_target(values: dict, parts: list[str], item: str) -> dict:
+    """The mapping of ``values`` that ``--set a.b[.c]=...`` writes into (model keys are checked
+    later, against the factory)."""
+    target, known = values[parts[0]], parts[0] != "model"
+    for depth, key in enumerate(parts[1:], start=1):
+        last = depth == len(parts) - 1
+        if known and key not in target:
+            raise ConfigError(f"--set {item!r}: unknown key {'.'.join(parts[:depth + 1])}; known: {', '.join(target)}")
+        if last:
+            return target
+        if not isinstance(target.get(key), dict):
+            raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} has no fields")
+        target = target[key]
+    return target

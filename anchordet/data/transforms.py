@@ -8,7 +8,6 @@ DataLoader workers (seeded by PyTorch per worker) draw different numbers.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -16,6 +15,8 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
+from anchordet.config.inference import InferenceSettings
+from anchordet.config.schema import DataConfig
 from anchordet.structures.boxes import box_iou, clip_boxes, nonempty_mask
 from anchordet.structures.image_batch import IMAGENET_MEAN
 from anchordet.structures.targets import Targets
@@ -63,8 +64,15 @@ def resize_image_and_boxes(image: Tensor, targets: Targets, size: tuple[int, int
     if (new_h, new_w) != (height, width):
         image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False,
                               antialias=new_h < height or new_w < width)[0].clamp(0, 1)
-    scale = torch.tensor([new_w / width, new_h / height, new_w / width, new_h / height], dtype=targets.boxes.dtype)
-    return clip_and_drop(image, targets.with_boxes(targets.boxes * scale))
+    return clip_and_drop(image, targets.with_boxes(scale_boxes(targets.boxes, (height, width), (new_h, new_w))))
+
+
+def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
+    """Boxes (N, 4) xyxy of an image of ``from_size`` (h, w) in the pixels of the same image
+    resized to ``to_size``: exact per-axis ratios (no clipping)."""
+    (height, width), (new_h, new_w) = from_size, to_size
+    scale = torch.tensor([new_w / width, new_h / height, new_w / width, new_h / height], dtype=boxes.dtype)
+    return boxes * scale
 
 
 def keep_ratio_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
@@ -106,6 +114,13 @@ class ResizeKeepRatio:
         size = keep_ratio_size(int(image.shape[-2]), int(image.shape[-1]), min_size, self.max_size)
         return resize_image_and_boxes(image, targets, size)
 
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of (height, width) is resized to, for a single ``min_size`` (a
+        multi-scale resize draws one per image)."""
+        if len(self.min_sizes) != 1:
+            raise ValueError(f"{self!r} draws its shorter side per image: no single output size")
+        return keep_ratio_size(height, width, self.min_sizes[0], self.max_size)
+
     def __repr__(self) -> str:
         return f"ResizeKeepRatio({self.min_sizes}, {self.max_size})"
 
@@ -120,6 +135,9 @@ class Resize:
 
     def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
         return resize_image_and_boxes(image, targets, self.size)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.size
 
     def __repr__(self) -> str:
         return f"Resize({self.size})"
@@ -266,32 +284,35 @@ class SSDAugmentation(Compose):
                           Resize((size, size))])
 
 
-def train_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
-    """Training pipelines.
+def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compose:
+    """The training (``train``) or evaluation pipeline that ``data`` names: the one place that
+    turns ``train_transform`` / ``eval_transform`` into transforms. ``data``: a ``DataConfig``, or
+    for evaluation a weights file's ``InferenceSettings``.
 
-    kind: "keep_ratio" (RetinaNet, Faster R-CNN: ``ResizeKeepRatio(size, max_size)`` + flip;
-    ``size`` may list several shorter sides), "fixed" (``Resize((size, size))`` + flip), "ssd"
-    (``SSDAugmentation(size)``), or "none" (flip only; ``size`` is ignored).
+    "resize": ``ResizeKeepRatio(min_size, max_size)`` (training draws from ``data.min_sizes``,
+    multi-scale; evaluation takes ``data.eval_min_size``); "fixed": ``Resize((fixed_size, fixed_size))``;
+    "ssd" (training only): ``SSDAugmentation(fixed_size)`` (its own flip). Training adds
+    ``RandomHorizontalFlip(0.5)`` when ``data.hflip``. Evaluation is deterministic; an
+    ``InferenceSettings`` without an eval resize (``eval_transform`` None) keeps images as given.
     """
-    if kind == "ssd":
-        return SSDAugmentation(int(size))
-    return Compose([*_resize(kind, size, max_size), RandomHorizontalFlip(0.5)])
+    kind = data.train_transform if train else data.eval_transform
+    if train and kind == "ssd":
+        return SSDAugmentation(data.fixed_size)
+    if kind is None and not train:
+        return Compose([])
+    steps: list[Transform] = [resize_step(data, kind, train)]
+    if train and data.hflip:
+        steps.append(RandomHorizontalFlip(0.5))
+    return Compose(steps)
 
 
-def eval_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
-    """The deterministic resize that matches ``train_transforms(kind, ...)`` (largest shorter
-    side when several are listed; ``kind="ssd"`` is a fixed resize)."""
-    if isinstance(size, Sequence):
-        size = max(size)
-    return Compose(_resize("fixed" if kind == "ssd" else kind, size, max_size))
-
-
-def _resize(kind: str, size, max_size: int | None) -> list[Transform]:
-    if kind == "none":
-        return []
-    if kind == "fixed":
-        return [Resize(int(size))]
-    if kind == "keep_ratio":
-        largest = size if isinstance(size, int) else max(size)
-        return [ResizeKeepRatio(size, max_size if max_size is not None else int(math.ceil(largest * 1333 / 800)))]
-    raise ValueError(f"unknown transform kind {kind!r}; expected 'keep_ratio', 'fixed', 'ssd' or 'none'")
+def resize_step(data: DataConfig | InferenceSettings, kind: str, train: bool = False) -> ResizeKeepRatio | Resize:
+    """The resize of a pipeline of ``kind``: "resize" -> ``ResizeKeepRatio`` (training draws from
+    ``data.min_sizes``, otherwise ``data.eval_min_size``, the largest); "fixed" and "ssd" ->
+    ``Resize((fixed_size, fixed_size))`` (where ``SSDAugmentation`` ends). Without ``train`` it is
+    deterministic: what the anchor analysis resizes boxes with."""
+    if kind == "resize":
+        return ResizeKeepRatio(data.min_sizes if train else data.eval_min_size, data.max_size)
+    if kind in ("fixed", "ssd"):
+        return Resize((data.fixed_size, data.fixed_size))
+    raise ValueError(f"unknown transform {kind!r}; expected resize, fixed or ssd")

@@ -19,13 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.ssd import SSDDefaultBoxes, paper_box_sizes
+from anchordet.anchors.training import TrainingAnchors
 from anchordet.coding.box_coder import SSD_BOX_CODER, BoxCoder
 from anchordet.losses.dense_targets import DenseTargetBuilder
 from anchordet.losses.multibox import multibox_loss
 from anchordet.matching.iou_matcher import IoUMatcher
+from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
 from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
-from anchordet.structures.outputs import DenseOutputs
+from anchordet.structures.outputs import DenseOutputs, FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
 
@@ -43,7 +45,11 @@ class SSD(nn.Module):
         box_loss_beta: smooth L1 beta (1.0).
         postprocess: softmax, score > 0.01, NMS 0.45, 200 per image (seed 002's Detect);
             400 candidates per class before NMS (torchvision).
+
+    ``score_kind`` "softmax": one softmax over the K + 1 logits (``DensePostprocess``).
     """
+
+    score_kind: str = "softmax"
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_classes: int, default_boxes: SSDDefaultBoxes,
                  image_size: int, box_coder: BoxCoder = SSD_BOX_CODER,
@@ -78,6 +84,17 @@ class SSD(nn.Module):
             [a.shape[0] for a in anchors],
         )
 
+    def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
+        """The anchors ``loss`` matches for one image of ``image_size`` (height, width: S x S, as
+        the data pipeline resized it) alone in its batch, with the training matcher: what the anchor
+        analysis reads. Feature map sizes come from a shape-only (meta) forward: nothing is computed."""
+        self._check_size(image_size, "image")
+        input_size = (self.image_size, self.image_size)
+        feature_sizes = feature_map_sizes([self.backbone], input_size)
+        anchors = torch.cat(self.default_boxes.default_boxes(feature_sizes, input_size))
+        return TrainingAnchors(anchors, feature_sizes, input_size, input_size, self.default_boxes,
+                               self.target_builder.matcher, self.target_builder.allowed_border)
+
     def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
         """MultiBox loss (``multibox_loss``): {"loss_cls", "loss_box"}, each divided by the
         number of positives in the batch (at least 1). ``images`` as ``predict``."""
@@ -97,9 +114,13 @@ class SSD(nn.Module):
             one ``Detections`` per image, boxes in its pixels, labels 0..K-1.
         """
         batch = self._batch(images)
-        out = self(batch.tensor)
-        return (postprocess or self.postprocess).softmax(
-            out.cls_logits, out.box_deltas, out.anchors, batch.image_sizes, self.box_coder)
+        return self.flat_detections(batch.tensor, batch.image_sizes, postprocess).per_image(len(batch))
+
+    def flat_detections(self, images: Tensor, image_sizes: Tensor,
+                        postprocess: DensePostprocess | None = None) -> FlatDetections:
+        """The traceable core of ``predict`` (and what export traces): images (B, 3, S, S) in
+        [0, 1], image_sizes (B, 2) int64 (S, S) each -> the batch's detections in input pixels."""
+        return (postprocess or self.postprocess)(self(images), image_sizes, self.box_coder, self.score_kind)
 
     def _batch(self, images) -> ImageBatch:
         batch = ImageBatch.from_images(images, size_divisible=1)
@@ -219,7 +240,7 @@ def ssd512_vgg16(num_classes: int, **options) -> SSD:
 # A small SSD for the built-in digits dataset (128 x 128 scenes; tight digit boxes 3..42 px wide,
 # 12..42 px high, width / height 0.46..1.18 for 90% of them): four source maps of 16, 8, 4 and 2
 # cells (steps 8..64) from two extra layers. The sizes and the ratios 1.5 / 2.5 (each a wide and a
-# tall box) were chosen with the coverage analysis (anchors/analysis.py) on 300 train scenes: 90%
+# tall box) were chosen with the coverage analysis (analysis/anchors/) on 300 train scenes: 90%
 # of the digits reach IoU >= 0.5 with some default box, 4.6 such boxes per digit on average.
 # BatchNorm in the VGG part: from scratch, at the same CPU budget (420 CPU s = 1 thread, ~6.7k
 # scenes, batch 16, AdamW 1e-3, warmup + cosine), AP50 on 300 test scenes was 0.43 with it and

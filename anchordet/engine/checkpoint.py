@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ExperimentConfig, ModelConfig
 from anchordet.files import atomic_write
 
@@ -51,11 +52,12 @@ def set_rng_states(states: dict) -> None:
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer, scheduler, scaler, epoch: int,
                     iteration: int, iteration_in_epoch: int, config: ExperimentConfig,
-                    best_metric: float | None = None, extra: dict | None = None) -> Path:
+                    best_metric: float | None = None, extra: dict | None = None, ema: dict | None = None) -> Path:
     """Everything needed to continue training exactly where it stopped.
 
     ``epoch``/``iteration_in_epoch``: the next batch to train is batch ``iteration_in_epoch`` of
-    ``epoch``; ``iteration``: optimizer steps done so far.
+    ``epoch``; ``iteration``: optimizer steps done so far; ``ema``: ``ModelEMA.state_dict()``
+    (the weights average, ``solver.ema_decay``), or None.
     """
     state = {
         "version": CHECKPOINT_VERSION,
@@ -71,6 +73,8 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer, scheduler,
         "best_metric": best_metric,
         "extra": extra or {},
     }
+    if ema is not None:
+        state["ema"] = ema
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -123,7 +127,8 @@ def read_model_config(path: str | Path) -> ModelConfig:
         values = json.loads(metadata["anchordet_model"])
     else:
         values = dict(load_checkpoint(path)["config"]["model"])
-        values.pop("init_weights", None)  # where the run started from: not an architecture option
+        values.pop("sync_batch_norm", None)  # how training ran, not part of the network
+        values.pop("init_weights", None)  # where the run started from, not part of the network
     factory = values.pop("factory")
     return ModelConfig(factory, values)
 
@@ -137,8 +142,9 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
         from safetensors.torch import load_file
 
         state = load_file(str(path))
-    else:
-        state = load_checkpoint(path)["model"]
+    else:  # a training checkpoint: its weights average when it has one, as the weights files hold
+        checkpoint = load_checkpoint(path)
+        state = checkpoint["ema"]["module"] if checkpoint.get("ema") else checkpoint["model"]
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit {model_config.factory}: missing {missing[:10]}, "
@@ -146,26 +152,14 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     return model.to(device).eval(), model_config
 
 
-def read_inference_settings(path: str | Path) -> dict:
-    """The eval resize and class names stored with a model (see ``trainer.inference_metadata``).
-
-    Keys: eval_transform, min_size, max_size, fixed_size, class_names, category_ids. Files without
-    them (converted weights) give the model's defaults: no resize, classes named by index.
-    """
+def read_inference_settings(path: str | Path) -> InferenceSettings:
+    """The eval resize and class names stored with a model (``InferenceSettings``). Files
+    without them (converted weights of old) give unknown settings: no resize, classes by index."""
     path = Path(path)
-    values: dict = {}
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        if "anchordet_inference" in metadata:
-            values = json.loads(metadata["anchordet_inference"])
-    else:
-        state = load_checkpoint(path)
-        data = state["config"].get("data", {})
-        values = {k: data[k] for k in ("eval_transform", "min_size", "max_size", "fixed_size") if k in data}
-        if isinstance(values.get("min_size"), list):  # multi-scale training evaluates at the largest
-            values["min_size"] = max(values["min_size"])
-        values.update(state.get("extra", {}).get("inference", {}))
-    return values
+            return InferenceSettings.from_metadata(f.metadata() or {}, str(path))
+    extra = load_checkpoint(path).get("extra", {})
+    return InferenceSettings.from_dict(extra.get("inference", {}), f"{path}: inference settings")

@@ -1,5 +1,6 @@
-"""The training and evaluation data pipelines: transforms from the config, seeded sampling and
-augmentation that make CPU runs repeatable and resumable mid-epoch, DDP sharding."""
+"""The training and evaluation data pipelines: datasets from the config (transforms from
+``data.transforms.build_transforms``), seeded sampling and augmentation that make CPU runs
+repeatable and resumable mid-epoch, DDP sharding."""
 from __future__ import annotations
 
 from functools import partial
@@ -12,36 +13,17 @@ from anchordet.data.collate import collate
 from anchordet.engine.samplers import aspect_ratio_groups, batch_min_size, epoch_order, group_batches
 
 
-def build_transforms(data: DataConfig, train: bool):
-    """``(image, targets) -> (image, targets)`` for the config's train or eval pipeline."""
-    from anchordet.data import transforms as T
-
-    kind = data.train_transform if train else data.eval_transform
-    steps = []
-    if kind == "ssd" and train:
-        return T.SSDAugmentation(data.fixed_size)
-    if kind == "resize":
-        steps.append(T.ResizeKeepRatio(data.min_sizes if train else data.eval_min_size, data.max_size))
-    else:  # "fixed" (and "ssd" at eval time)
-        steps.append(T.Resize((data.fixed_size, data.fixed_size)))
-    if train and data.hflip:
-        steps.append(T.RandomHorizontalFlip(0.5))
-    return T.Compose(steps)
-
-
 def dataset_spec(data: DataConfig):
-    from anchordet.data.spec import DatasetSpec, load_dataset_spec
+    from anchordet.data.spec import digits_spec, load_dataset_spec
 
     if data.dataset == "digits":
-        return DatasetSpec.digits(num_train=data.digits_train_images, num_val=data.digits_val_images,
-                                  canvas_size=data.digits_canvas_size, digits_per_image=(1, data.digits_per_image_max),
-                                  seed=data.digits_seed, train_clutter=(0, data.digits_clutter_max),
-                                  classes=data.digits_classes, fixed_train=data.digits_fixed_train)
+        return digits_spec(data.digits)
     return load_dataset_spec(data.dataset)
 
 
 def build_dataset(data: DataConfig, split: str, train: bool | None = None):
     from anchordet.data.spec import build_dataset as build
+    from anchordet.data.transforms import build_transforms
 
     train = (split == "train") if train is None else train
     return build(dataset_spec(data), split=split, transforms=build_transforms(data, train),

@@ -130,7 +130,7 @@ def _read_safetensors(path: Path) -> SourceWeights:
         return _from_torchvision_state(state, str(path))
     from anchordet.engine.checkpoint import read_inference_settings, read_model_config
 
-    names = read_inference_settings(path).get("class_names")
+    names = read_inference_settings(path).class_names
     return SourceWeights(state, str(path), read_model_config(path), list(names) if names else None)
 
 
@@ -145,7 +145,8 @@ def _read_torch_file(path: Path) -> SourceWeights:
         raise UserError(f"{path}: expected a state dict or an anchordet checkpoint, found {type(state).__name__}")
     if "model" in state and "config" in state and isinstance(state["model"], dict):  # an anchordet checkpoint
         values = dict(state["config"]["model"])
-        values.pop("init_weights", None)
+        values.pop("init_weights", None)  # run options next to the factory's arguments
+        values.pop("sync_batch_norm", None)
         config = ModelConfig(values.pop("factory"), values)
         names = (state.get("extra") or {}).get("inference", {}).get("class_names")
         return SourceWeights(dict(state["model"]), str(path), config, list(names) if names else None)
@@ -272,14 +273,13 @@ def _anchor_problem(weights: SourceWeights, model: nn.Module) -> str | None:
     """Compare the anchors of the source's model and this one at ``PROBE_SIZE`` (SSD: its size)."""
     if weights.model is None and weights.config is None:
         return None  # a state dict alone says nothing about its anchors beyond the shapes checked
-    from anchordet.anchors.model_anchors import detector_anchors
-
     source_model = weights.model if weights.model is not None else _build_on_meta(weights.config)
-    mine, theirs = detector_anchors(model), detector_anchors(source_model)
-    if mine.fixed_size != theirs.fixed_size:
-        return f"input size {theirs.fixed_size} in the weights vs {mine.fixed_size} here"
-    size = (mine.fixed_size,) * 2 if mine.fixed_size else PROBE_SIZE
-    a, b = theirs.at(size).boxes, mine.at(size).boxes
+    mine, theirs = getattr(model, "image_size", None), getattr(source_model, "image_size", None)
+    if mine != theirs:
+        return f"input size {theirs} in the weights vs {mine} here"
+    size = (mine, mine) if mine else PROBE_SIZE
+    a = source_model.training_anchors(size).boxes.float().cpu()
+    b = model.training_anchors(size).boxes.float().cpu()
     if a.shape != b.shape:
         return f"other anchors: {a.shape[0]} anchors for a {size[0]}x{size[1]} input in the weights vs {b.shape[0]} here"
     differ = ((a - b).abs() > 1e-3).any(dim=1)

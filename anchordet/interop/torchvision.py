@@ -28,7 +28,6 @@ are multiples of 128 (RetinaNet) or 300 x 300 (SSD) that torchvision's resize le
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -37,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.backbones.weights import cached_weights_file
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ModelConfig
 
 ARCHS = ("retinanet_resnet50_fpn", "ssd300_vgg16")
@@ -78,19 +78,18 @@ class Converted(NamedTuple):
         category_ids: the torchvision label (COCO category id for COCO models) of each of our
             labels 0..K-1.
         class_names: K names.
-        inference: what ``read_inference_settings`` returns for it (the eval resize).
+        inference: its ``InferenceSettings``: torchvision's eval resize, the names and the ids.
     """
 
     model: nn.Module
     config: ModelConfig
     category_ids: list[int]
     class_names: list[str]
-    inference: dict
+    inference: InferenceSettings
 
     def metadata(self) -> dict[str, str]:
         """The ``save_weights`` metadata that lets ``anchordet predict`` write COCO ids."""
-        return {"anchordet_inference": json.dumps(
-            {**self.inference, "class_names": self.class_names, "category_ids": self.category_ids})}
+        return self.inference.to_metadata()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,8 +121,9 @@ def from_torchvision(source: Any, arch: str | None = None, *, labels: Sequence[i
     model.load_state_dict(our_state, strict=True)
     if arch == "ssd300_vgg16" and isinstance(source, nn.Module):
         _check_default_boxes(model, source)
-    inference = ({"eval_transform": "resize", "min_size": settings["min_size"], "max_size": settings["max_size"]}
-                 if arch == "retinanet_resnet50_fpn" else {"eval_transform": "fixed", "fixed_size": 300})
+    resize = (dict(eval_transform="resize", min_size=settings["min_size"], max_size=settings["max_size"])
+              if arch == "retinanet_resnet50_fpn" else dict(eval_transform="fixed", fixed_size=300))
+    inference = InferenceSettings(**resize, class_names=tuple(class_names), category_ids=tuple(labels))
     return Converted(model, config, list(labels), class_names, inference)
 
 

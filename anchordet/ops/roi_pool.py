@@ -77,6 +77,16 @@ class RoIPooler:
         return roi_align(features, boxes_per_image, self.output_size, self.spatial_scale,
                          self.sampling_ratio, self.aligned)
 
+    def pool_flat(self, features: Tensor, boxes: Tensor, batch_index: Tensor) -> Tensor:
+        """(B, C, H, W), flat boxes (R, 4) xyxy with their image (R,) -> (R, C, s, s): ``__call__``
+        for boxes that are one tensor (traceable: torchvision's (R, 5) RoI format, which its
+        ONNX translation maps onto ``MaxRoiPool`` / ``RoiAlign``)."""
+        rois = torch.cat([batch_index[:, None].to(features.dtype), boxes.to(features.dtype)], dim=1)  # (R, 5)
+        if self.kind == "pool":
+            return _tv_roi_pool(features, rois, _pair(self.output_size), self.spatial_scale)
+        return _tv_roi_align(features, rois, _pair(self.output_size), self.spatial_scale, self.sampling_ratio,
+                             self.aligned)
+
 
 def _round_half_away(x: float) -> int:
     # C++ std::round, used by torchvision's kernel (Python's round() rounds half to even).

@@ -79,6 +79,24 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
+def clip_boxes_to_sizes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip xyxy boxes, each to its own image's size, with the sizes as a tensor.
+
+    Args:
+        boxes: (..., 4) xyxy, e.g. (B, N, 4) for a batch or (R, 4) for flat proposals.
+        image_sizes: (..., 2) (height, width) per box, broadcastable against ``boxes[..., :2]``:
+            (B, 1, 2) for (B, N, 4) boxes, or (R, 2) with each flat box's image size.
+    Returns:
+        boxes of the same shape, x in [0, width] and y in [0, height].
+
+    Equal to ``clip_boxes`` per image; the sizes are a tensor rather than Python ints, so a
+    traced / exported graph keeps them as an input instead of freezing the traced example's
+    (and one call clips a whole padded batch).
+    """
+    limits = image_sizes.to(boxes.dtype)[..., [1, 0, 1, 0]]  # (..., 4): width, height, width, height
+    return torch.minimum(boxes.clamp(min=0), limits)
+
+
 def nonempty_mask(boxes: Tensor, min_size: float = 0.0) -> Tensor:
     """(N, 4) -> (N,) bool: True where width > min_size and height > min_size."""
     return ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)

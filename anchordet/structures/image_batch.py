@@ -52,8 +52,7 @@ class ImageBatch:
             images = [img[:, :h, :w] for img, (h, w) in zip(images.tensor, images.image_sizes)]
         images = _as_image_list(images)
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        max_h = _round_up(max(h for h, _ in sizes), size_divisible)
-        max_w = _round_up(max(w for _, w in sizes), size_divisible)
+        max_h, max_w = padded_size((max(h for h, _ in sizes), max(w for _, w in sizes)), size_divisible)
         first = images[0]
         if all(s == (max_h, max_w) for s in sizes) and isinstance(images, Tensor):
             return ImageBatch(images, sizes)
@@ -63,8 +62,9 @@ class ImageBatch:
         return ImageBatch(batch, sizes)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple)
+def padded_size(image_size: tuple[int, int], size_divisible: int) -> tuple[int, int]:
+    """(height, width) rounded up to multiples of ``size_divisible``: what ``from_images`` pads to."""
+    return tuple(int(math.ceil(side / size_divisible) * size_divisible) for side in image_size)
 
 
 def _as_image_list(images: "Tensor | Sequence[Tensor]") -> "Tensor | list[Tensor]":

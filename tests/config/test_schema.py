@@ -2,7 +2,7 @@ import pytest
 
 from anchordet.config.load import load_config
 from anchordet.config.presets import PRESETS
-from anchordet.config.schema import ConfigError, ExperimentConfig
+from anchordet.config.schema import ConfigError, DigitsOptions, ExperimentConfig
 
 
 def test_overrides_are_typed_by_the_dataclass_and_the_factory():
@@ -38,3 +38,33 @@ def test_every_preset_is_valid_and_its_model_arguments_exist(name):
 def test_linear_scaling_rule():
     config = load_config("retinanet_digits", ["solver.batch_size=32", "solver.base_batch_size=16", "solver.base_lr=0.01"])
     assert config.solver.lr == pytest.approx(0.02)
+
+
+def test_voc_presets_read_the_voc_templates():
+    from pathlib import Path
+
+    import yaml as _yaml
+
+    templates = Path(__file__).resolve().parents[2] / "docs" / "datasets"
+    for name, config in PRESETS.items():
+        if name.endswith("_voc"):
+            assert (templates / config.data.dataset).is_file(), name
+    train = _yaml.safe_load((templates / "voc0712.yaml").read_text())["train"]
+    assert train == [{"root": "VOC2007", "image_set": "trainval"}, {"root": "VOC2012", "image_set": "trainval"}]
+
+
+def test_digits_options_are_one_nested_section():
+    config = load_config("retinanet_digits", ["data.digits.num_train=5", "data.digits.digits_per_image=[2, 3]"])
+    assert config.data.digits == DigitsOptions(num_train=5, num_val=300, digits_per_image=(2, 3))
+    assert config.to_dict()["data"]["digits"]["digits_per_image"] == [2, 3]
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+    whole = load_config("retinanet_digits", ["data.digits={num_val: 7}"])
+    assert whole.data.digits == DigitsOptions(num_val=7)  # a mapping replaces the section: other fields default
+    with pytest.raises(ConfigError, match="unknown key data.digits.num_trian; known: num_train"):
+        load_config("retinanet_digits", ["data.digits.num_trian=5"])
+    with pytest.raises(ConfigError, match="data.hflip has no fields"):
+        load_config("retinanet_digits", ["data.hflip.x=1"])
+    with pytest.raises(ConfigError, match="data.digits.seed: expected an integer, got 'x'"):
+        load_config("retinanet_digits", ["data.digits.seed=x"])
+    with pytest.raises(ConfigError, match=r"digit_size \(4, 10\) must satisfy 8 <= min <= max"):
+        load_config("retinanet_digits", ["data.digits.digit_size=[4, 10]"])

@@ -150,19 +150,19 @@ def test_a_torchvision_state_dict_fine_tunes_through_train_weights(tmp_path, cap
 
 def test_digits_classes_subset_and_fine_tuning_between_subsets(tmp_path, capsys):
     tiny = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16",
-            "data.digits_train_images=8", "data.digits_val_images=2", "solver.batch_size=4", "solver.epochs=1",
+            "data.digits.num_train=8", "data.digits.num_val=2", "solver.batch_size=4", "solver.epochs=1",
             "run.threads=1", "solver.warmup_iters=1", "data.min_size=64", "data.max_size=64"]
 
     def train(out, classes, *extra):
         args = ["train", "--no-progress", "-c", "retinanet_digits_fast", "--set", f"run.out_dir={out}",
-                "--set", f"model.num_classes={len(classes)}", "--set", f"data.digits_classes={classes}", *extra]
+                "--set", f"model.num_classes={len(classes)}", "--set", f"data.digits.classes={classes}", *extra]
         for item in tiny:
             args += ["--set", item]
         return main(args)
 
     assert train(tmp_path / "a", [0, 1, 2, 3, 4]) == 0
     assert train(tmp_path / "b", [5, 6, 7, 8, 9], "--weights", str(tmp_path / "a" / "model.safetensors"),
-                 "--set", "data.digits_fixed_train=true") == 0
+                 "--set", "data.digits.fixed_train=true") == 0
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("init weights")][0]
     assert "classes carried over: none (0 of 5)" in line
     assert main(["evaluate", "--weights", str(tmp_path / "b" / "model.safetensors"), "--device", "cpu",

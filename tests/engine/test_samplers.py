@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from anchordet.config.load import load_config
-from anchordet.config.schema import ConfigError, DataConfig
-from anchordet.data.spec import DatasetSpec, build_dataset as build_spec_dataset
-from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, build_transforms, make_loader
+from anchordet.config.inference import InferenceSettings
+from anchordet.config.schema import ConfigError, DataConfig, DigitsOptions
+from anchordet.data.transforms import build_transforms
+from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, make_loader
 from anchordet.engine.samplers import (
     aspect_ratio_edges, aspect_ratio_groups, batch_min_size, epoch_order, group_batches, padded_share,
 )
@@ -51,15 +52,15 @@ def test_batch_min_size_is_a_seeded_draw_per_batch():
 def test_multi_scale_batches_are_one_size_on_every_rank_and_on_resume():
     """Digits scenes resized to a per-batch shorter side: within a global batch every image (on
     both ranks) has the batch's size, and a loader started at batch 2 sees the same sizes."""
-    data = DataConfig(dataset="digits", digits_train_images=24, digits_canvas_size=64, min_size=(32, 48, 64),
+    data = DataConfig(dataset="digits", digits=DigitsOptions(num_train=24, canvas_size=64), min_size=(32, 48, 64),
                       max_size=64, hflip=True, num_workers=0)
     dataset = SeededItems(build_dataset(data, "train"), seed=1)
     dataset.set_epoch(1)
 
-    def sizes(rank, world, start):
+    def sizes(rank, world, start, workers=0):
         sampler = EpochSampler(len(dataset), 4, seed=1, epoch=1, shuffle=True, rank=rank, world_size=world,
                                start_batch=start, batch_numbers=True)
-        loader = make_loader(dataset, sampler, 4 // world, 0, 32, seed=1, epoch=1)
+        loader = make_loader(dataset, sampler, 4 // world, workers, 32, seed=1, epoch=1)
         return [(b, tuple(batch.images.image_sizes)) for b, batch in zip(range(start, 99), loader)]
 
     straight = sizes(0, 1, 0)
@@ -71,18 +72,19 @@ def test_multi_scale_batches_are_one_size_on_every_rank_and_on_resume():
     halves = [sizes(r, 2, 0) for r in range(2)]
     assert [(b, s * 2) for b, s in halves[0]] == straight and halves[0] == halves[1]
     assert sizes(0, 1, 2) == straight[2:]
+    assert sizes(0, 1, 0, workers=2) == straight  # each worker process sets the size on its own copy
 
 
 def test_multi_scale_augmentation_of_an_item_is_its_own():
     """Setting the batch's size does not consume the item's random stream: the flip of item i is
     the same whichever size its batch drew (compare with single-scale at that size)."""
-    multi = DataConfig(dataset="digits", digits_train_images=8, digits_canvas_size=64, min_size=(32, 64),
+    multi = DataConfig(dataset="digits", digits=DigitsOptions(num_train=8, canvas_size=64), min_size=(32, 64),
                        max_size=64, hflip=True)
     items = SeededItems(build_dataset(multi, "train"), seed=0)
     for index in range(8):
         sample = items[(index, 3)]
         side = batch_min_size((32, 64), 0, 0, 3)
-        single = DataConfig(dataset="digits", digits_train_images=8, digits_canvas_size=64, min_size=side,
+        single = DataConfig(dataset="digits", digits=DigitsOptions(num_train=8, canvas_size=64), min_size=side,
                             max_size=64, hflip=True)
         expected = SeededItems(build_dataset(single, "train"), seed=0)[index]
         assert torch.equal(sample.image, expected.image) and torch.equal(sample.targets.boxes, expected.targets.boxes)
@@ -98,10 +100,8 @@ def test_evaluation_and_inference_use_the_largest_size():
     assert train_resize.min_sizes == [640, 800, 720]
     config = load_config("retinanet_r50_coco")
     assert config.data.min_size == (640, 672, 704, 736, 768, 800) and config.data.eval_min_size == 800
-    from anchordet.engine.trainer import inference_settings
-
-    settings = inference_settings(config, build_spec_dataset(DatasetSpec.digits(num_train=1, num_val=1), "val"))
-    assert settings["min_size"] == 800
+    settings = InferenceSettings.from_training(config.data, [str(d) for d in range(10)], range(10))
+    assert settings.min_size == 800
 
 
 @pytest.mark.parametrize("override, message", [

@@ -15,7 +15,7 @@ from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_checkpoint
 
 TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
-        "data.digits_train_images=16", "data.digits_val_images=4", "data.digits_canvas_size=64",
+        "data.digits.num_train=16", "data.digits.num_val=4", "data.digits.canvas_size=64",
         "data.min_size=64", "data.max_size=64", "data.num_workers=0", "solver.batch_size=4", "solver.warmup_iters=2",
         "run.log_every=1", "run.threads=1"]
 

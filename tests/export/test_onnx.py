@@ -109,8 +109,9 @@ def test_retinanet_postprocess_equals_predict(retinanet, tmp_path):
 
 
 def check_example_script(session, model, tmp_path):
-    """examples/onnxruntime_inference.py on a PNG whose sides are not multiples of 32 (it pads)
-    finds what ``predict`` finds on the same pixels."""
+    """examples/onnxruntime_inference.py on a file exported without inference metadata (no eval
+    resize to apply) and a PNG whose sides are not multiples of 32 (it pads) finds what
+    ``predict`` finds on the same pixels. With metadata: tests/export/test_cli_and_example.py."""
     import importlib.util
     from pathlib import Path
 

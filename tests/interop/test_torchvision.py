@@ -21,6 +21,7 @@ from torchvision.models.detection.retinanet import RetinaNet as TVRetinaNet
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ModelConfig
 from anchordet.interop.torchvision import (
     TORCHVISION_RETINANET_ANCHOR_SIZES,
@@ -114,7 +115,8 @@ def test_converted_config_reproduces_torchvision_settings(converted):
     assert args["max_detections"] == 300 and args["topk_candidates"] == 1000  # torchvision's, not the paper's 100
     assert converted.category_ids == COCO_IDS and len(COCO_IDS) == 80
     assert converted.class_names[0] == "person" and converted.class_names[-1] == "toothbrush"
-    assert converted.inference == {"eval_transform": "resize", "min_size": SIZE[0], "max_size": SIZE[1]}
+    assert converted.inference == InferenceSettings("resize", min_size=SIZE[0], max_size=SIZE[1],
+                                                    class_names=converted.class_names, category_ids=COCO_IDS)
 
 
 def test_anchors_equal_torchvision_anchor_generator(converted, tv_model, image):
