@@ -72,8 +72,10 @@ def run(args) -> int:
     for index in range(min(6, len(test_set))):
         to_pil(test_set[index].image).save(test_images / f"scene_{index}.png")
     weights = Path(config.run.out_dir) / "model.safetensors"
-    predict.run(argparse.Namespace(inputs=[str(test_images)], weights=str(weights), out=str(out / "predictions"),
-                                   score_thresh=0.3, batch_size=6, min_size=None, max_size=None, device=args.device))
+    # predict's own parser: its defaults for every option the demo does not set
+    predict_parser = predict.add_parser(argparse.ArgumentParser().add_subparsers())
+    predict.run(predict_parser.parse_args([str(test_images), "--weights", str(weights), "--out", str(out / "predictions"),
+                                           "--score-thresh", "0.3", "--batch-size", "6", "--device", args.device]))
     run_dir = Path(config.run.out_dir)
     final = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "eval"][-1]
     print(f"\ntest scenes: COCO AP {final['AP']:.3f}, AP50 {final['AP50']:.3f} "
