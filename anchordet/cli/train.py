@@ -20,6 +20,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_config_arguments(parser, required=False)
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue a run from its last.pt (its config is used; --set still applies)")
+    parser.add_argument("--weights", metavar="FILE_OR_NAME",
+                        help="fine-tune: start a new run (fresh optimizer and schedule) from these weights: an "
+                             "anchordet .safetensors / .pt, a torchvision retinanet_resnet50_fpn / ssd300_vgg16 "
+                             "state dict (.pth) or weights name (RetinaNet_ResNet50_FPN_Weights.COCO_V1). Tensors "
+                             "of the same shape load; classes whose names match keep their rows. Same as "
+                             "--set model.init_weights=FILE")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     add_procs_argument(parser, default=1)
     add_precision_argument(parser, default=None)  # same as --set run.precision=...
@@ -52,6 +58,8 @@ def run(args) -> int:
 
 
 def _config_for(args):
+    if args.resume and args.weights:
+        raise UserError("--weights starts a new run from other weights; --resume continues a run: give one of them")
     if args.resume:
         from anchordet.config.schema import ConfigError, ExperimentConfig, apply_overrides
         from anchordet.engine.checkpoint import load_checkpoint
@@ -63,7 +71,12 @@ def _config_for(args):
             raise UserError(str(exc)) from exc
     if not args.config:
         raise UserError("give --config PRESET_OR_YAML (see `anchordet presets`) or --resume CHECKPOINT")
-    return load_config_or_fail(args.config, args.overrides)
+    config = load_config_or_fail(args.config, args.overrides)
+    if args.weights:
+        import dataclasses
+
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, init_weights=args.weights))
+    return config
 
 
 def _with_precision(config, precision: str):

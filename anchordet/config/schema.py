@@ -60,17 +60,24 @@ class ModelConfig:
     not one of them): under DDP, trainable BatchNorm layers use the statistics of the global
     batch (``engine/sync_bn.py``); with one process BatchNorm already sees the whole batch. The
     network and its weights are the same either way, so weights files do not record it.
+
+    ``init_weights`` (``model.init_weights``, ``train --weights``; not a factory argument either): a
+    new run starts from these weights (``anchordet.engine.init_weights``: an anchordet weights file
+    or checkpoint, a torchvision RetinaNet / SSD300 state dict or weights name); None: the
+    factory's initialisation. Weights files do not record it.
     """
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
     sync_batch_norm: bool = False
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm,
+                     self.init_weights))
 
     @property
     def num_classes(self) -> int:
@@ -98,6 +105,11 @@ class DigitsOptions:
         train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
             each train scene before its digits, so that the detector learns that a round thing is
             not a 0 nor a straight one a 1. Test scenes have none.
+        classes: the digits that appear, train and test (a subset for transfer experiments:
+            (5, 6, 7, 8, 9)); label k is digit ``classes[k]``, named and with category id the
+            digit. All ten draw exactly the scenes of the full dataset.
+        fixed_train: the same ``num_train`` train scenes every epoch (a small fixed training set,
+            as in a fine-tuning experiment) instead of new ones.
     """
 
     num_train: int = 2000
@@ -107,8 +119,14 @@ class DigitsOptions:
     digit_size: tuple[int, int] = (20, 56)
     seed: int = 0
     train_clutter: tuple[int, int] = (0, 4)
+    classes: tuple[int, ...] = tuple(range(10))
+    fixed_train: bool = False
 
     def __post_init__(self) -> None:
+        classes = tuple(int(c) for c in self.classes)
+        if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
+            raise ConfigError(f"digits classes {list(self.classes)} must be distinct digits 0..9 (at least one)")
+        object.__setattr__(self, "classes", classes)
         for name in ("digits_per_image", "digit_size", "train_clutter"):
             value = tuple(getattr(self, name))  # YAML gives lists
             if len(value) != 2:
@@ -321,7 +339,8 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return {
             "model": {"factory": self.model.factory, **self.model.args,
-                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {})},
+                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {}),
+                      **({"init_weights": self.model.init_weights} if self.model.init_weights else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
             "run": _section_dict(self.run),
@@ -339,10 +358,11 @@ class ExperimentConfig:
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
         sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
+        init_weights = coerce(model_values.pop("init_weights", None), str | None, f"{source}: model.init_weights")
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values, sync_batch_norm),
+            ModelConfig(factory, model_values, sync_batch_norm, init_weights or None),
             section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
             section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),

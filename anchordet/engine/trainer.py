@@ -108,6 +108,12 @@ class Trainer:
                                                  say=self._say)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
+        if config.model.init_weights and not resume:  # fine-tuning: before the optimizer sees the weights
+            from anchordet.engine.init_weights import initialise_from
+
+            summary = initialise_from(self.model, config.model.init_weights, list(self.val_set.class_names), config.model)
+            if self.is_main:
+                print(summary.line(), flush=True)
         self.train_groups = aspect_groups(config.data, self.train_set)
         self.iters_per_epoch = len(self.train_set) // solver.effective_batch_size  # optimizer steps
         if self.iters_per_epoch == 0:
