@@ -115,7 +115,8 @@ def fixed_input_size(data) -> bool:
     or a keep-ratio resize to min_size == max_size of square scenes (the digits dataset)."""
     if data.train_transform in ("fixed", "ssd"):
         return True
-    return data.dataset == "digits" and data.min_size == data.max_size
+    sizes = set(data.min_size) if isinstance(data.min_size, tuple) else {data.min_size}  # multi-scale: a list
+    return data.dataset == "digits" and sizes == {data.max_size}
 
 
 def configure_cuda(device: torch.device, fixed_size: bool) -> None:

@@ -153,6 +153,7 @@ def test_fixed_input_size_and_cudnn_benchmark_only_on_cuda():
     assert A.fixed_input_size(DataConfig(train_transform="fixed"))
     assert A.fixed_input_size(DataConfig(dataset="digits", min_size=256, max_size=256))
     assert not A.fixed_input_size(DataConfig(dataset="coco.yaml", min_size=800, max_size=1333))
+    assert not A.fixed_input_size(DataConfig(dataset="digits", min_size=(192, 256), max_size=256))  # multi-scale
     before = torch.backends.cudnn.benchmark
     A.configure_cuda(torch.device("cpu"), True)
     assert torch.backends.cudnn.benchmark == before
