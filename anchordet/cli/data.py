@@ -88,7 +88,7 @@ def run_digits(args: argparse.Namespace) -> int:
     if args.out is not None:
         for split, dataset in splits.items():
             write_split(dataset, args.out, split)
-        spec = {"format": "coco", "root": ".", "names": list(DigitsDataset.class_names),
+        spec = {"format": "coco", "root": ".", "names": list(splits["train"].class_names),
                 **{s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in splits}}
         (args.out / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
         print(f"wrote {args.num_train} train and {args.num_val} val scenes to {args.out} "

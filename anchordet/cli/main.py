@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "anchors": ("anchordet.cli.anchors", "does a model's anchor configuration fit a dataset?"),
     "convert": ("anchordet.cli.convert", "convert torchvision weights to anchordet safetensors"),
     "export": ("anchordet.cli.export", "export a model to ONNX or TorchScript"),
+    "benchmark": ("anchordet.cli.benchmark", "speed of a model per precision and batch size (images/s, GFLOP/s)"),
 }
 
 

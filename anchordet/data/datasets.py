@@ -1,8 +1,8 @@
 """The torch datasets of the file formats: ``RecordDataset`` and its COCO, VOC, YOLO and CSV readers.
 
 ``anchordet.data.coco`` / ``voc`` / ``yolo`` parse files into a ``RecordSet`` without torch (what
-``anchordet check-data`` needs); the classes here turn records into ``Sample`` tensors. They are
-also importable from their format's module (``from anchordet.data.coco import CocoDataset``).
+``anchordet check-data`` needs); the classes here turn records into ``Sample`` tensors (also
+importable from the package: ``from anchordet.data import CocoDataset``).
 """
 from __future__ import annotations
 

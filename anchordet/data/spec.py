@@ -65,7 +65,8 @@ def digits_spec(options: DigitsOptions = DigitsOptions()) -> DatasetSpec:
     """The built-in digits dataset (no files). ``val`` is the fixed test split."""
     from anchordet.data.digits import CLASS_NAMES  # torch: only the digits dataset needs it
 
-    return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
+    return DatasetSpec("digits", [CLASS_NAMES[d] for d in options.classes], {"train": {}, "val": {}}, "digits",
+                       options)
 
 
 def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:

@@ -128,6 +128,7 @@ def read_model_config(path: str | Path) -> ModelConfig:
     else:
         values = dict(load_checkpoint(path)["config"]["model"])
         values.pop("sync_batch_norm", None)  # how training ran, not part of the network
+        values.pop("init_weights", None)  # where the run started from, not part of the network
     factory = values.pop("factory")
     return ModelConfig(factory, values)
 

@@ -56,7 +56,8 @@ def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size:
     world = dist_utils.world_size()
     sampler = EpochSampler(len(dataset), batch_size * world, seed=0, epoch=0, shuffle=False,
                            rank=dist_utils.rank(), world_size=world, drop_last=False)
-    loader = make_loader(dataset, sampler, batch_size, num_workers, size_divisible, seed=0, epoch=0)
+    loader = make_loader(dataset, sampler, batch_size, num_workers, size_divisible, seed=0, epoch=0,
+                         pin_memory=device.type == "cuda")
     steps = math.ceil(len(dataset) / (batch_size * world))  # a process whose share ended early still counts
     bar = Progress(steps, "evaluating", every=100, end_line=False, enabled=progress)
     batches = iter(loader)
@@ -86,7 +87,7 @@ def _predict_batch(model: nn.Module, batch, device: torch.device, category_ids) 
     from anchordet.evaluation import detections_to_coco_results
 
     results = []
-    detections = model.predict(batch.images.to(device))
+    detections = model.predict(batch.images.to(device, non_blocking=True))
     for det, image_size, orig_size, image_id in zip(detections, batch.images.image_sizes, batch.orig_sizes,
                                                     batch.image_ids):
         det = rescale_detections(det.to("cpu"), image_size, orig_size)

@@ -24,6 +24,7 @@ from anchordet.config.schema import ExperimentConfig
 from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine import interrupt
+from anchordet.engine.acceleration import accelerate_for_training, configure_cuda, fixed_input_size
 from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.early_stopping import EarlyStopping
@@ -99,6 +100,7 @@ class Trainer:
         run, solver = config.run, config.solver
         self.device = resolve_device(run.device)
         dist_utils.init_from_environment(self.device)
+        configure_cuda(self.device, fixed_input_size(config.data))
         self.world = dist_utils.world_size()
         if solver.batch_size % self.world:
             raise ValueError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
@@ -121,11 +123,19 @@ class Trainer:
         config, run, solver = self.config, self.config.run, self.config.solver
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
-        self._maybe_channels_last()
         if config.model.sync_batch_norm and self.world > 1:
             convert_sync_batch_norm(self.model)
+        # channels_last and the network's precision (fp32 / bf16 / fp16 autocast, losses in fp32)
+        self.precision = accelerate_for_training(self.model, self.device, run.precision, run.channels_last,
+                                                 say=self._say)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
+        if config.model.init_weights and not resume:  # fine-tuning: before the optimizer sees the weights
+            from anchordet.engine.init_weights import initialise_from
+
+            summary = initialise_from(self.model, config.model.init_weights, list(self.val_set.class_names), config.model)
+            if self.is_main:
+                print(summary.line(), flush=True)
         self.train_groups = aspect_groups(config.data, self.train_set)
         self.iters_per_epoch = len(self.train_set) // solver.effective_batch_size  # optimizer steps
         if self.iters_per_epoch == 0:
@@ -136,8 +146,7 @@ class Trainer:
         self.ema = ModelEMA(self.model, solver.ema_decay) if solver.ema_decay else None
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
         self.scheduler = build_scheduler(self.optimizer, lambda: self.config.solver, self.iters_per_epoch)
-        self.amp_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.scaler = self.precision.grad_scaler()  # fp16 on CUDA only
         self.wrapped = LossModule(self.model)
         if self.world > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -171,21 +180,12 @@ class Trainer:
         self._logger = RunLogger(self.out_dir, enabled=self.is_main, resumed_at=self.resumed_at)
 
     # ----------------------------------------------------------------------------------- set-up
-    def _amp_dtype(self) -> torch.dtype | None:
-        amp = self.config.solver.amp
-        if amp == "none":
-            return None
-        if self.device.type != "cuda":
-            import warnings
+    def _say(self, line: str) -> None:
+        """One line on the main process's stderr (e.g. a precision fallback)."""
+        if self.is_main:
+            import sys
 
-            warnings.warn(f"solver.amp={amp} needs CUDA; training in float32 on {self.device}")
-            return None
-        return torch.bfloat16 if amp == "bf16" else torch.float16
-
-    def _maybe_channels_last(self) -> None:
-        # channels_last helps convolutions on CUDA (tensor cores); on CPU it is a wash or slower.
-        if self.config.run.channels_last and self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+            print(line, file=sys.stderr, flush=True)
 
     def _restore(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
@@ -233,7 +233,7 @@ class Trainer:
                                start_batch=self.batch_in_epoch * steps, num_batches=self.iters_per_epoch * steps,
                                groups=self.train_groups, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
-                             self._size_divisible(), run.seed, self.epoch)
+                             self._size_divisible(), run.seed, self.epoch, pin_memory=self.device.type == "cuda")
         bar = progress_lines.Progress(self.iters_per_epoch, f"epoch {self.epoch + 1}/{self.config.solver.epochs}",
                                       initial=self.batch_in_epoch, every=run.log_every, enabled=self.progress)
         window_start, window_images = time.monotonic(), 0
@@ -284,10 +284,9 @@ class Trainer:
 
     def _forward(self, batch) -> tuple[dict, torch.Tensor]:
         """The losses of one loader batch and their sum, checked finite."""
-        images = batch.images.to(self.device)
+        images = batch.images.to(self.device, non_blocking=True)
         targets = [t.to(self.device) for t in batch.targets]
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            losses = self.wrapped(images, targets)
+        losses = self.wrapped(images, targets)  # the network parts run in self.precision (their hooks)
         total = sum(losses.values())
         self._check_finite(total, losses, batch)
         return losses, total
@@ -300,10 +299,7 @@ class Trainer:
 
     def _check_finite(self, total: torch.Tensor, losses: dict, batch) -> None:
         """Stop before a non-finite loss reaches the weights: the last checkpoint stays the last good one."""
-        finite = torch.isfinite(total.detach()).float()
-        if self.world > 1:  # every process must stop together
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if bool(finite):
+        if dist_utils.all_processes(bool(torch.isfinite(total.detach()))):  # every process stops together
             return
         parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
         last = self.out_dir / "last.pt"
@@ -358,10 +354,7 @@ class Trainer:
                                  iterations_done=self.iteration, budget_seconds=60 * run.max_minutes,
                                  iters_per_epoch=self.iters_per_epoch, min_epochs=self.epoch + 1,
                                  max_epochs=self.config.solver.epochs)
-        if self.world > 1:
-            agreed = torch.tensor(epochs, dtype=torch.int64)
-            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
-            epochs = int(agreed)
+        epochs = dist_utils.min_over_processes(epochs)
         self.config = dataclasses.replace(
             self.config, solver=dataclasses.replace(self.config.solver, epochs=epochs),
             run=dataclasses.replace(run, fit_epochs_to_budget=False))

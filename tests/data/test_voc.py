@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anchordet.data.voc import VocDataset
+from anchordet.data.datasets import VocDataset
 
 NAMES = ["cat", "dog", "person"]
 
