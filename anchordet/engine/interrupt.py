@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 
@@ -45,7 +44,7 @@ def _handle(signum: int, frame) -> None:
         return
     if now - _request["time"] < REPEAT_WINDOW_S:
         return
-    os.write(sys.stderr.fileno(), f"\nsignal {signum} again: quitting at once (nothing saved)\n".encode())
+    os.write(2, f"\nsignal {signum} again: quitting at once (nothing saved)\n".encode())
     os._exit(exit_status(signum))
 
 

@@ -24,7 +24,6 @@ import os
 import pickle
 import signal
 import socket
-import sys
 import time
 import traceback
 from multiprocessing.connection import wait
@@ -180,11 +179,13 @@ def _forwarding_signals(children: list):
             return  # the same request delivered twice
         if first["signal"]:
             _kill(children)
-            os.write(sys.stderr.fileno(), f"\nsignal {signum} again: stopped the training processes\n".encode())
+            os.write(2, f"\nsignal {signum} again: stopped the training processes\n".encode())
             os._exit(interrupt.exit_status(signum))
         first.update(signal=signum, time=now)
-        print(f"\nstopping: the {len(children)} training processes finish their step and save a checkpoint "
-              "(signal again to quit at once)", file=sys.stderr, flush=True)
+        # os.write to fd 2, not print: a handler must not write into a buffered stream that the code
+        # it interrupted may be writing to
+        os.write(2, f"\nstopping: the {len(children)} training processes finish their step and save a checkpoint "
+                    "(signal again to quit at once)\n".encode())
         for child in children:
             with contextlib.suppress(ProcessLookupError, TypeError):
                 os.kill(child.pid, signum)

@@ -213,3 +213,18 @@ def test_ctrl_c_during_the_evaluation_is_evaluated_on_resume(tmp_path, monkeypat
     assert (out / "best.pt").is_file() and (out / "best.safetensors").is_file()
     expected, got = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("straight", "interrupted"))
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_request_is_a_flag_and_a_repeat_within_the_window_is_the_same_request():
+    from anchordet.engine import interrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    with interrupt.stop_requests():
+        assert interrupt.requested() == 0
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)  # within REPEAT_WINDOW_S: the same request, no exit
+        assert interrupt.requested() == signal.SIGTERM
+        with interrupt.stop_requests():  # nested (a launcher's child): the request stays
+            assert interrupt.requested() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert (interrupt.exit_status(signal.SIGINT), interrupt.exit_status(signal.SIGTERM)) == (130, 143)
