@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator, anchors_inside
+from anchordet.errors import UserError
 from anchordet.matching.iou_matcher import IoUMatcher
 
 
@@ -172,9 +173,9 @@ class DetectorAnchors:
         """Args: image_size (height, width) of the image after the data pipeline's resize."""
         image_size = (int(image_size[0]), int(image_size[1]))
         if self.fixed_size is not None and image_size != (self.fixed_size, self.fixed_size):
-            raise ValueError(f"this SSD takes {self.fixed_size}x{self.fixed_size} inputs, got {image_size[0]}x"
-                             f"{image_size[1]}: use data.train_transform 'ssd' or 'fixed' with data.fixed_size "
-                             f"{self.fixed_size}")
+            raise UserError(f"this SSD takes {self.fixed_size}x{self.fixed_size} inputs, got {image_size[0]}x"
+                            f"{image_size[1]}: use data.train_transform 'ssd' or 'fixed' with data.fixed_size "
+                            f"{self.fixed_size}")
         d = self.size_divisible
         padded = (math.ceil(image_size[0] / d) * d, math.ceil(image_size[1] / d) * d)
         feature_sizes = self.feature_sizes(padded)

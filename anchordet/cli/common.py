@@ -65,7 +65,7 @@ def load_model_for_inference(weights: str, device: str):
 
     torch_device = resolve_device(device)
     model, model_config = load_detector(weights, torch_device)
-    return model, model_config, read_inference_settings(weights), torch_device
+    return model, model_config, read_inference_settings(weights, model_config.num_classes), torch_device
 
 
 def eval_transform_from_settings(settings: dict, overrides: dict | None = None):

@@ -65,13 +65,14 @@ def _to_torchvision(args) -> int:
     import torch
 
     from anchordet.cli.common import load_model_for_inference
+    from anchordet.files import atomic_write
     from anchordet.interop.torchvision import to_torchvision
 
     model, _, settings, _ = load_model_for_inference(args.source, "cpu")
     category_ids = _ints(args.labels, "--labels") or settings.get("category_ids")
     tv = to_torchvision(model, category_ids, min_size=args.min_size, max_size=args.max_size)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(tv.state_dict(), args.out)
+    state = tv.state_dict()
+    atomic_write(args.out, lambda f: torch.save(state, f))
     num_classes = max(category_ids) + 1 if category_ids else model.num_classes + 1
     print(f"wrote {args.out}: torchvision {type(tv).__name__} state dict; build the torchvision model with "
           f"num_classes={num_classes} to load it")

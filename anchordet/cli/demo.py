@@ -44,7 +44,7 @@ def run(args) -> int:
     from anchordet.engine.data import dataset_spec
     from anchordet.engine.logger import read_metrics
     from anchordet.engine.trainer import train
-    from anchordet.visualize import to_pil
+    from anchordet.visualize import save_picture, to_pil
 
     out = Path(args.out)
     overrides = [f"run.out_dir={out / 'run'}", f"run.device={args.device}", f"solver.epochs={args.epochs}",
@@ -70,7 +70,7 @@ def run(args) -> int:
     test_images.mkdir(parents=True, exist_ok=True)
     test_set = build_dataset(dataset_spec(config.data), split="val")
     for index in range(min(6, len(test_set))):
-        to_pil(test_set[index].image).save(test_images / f"scene_{index}.png")
+        save_picture(to_pil(test_set[index].image), test_images / f"scene_{index}.png")
     weights = Path(config.run.out_dir) / "model.safetensors"
     predict.run(argparse.Namespace(inputs=[str(test_images)], weights=str(weights), out=str(out / "predictions"),
                                    score_thresh=0.3, batch_size=6, min_size=None, max_size=None, device=args.device))

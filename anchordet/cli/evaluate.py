@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
@@ -33,6 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
+    from anchordet.files import atomic_write_json
 
     model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
     dataset = _dataset(args, settings)
@@ -42,8 +42,8 @@ def run(args) -> int:
     result = evaluate_dataset(model, dataset, args.metric, device, batch_size=args.batch_size)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=1))
-    (out / "results.json").write_text(json.dumps(result.results))
+    atomic_write_json(out / "metrics.json", result.metrics.to_dict(), indent=1)
+    atomic_write_json(out / "results.json", result.results)
     print(result.metrics.table())
     if args.plots:
         from anchordet.evaluation.plots import plot_pr_curves

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from anchordet.cli.main import UserError
+from anchordet.files import atomic_path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,15 +43,17 @@ def run(args) -> int:
     model, config, _, _ = load_model_for_inference(args.weights, "cpu")
     size = tuple(args.size) if args.size else default_example_size(model)
     _check_size(model, size)
-    if args.format == "onnx":
-        from anchordet.export.onnx import export_onnx
+    path = Path(args.out)
+    with atomic_path(path) as tmp:  # a failed export (or a full disk) leaves no half-written file
+        if args.format == "onnx":
+            from anchordet.export.onnx import export_onnx
 
-        path = export_onnx(model, args.out, postprocess=args.postprocess, dynamic=args.dynamic, example_size=size,
-                           batch_size=args.batch_size, opset=args.opset)
-    else:
-        from anchordet.export.torchscript import export_torchscript
+            export_onnx(model, tmp, postprocess=args.postprocess, dynamic=args.dynamic, example_size=size,
+                        batch_size=args.batch_size, opset=args.opset)
+        else:
+            from anchordet.export.torchscript import export_torchscript
 
-        path = export_torchscript(model, args.out, example_size=size, batch_size=args.batch_size)
+            export_torchscript(model, tmp, example_size=size, batch_size=args.batch_size)
     shape = "dynamic" if args.dynamic or args.format == "torchscript" else f"{args.batch_size}x3x{size[0]}x{size[1]}"
     print(f"wrote {path}: {config.factory} as {args.format} ({'detections' if args.postprocess else 'raw outputs'}, "
           f"input {shape})")

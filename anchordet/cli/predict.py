@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 from pathlib import Path
 
 from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
@@ -56,7 +55,8 @@ def run(args) -> int:
     from anchordet.evaluation import detections_to_coco_results
     from anchordet.postprocess.rescale import rescale_detections
     from anchordet.structures.targets import Targets
-    from anchordet.visualize import draw_detections
+    from anchordet.files import atomic_write_json
+    from anchordet.visualize import draw_detections, save_picture
 
     paths = collect_images(args.inputs)
     model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
@@ -76,14 +76,14 @@ def run(args) -> int:
             det = rescale_detections(det.to("cpu"), tuple(resized.shape[-2:]), tuple(original.shape[-2:]))
             det = det.select(det.scores >= args.score_thresh)
             picture = draw_detections(original, det, names)
-            picture.save(out / f"{path.stem}.png")
+            save_picture(picture, out / f"{path.stem}.png")
             results += detections_to_coco_results(image_id, det.boxes, det.scores, det.labels, category_ids)
             images.append({"id": image_id, "file_name": str(path), "height": int(original.shape[1]),
                            "width": int(original.shape[2])})
             print(f"{path}: {len(det)} detections" + "".join(
                 f"\n  {names[int(l)]} {float(s):.2f} [{', '.join(f'{v:.1f}' for v in b.tolist())}]"
                 for b, s, l in zip(det.boxes, det.scores, det.labels)))
-    (out / "detections.json").write_text(json.dumps(results))
-    (out / "images.json").write_text(json.dumps(images, indent=1))
+    atomic_write_json(out / "detections.json", results)
+    atomic_write_json(out / "images.json", images, indent=1)
     print(f"wrote {len(paths)} pictures, {out / 'detections.json'} and {out / 'images.json'}")
     return 0

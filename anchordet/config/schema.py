@@ -20,8 +20,11 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from anchordet.config.metadata import MAX_CLASSES, num_classes_ok
+from anchordet.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A configuration the user wrote is wrong: printed as one line by the CLI."""
 
 
@@ -71,7 +74,12 @@ class ModelConfig:
     def build(self):
         """The detector, randomly initialised (backbone weights if ``backbone_weights`` is set)."""
         check_model_args(self.factory, self.args)
-        return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        try:
+            return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        except UserError:
+            raise
+        except ValueError as exc:  # a factory's or a block's check of an option's value
+            raise ConfigError(f"model ({self.factory}): {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -281,6 +289,9 @@ def check_model_args(factory: str, args: Mapping[str, Any], source: str = "confi
             coerce(value, hints[key], f"{source}: model.{key}")
     if "num_classes" not in args:
         raise ConfigError(f"{source}: model.num_classes is required")
+    if not num_classes_ok(args["num_classes"]):
+        raise ConfigError(f"{source}: model.num_classes must be an integer in 1..{MAX_CLASSES}, "
+                          f"got {args['num_classes']!r}")
 
 
 def _as_call_args(factory: str, args: Mapping[str, Any]) -> dict:

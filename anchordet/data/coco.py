@@ -22,6 +22,7 @@ from anchordet.data.validate import (
     AnnotationRecord, ImageRecord, Problem, RecordSet, check_records, report_or_raise, size_mismatch,
     stated_or_header_size,
 )
+from anchordet.errors import UserError
 from anchordet.files import atomic_write_json
 from anchordet.structures.boxes import clip_boxes, nonempty_mask
 from anchordet.structures.targets import Targets
@@ -36,7 +37,7 @@ class RecordDataset(Dataset):
     stick out by the tolerance of ``check_annotation``) and boxes left empty are dropped.
 
     Raises (at construction):
-        ValueError: naming the file, image id, annotation index and value of the first bad
+        UserError: naming the file, image id, annotation index and value of the first bad
             annotation, unless ``skip_bad_annotations`` (then each skip is a warning).
     """
 
@@ -84,7 +85,7 @@ class RecordDataset(Dataset):
         size = (int(image.shape[1]), int(image.shape[2]))
         mismatch = size_mismatch(record, size)
         if mismatch is not None:  # boxes would be in another frame: never train on that silently
-            raise ValueError(str(mismatch))
+            raise UserError(str(mismatch))
         targets = self.targets_of(index, size)
         if self.transforms is not None:
             image, targets = self.transforms(image, targets)
@@ -160,12 +161,12 @@ def load_coco_json(path: str | os.PathLike) -> dict:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a COCO annotation file is a JSON object, got {type(data).__name__}")
+        raise UserError(f"{path}: a COCO annotation file is a JSON object, got {type(data).__name__}")
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: missing the list {key!r} (COCO format: images, annotations, categories)")
+            raise UserError(f"{path}: missing the list {key!r} (COCO format: images, annotations, categories)")
     data.setdefault("annotations", [])
     return data
 
@@ -175,9 +176,9 @@ def coco_categories(data: dict, path: str | os.PathLike, class_names: list[str] 
     by_id: dict[int, str] = {}
     for i, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or "name" not in cat:
-            raise ValueError(f"{path}: categories[{i}] must have an integer 'id' and a 'name', got {cat!r}")
+            raise UserError(f"{path}: categories[{i}] must have an integer 'id' and a 'name', got {cat!r}")
         if cat["id"] in by_id:
-            raise ValueError(f"{path}: categories[{i}]: category id {cat['id']} is used twice")
+            raise UserError(f"{path}: categories[{i}]: category id {cat['id']} is used twice")
         by_id[cat["id"]] = str(cat["name"])
     if class_names is None:
         ids = sorted(by_id)
@@ -185,10 +186,10 @@ def coco_categories(data: dict, path: str | os.PathLike, class_names: list[str] 
     id_of = {name: cid for cid, name in by_id.items()}
     repeated = [n for n in class_names if list(by_id.values()).count(n) > 1]
     if repeated:
-        raise ValueError(f"{path}: category name {repeated[0]!r} is used by several category ids")
+        raise UserError(f"{path}: category name {repeated[0]!r} is used by several category ids")
     missing = [n for n in class_names if n not in id_of]
     if missing:
-        raise ValueError(f"{path}: class names {missing} are not among its categories {sorted(id_of)}")
+        raise UserError(f"{path}: class names {missing} are not among its categories {sorted(id_of)}")
     return list(class_names), [id_of[n] for n in class_names]
 
 

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from anchordet.data.collate import Sample
+from anchordet.errors import UserError
 from anchordet.structures.targets import Targets
 
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -100,11 +101,11 @@ class DigitsConfig:
     def __post_init__(self) -> None:
         low, high = self.digit_size
         if not 8 <= low <= high <= self.canvas_size:
-            raise ValueError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
+            raise UserError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
         if not 0 <= self.digits_per_image[0] <= self.digits_per_image[1]:
-            raise ValueError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
+            raise UserError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
         if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
-            raise ValueError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
+            raise UserError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
 
 
 def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,

@@ -26,6 +26,7 @@ from anchordet.data.digits import DigitsConfig, DigitsDataset
 from anchordet.data.validate import RecordSet
 from anchordet.data.voc import VocDataset, read_voc_records
 from anchordet.data.yolo import YoloDataset, read_yolo_records
+from anchordet.errors import UserError
 
 FORMATS = ("coco", "voc", "yolo", "digits")
 SPLITS = ("train", "val", "test")
@@ -89,7 +90,7 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: naming the YAML file and the key, for a missing or malformed entry.
+        UserError: naming the YAML file and the key, for a missing or malformed entry.
     """
     if str(path_or_name) == "digits":
         return DatasetSpec.digits()
@@ -99,9 +100,9 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+        raise UserError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a dataset description is a YAML mapping with keys format, names, train, val")
+        raise UserError(f"{path}: a dataset description is a YAML mapping with keys format, names, train, val")
     return _SpecReader(path, data).read()
 
 
@@ -111,8 +112,8 @@ class _SpecReader:
     def __init__(self, path: Path, data: dict):
         self.path, self.data = path, data
 
-    def error(self, key: str, message: str) -> ValueError:
-        return ValueError(f"{self.path}: key {key!r}: {message}")
+    def error(self, key: str, message: str) -> UserError:
+        return UserError(f"{self.path}: key {key!r}: {message}")
 
     def read(self) -> DatasetSpec:
         fmt = self.data.get("format")
@@ -199,12 +200,12 @@ class _SpecReader:
         try:
             return DatasetSpec.digits(**options)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.path}: digits options: {exc}") from exc
+            raise UserError(f"{self.path}: digits options: {exc}") from exc
 
 
 def _check_split(spec: DatasetSpec, split: str) -> dict:
     if split not in spec.splits:
-        raise ValueError(f"{spec.source}: no split {split!r}; it has {', '.join(spec.splits) or 'none'}")
+        raise UserError(f"{spec.source}: no split {split!r}; it has {', '.join(spec.splits) or 'none'}")
     return spec.splits[split]
 
 
@@ -234,4 +235,4 @@ def read_records(spec: DatasetSpec, split: str) -> RecordSet:
         return read_voc_records(options["root"], options["image_set"], spec.class_names)
     if spec.format == "yolo":
         return read_yolo_records(options["images"], options["labels"], spec.class_names)
-    raise ValueError("the digits dataset is generated: it has no files to check")
+    raise UserError("the digits dataset is generated: it has no files to check")

@@ -6,7 +6,7 @@ box as written). ``check_records`` then finds the problems that need no image de
 (non-finite, degenerate or out-of-image boxes, unknown categories, duplicate image ids, missing
 files); ``check_image_files`` decodes every image (unreadable or truncated files, size mismatch
 between annotation and file). A ``Problem`` names the file, the image id, the annotation index
-and the value. Readers raise the first problem as a ``ValueError`` unless told to skip bad
+and the value. Readers raise the first problem as a ``UserError`` unless told to skip bad
 annotations, in which case each skip is reported with ``warnings.warn`` (the same text).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from anchordet.data.image_io import ImageReadError, image_size, load_image, raw_size
+from anchordet.errors import UserError
 
 # Boxes may stick out of the image by this much before they are an error (within it they are
 # clipped): annotation tools round to whole pixels, and VOC's 1-based xmax may equal the width.
@@ -219,7 +220,7 @@ def size_mismatch(image: ImageRecord, decoded_size: tuple[int, int]) -> Problem 
 
 
 def report_or_raise(problems: list[Problem], skip: bool, what: str) -> None:
-    """Raise ``ValueError`` with the first problem, or warn once per problem when ``skip``."""
+    """Raise ``UserError`` with the first problem, or warn once per problem when ``skip``."""
     if not problems:
         return
     if skip:
@@ -227,7 +228,7 @@ def report_or_raise(problems: list[Problem], skip: bool, what: str) -> None:
             warnings.warn(f"skipped: {problem}", stacklevel=3)
         return
     more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
-    raise ValueError(f"{problems[0]}{more}; fix {what}, run `anchordet check-data` to list every problem, "
+    raise UserError(f"{problems[0]}{more}; fix {what}, run `anchordet check-data` to list every problem, "
                      "or skip bad annotations (skip_bad_annotations=True)")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from anchordet.data.coco import RecordDataset
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+from anchordet.errors import UserError
 
 
 class VocDataset(RecordDataset):
@@ -43,7 +44,7 @@ def read_voc_records(root: str | os.PathLike, image_set: str, class_names: list[
     """Parse a VOC image set into a ``RecordSet`` (unreadable XML files become problems)."""
     root = Path(root)
     if not class_names:
-        raise ValueError(f"VOC dataset {root}: class names are required (VOC files name the classes)")
+        raise UserError(f"VOC dataset {root}: class names are required (VOC files name the classes)")
     set_file = root / "ImageSets" / "Main" / f"{image_set}.txt"
     if not set_file.is_file():
         raise FileNotFoundError(f"VOC image set file not found: {set_file}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from anchordet.data.coco import RecordDataset
 from anchordet.data.image_io import IMAGE_EXTENSIONS, list_images
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+from anchordet.errors import UserError
 
 
 class YoloDataset(RecordDataset):
@@ -74,7 +75,7 @@ def label_path(image: Path, base: Path, labels_dir: str | os.PathLike | None) ->
 def read_yolo_records(images, labels_dir: str | os.PathLike | None, class_names: list[str]) -> RecordSet:
     """Parse the label files of every image into a normalized ``RecordSet``."""
     if not class_names:
-        raise ValueError("YOLO dataset: class names are required (the data YAML's 'names')")
+        raise UserError("YOLO dataset: class names are required (the data YAML's 'names')")
     records, problems = [], []
     for image_id, (path, base) in enumerate(image_paths(images)):
         labels = label_path(path, base, labels_dir)

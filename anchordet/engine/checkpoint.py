@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from anchordet.config.metadata import MAX_PARAMETERS, check_inference_settings, model_values, parse_json_field
 from anchordet.config.schema import ExperimentConfig, ModelConfig
+from anchordet.errors import UserError
 from anchordet.files import atomic_write
 
 CHECKPOINT_VERSION = 1
@@ -83,14 +85,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
+        raise UserError(
             f"{path}: refused to load: it is not a plain anchordet checkpoint or it is damaged "
             f"(anchordet loads checkpoints with weights_only=True and never runs pickled code; {first_line})"
         ) from exc
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"{path}: not an anchordet training checkpoint (no 'model' and 'config' entries); "
-                         f"for a weights file use .safetensors written by anchordet")
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not isinstance(state.get("config"), dict):
+        raise UserError(f"{path}: not an anchordet training checkpoint (no 'model' and 'config' entries); "
+                        f"for a weights file use .safetensors written by anchordet")
     return state
+
+
+def changed_model_options(saved: dict, current: dict) -> str:
+    """" (checkpoint: model.num_classes=10, now 5; ...)" for the model options that differ
+    between a checkpoint's config and the config in use; "" when none do."""
+    keys = sorted(set(saved) | set(current), key=str)
+    changes = [f"model.{k}={saved.get(k, '(default)')!r}, now {current.get(k, '(default)')!r}"
+               for k in keys if saved.get(k) != current.get(k)]
+    return f" (the checkpoint was trained with {'; '.join(changes)})" if changes else ""
+
+
+def load_model_state(model: nn.Module, state: dict, path: str | Path, hint: str = "") -> None:
+    """``model.load_state_dict(state)`` after checking every key and shape: a UserError naming
+    ``path`` and the first mismatching tensors (plus ``hint``) instead of torch's traceback."""
+    from anchordet.backbones.weights import state_dict_mismatch
+
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise UserError(f"{path}: the weights do not fit the model{hint}: {mismatch}")
+    model.load_state_dict(state)
 
 
 def save_weights(path: str | Path, model: nn.Module, model_config: ModelConfig, metadata: dict | None = None) -> Path:
@@ -105,64 +127,85 @@ def save_weights(path: str | Path, model: nn.Module, model_config: ModelConfig, 
 
 
 def read_model_config(path: str | Path) -> ModelConfig:
-    """The model config stored in a weights file (``.safetensors``) or a training checkpoint."""
+    """The model config stored in a weights file (``.safetensors``) or a training checkpoint,
+    checked (``anchordet.config.metadata``): a bad one is a UserError naming the file and field."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        try:
-            with safe_open(str(path), "pt") as f:
-                metadata = f.metadata() or {}
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+        metadata = _safetensors_metadata(path)
         if "anchordet_model" not in metadata:
-            raise ValueError(f"{path}: safetensors file without an anchordet model config; "
-                             f"convert torchvision weights with `anchordet convert`")
-        values = json.loads(metadata["anchordet_model"])
+            raise UserError(f"{path}: safetensors file without an anchordet model config; "
+                            f"convert torchvision weights with `anchordet convert`")
+        values = parse_json_field(metadata["anchordet_model"], str(path), "anchordet_model")
     else:
-        values = dict(load_checkpoint(path)["config"]["model"])
-    factory = values.pop("factory")
-    return ModelConfig(factory, values)
+        values = load_checkpoint(path)["config"].get("model")
+    factory, args = model_values(values, str(path))
+    return ModelConfig(factory, args)
 
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
-    """Build the detector a weights file or checkpoint describes and load its weights (strict)."""
+    """Build the detector a weights file or checkpoint describes and load its weights (strict).
+
+    The model is first built on the meta device (no memory) to refuse a file whose config would
+    allocate more than ``MAX_PARAMETERS``; its ``backbone_weights`` are not loaded (the file's
+    weights replace them)."""
     path = Path(path)
     model_config = read_model_config(path)
-    model = model_config.build()
+    build_config = ModelConfig(model_config.factory, {k: v for k, v in model_config.args.items()
+                                                      if k != "backbone_weights"})
+    with torch.device("meta"):
+        size = sum(t.numel() for t in build_config.build().state_dict().values())
+    if size > MAX_PARAMETERS:
+        raise UserError(f"{path}: its model config ({model_config.factory}, num_classes {model_config.args.get('num_classes')}) "
+                        f"makes {size:,} parameters, more than the {MAX_PARAMETERS:,} any model here needs")
+    model = build_config.build()
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from anchordet.backbones.weights import read_safetensors
 
-        state = load_file(str(path))
+        state = read_safetensors(path)
     else:
         state = load_checkpoint(path)["model"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit {model_config.factory}: missing {missing[:10]}, "
-                         f"unexpected {unexpected[:10]}")
+    load_model_state(model, state, path, f" its metadata describes ({model_config.factory})")
     return model.to(device).eval(), model_config
 
 
-def read_inference_settings(path: str | Path) -> dict:
+def read_inference_settings(path: str | Path, num_classes: int | None = None) -> dict:
     """The eval resize and class names stored with a model (see ``trainer.inference_metadata``).
 
     Keys: eval_transform, min_size, max_size, fixed_size, class_names, category_ids. Files without
     them (converted weights) give the model's defaults: no resize, classes named by index.
+    Checked by ``anchordet.config.metadata.check_inference_settings`` against ``num_classes``
+    (default: the file's model config).
     """
     path = Path(path)
     values: dict = {}
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
+        metadata = _safetensors_metadata(path)
         if "anchordet_inference" in metadata:
-            values = json.loads(metadata["anchordet_inference"])
+            values = parse_json_field(metadata["anchordet_inference"], str(path), "anchordet_inference")
     else:
         state = load_checkpoint(path)
-        data = state["config"].get("data", {})
+        data, extra = state["config"].get("data"), state.get("extra")
+        data = data if isinstance(data, dict) else {}
         values = {k: data[k] for k in ("eval_transform", "min_size", "max_size", "fixed_size") if k in data}
-        values.update(state.get("extra", {}).get("inference", {}))
-    return values
+        inference = extra.get("inference") if isinstance(extra, dict) else None
+        if inference is not None:
+            if not isinstance(inference, dict):
+                raise UserError(f"{path}: the checkpoint's inference settings must be a dict, got "
+                                f"{type(inference).__name__}")
+            values.update(inference)
+    if num_classes is None:
+        num_classes = read_model_config(path).num_classes
+    return check_inference_settings(values, str(path), num_classes)
+
+
+def _safetensors_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # a truncated or damaged file: safetensors_rust.SafetensorError
+        raise UserError(f"{path}: not a readable safetensors file, truncated or damaged ({exc})") from exc
+    return metadata

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from anchordet.files import atomic_write
+
 
 class RunLogger:
     def __init__(self, out_dir: str | Path, enabled: bool = True):
@@ -82,6 +84,6 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     if evals:
         ap_axis.legend()
     figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
+    atomic_write(out_path, lambda f: figure.savefig(f, format="png", dpi=100))
     plt.close(figure)
     return Path(out_path)

@@ -17,11 +17,15 @@ from torch import nn
 
 from anchordet.config.schema import ExperimentConfig
 from anchordet.engine import distributed as dist_utils
-from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
+from anchordet.engine.checkpoint import (
+    changed_model_options, load_checkpoint, load_model_state, save_checkpoint, save_weights, set_rng_states,
+)
+from anchordet.errors import UserError
 from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, make_loader
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
+from anchordet.files import atomic_write_text
 
 
 # run.fit_epochs_to_budget times iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of a run (the first
@@ -72,7 +76,7 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"run.device={name}: CUDA is not available on this machine")
+            raise UserError(f"run.device={name}: CUDA is not available on this machine")
         if dist_utils.launched_by_torchrun():
             device = torch.device("cuda", dist_utils.local_rank())
             torch.cuda.set_device(device)
@@ -87,8 +91,8 @@ class Trainer:
         dist_utils.init_from_environment(self.device)
         self.world = dist_utils.world_size()
         if solver.batch_size % self.world:
-            raise ValueError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
-                             f"processes ({self.world})")
+            raise UserError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
+                            f"processes ({self.world})")
         if run.threads:
             torch.set_num_threads(run.threads)
         self.out_dir = Path(run.out_dir)
@@ -101,8 +105,8 @@ class Trainer:
         self.val_set = build_dataset(config.data, "val", train=False)
         self.iters_per_epoch = len(self.train_set) // solver.batch_size
         if self.iters_per_epoch == 0:
-            raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
-                             f"(solver.batch_size={solver.batch_size})")
+            raise UserError(f"the training set has {len(self.train_set)} images, fewer than one batch "
+                            f"(solver.batch_size={solver.batch_size})")
         self.optimizer = build_optimizer(self.model, solver)
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
         self.scheduler = build_scheduler(self.optimizer, lambda: self.config.solver, self.iters_per_epoch)
@@ -136,8 +140,13 @@ class Trainer:
 
     def _restore(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        changed = changed_model_options(dict(state["config"].get("model") or {}), self.config.to_dict()["model"])
+        load_model_state(self.model, state["model"], path, changed)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:  # torch's "parameter group doesn't match the size ..."
+            raise UserError(f"{path}: the optimizer state does not fit the parameters this config trains{changed} "
+                            f"({exc})") from exc
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
@@ -149,7 +158,7 @@ class Trainer:
     def fit(self) -> TrainOutcome:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(self.config.to_yaml())
+            atomic_write_text(self.out_dir / "config.yaml", self.config.to_yaml())
         self.started = time.monotonic()
         self.iterations_this_run = 0
         self._fit_clock = None  # set at iteration FIT_MEASURE_FROM by run.fit_epochs_to_budget
@@ -287,7 +296,7 @@ class Trainer:
             self.config, solver=dataclasses.replace(self.config.solver, epochs=epochs),
             run=dataclasses.replace(run, fit_epochs_to_budget=False))
         if self.is_main:
-            (self.out_dir / "config.yaml").write_text(self.config.to_yaml())
+            atomic_write_text(self.out_dir / "config.yaml", self.config.to_yaml())
         if self.progress:
             from tqdm import tqdm
 
