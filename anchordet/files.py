@@ -93,7 +93,8 @@ def _mode_for(path: Path) -> int:
 
 def _naming(exc: OSError, path: Path, tmp_name: str | None) -> OSError:
     """``exc`` naming ``path`` where it names no file (a failed write) or the temporary file."""
-    if exc.filename is not None and exc.filename != tmp_name:
+    temporary = exc.filename is not None and Path(exc.filename).name.startswith(f".{path.name}.")
+    if exc.filename is not None and exc.filename != tmp_name and not temporary:
         return exc
     try:
         return type(exc)(exc.errno, exc.strerror or str(exc), str(path))

@@ -129,43 +129,7 @@ def save_weights(path: str | Path, model: nn.Module, model_config: ModelConfig, 
 def read_model_config(path: str | Path) -> ModelConfig:
     """The model config stored in a weights file (``.safetensors``) or a training checkpoint,
     checked (``anchordet.config.metadata``): a bad one is a UserError naming the file and field."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        metadata = _safetensors_metadata(path)
-        if "anchordet_model" not in metadata:
-            raise UserError(f"{path}: safetensors file without an anchordet model config; "
-                            f"convert torchvision weights with `anchordet convert`")
-        values = parse_json_field(metadata["anchordet_model"], str(path), "anchordet_model")
-    else:
-        values = load_checkpoint(path)["config"].get("model")
-    factory, args = model_values(values, str(path))
-    return ModelConfig(factory, args)
-
-
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
-    """Build the detector a weights file or checkpoint describes and load its weights (strict).
-
-    The model is first built on the meta device (no memory) to refuse a file whose config would
-    allocate more than ``MAX_PARAMETERS``; its ``backbone_weights`` are not loaded (the file's
-    weights replace them)."""
-    path = Path(path)
-    model_config = read_model_config(path)
-    build_config = ModelConfig(model_config.factory, {k: v for k, v in model_config.args.items()
-                                                      if k != "backbone_weights"})
-    with torch.device("meta"):
-        size = sum(t.numel() for t in build_config.build().state_dict().values())
-    if size > MAX_PARAMETERS:
-        raise UserError(f"{path}: its model config ({model_config.factory}, num_classes {model_config.args.get('num_classes')}) "
-                        f"makes {size:,} parameters, more than the {MAX_PARAMETERS:,} any model here needs")
-    model = build_config.build()
-    if path.suffix == ".safetensors":
-        from anchordet.backbones.weights import read_safetensors
-
-        state = read_safetensors(path)
-    else:
-        state = load_checkpoint(path)["model"]
-    load_model_state(model, state, path, f" its metadata describes ({model_config.factory})")
-    return model.to(device).eval(), model_config
+    return _model_config(path, _written_metadata(path)[0])
 
 
 def read_inference_settings(path: str | Path, num_classes: int | None = None) -> dict:
@@ -176,26 +140,69 @@ def read_inference_settings(path: str | Path, num_classes: int | None = None) ->
     Checked by ``anchordet.config.metadata.check_inference_settings`` against ``num_classes``
     (default: the file's model config).
     """
+    model, inference, _ = _written_metadata(path)
+    if num_classes is None:
+        num_classes = _model_config(path, model).num_classes
+    return check_inference_settings(inference, str(path), num_classes)
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
+    """Build the detector a weights file or checkpoint describes and load its weights (strict).
+
+    Every metadata field is checked first; then the model is built on the meta device (no
+    memory) to refuse a file whose config would allocate more than ``MAX_PARAMETERS``. Its
+    ``backbone_weights`` are not loaded (the file's weights replace them)."""
     path = Path(path)
-    values: dict = {}
+    model_values_written, inference, checkpoint = _written_metadata(path)
+    model_config = _model_config(path, model_values_written)
+    check_inference_settings(inference, str(path), model_config.num_classes)
+    build_config = ModelConfig(model_config.factory, {k: v for k, v in model_config.args.items()
+                                                      if k != "backbone_weights"})
+    with torch.device("meta"):
+        size = sum(t.numel() for t in build_config.build().state_dict().values())
+    if size > MAX_PARAMETERS:
+        raise UserError(f"{path}: its model config ({model_config.factory}, num_classes "
+                        f"{model_config.num_classes}) makes {size:,} parameters, more than the "
+                        f"{MAX_PARAMETERS:,} any model here needs")
+    model = build_config.build()
+    if checkpoint is None:
+        from anchordet.backbones.weights import read_safetensors
+
+        state = read_safetensors(path)
+    else:
+        state = checkpoint["model"]
+    load_model_state(model, state, path, f" its metadata describes ({model_config.factory})")
+    return model.to(device).eval(), model_config
+
+
+def _model_config(path: str | Path, values) -> ModelConfig:
+    factory, args = model_values(values, str(path))
+    return ModelConfig(factory, args)
+
+
+def _written_metadata(path: str | Path) -> tuple[object, object, dict | None]:
+    """(model values, inference values, the checkpoint or None for a weights file) as the file
+    writes them, parsed but not checked."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         metadata = _safetensors_metadata(path)
-        if "anchordet_inference" in metadata:
-            values = parse_json_field(metadata["anchordet_inference"], str(path), "anchordet_inference")
-    else:
-        state = load_checkpoint(path)
-        data, extra = state["config"].get("data"), state.get("extra")
-        data = data if isinstance(data, dict) else {}
-        values = {k: data[k] for k in ("eval_transform", "min_size", "max_size", "fixed_size") if k in data}
-        inference = extra.get("inference") if isinstance(extra, dict) else None
-        if inference is not None:
-            if not isinstance(inference, dict):
-                raise UserError(f"{path}: the checkpoint's inference settings must be a dict, got "
-                                f"{type(inference).__name__}")
-            values.update(inference)
-    if num_classes is None:
-        num_classes = read_model_config(path).num_classes
-    return check_inference_settings(values, str(path), num_classes)
+        if "anchordet_model" not in metadata:
+            raise UserError(f"{path}: safetensors file without an anchordet model config; "
+                            f"convert torchvision weights with `anchordet convert`")
+        model = parse_json_field(metadata["anchordet_model"], str(path), "anchordet_model")
+        inference = ({} if "anchordet_inference" not in metadata else
+                     parse_json_field(metadata["anchordet_inference"], str(path), "anchordet_inference"))
+        return model, inference, None
+    state = load_checkpoint(path)
+    data, extra = state["config"].get("data"), state.get("extra")
+    data = data if isinstance(data, dict) else {}
+    inference = {k: data[k] for k in ("eval_transform", "min_size", "max_size", "fixed_size") if k in data}
+    saved = extra.get("inference") if isinstance(extra, dict) else None
+    if saved is not None:
+        if not isinstance(saved, dict):
+            raise UserError(f"{path}: the checkpoint's inference settings must be a dict, got {type(saved).__name__}")
+        inference.update(saved)
+    return state["config"].get("model"), inference, state
 
 
 def _safetensors_metadata(path: Path) -> dict:
