@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from anchordet.cli.common import positive_int
 from anchordet.cli.main import UserError
 
 ARCHS = ("retinanet_resnet50_fpn", "ssd300_vgg16")
@@ -33,8 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--class-names", help="comma-separated names of those classes")
     parser.add_argument("--bn-eps", type=float, default=None,
                         help="eps of the source's frozen batch norms (default 0: torchvision's COCO RetinaNet)")
-    parser.add_argument("--min-size", type=int, default=800, help="--to torchvision: RetinaNet's internal resize")
-    parser.add_argument("--max-size", type=int, default=1333, help="--to torchvision: RetinaNet's internal resize")
+    parser.add_argument("--min-size", type=positive_int, default=800, help="--to torchvision: RetinaNet's internal resize")
+    parser.add_argument("--max-size", type=positive_int, default=1333, help="--to torchvision: RetinaNet's internal resize")
     return parser
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anchordet.cli.common import add_procs_argument
+from anchordet.cli.common import add_procs_argument, device_name
 
 DEMO_PRESET = "retinanet_digits_fast"
 # At most the preset's 28 epochs, as many as fit DEMO_MINUTES (run.fit_epochs_to_budget): all 28
@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              f"to what fits (run.fit_epochs_to_budget); 0 for none (default {DEMO_MINUTES:g})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="further config overrides, as for `anchordet train`")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", type=device_name, default="auto")
     add_procs_argument(parser, default="auto")
     return parser
 

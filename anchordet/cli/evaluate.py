@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import (
+    add_device_argument, eval_transform_from_settings, load_model_for_inference, positive_int,
+)
 from anchordet.cli.main import UserError
 
 
@@ -22,9 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
                         help="coco: AP@[.5:.95] and the 12 COCO numbers; voc07: 11-point AP@0.5; voc: area AP@0.5")
     parser.add_argument("--out", default=None, help="output folder (default: next to the weights, eval_<split>/)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--plots", action="store_true", help="write precision-recall curve PNGs")
-    parser.add_argument("--digits-val-images", type=int, default=None,
+    parser.add_argument("--digits-val-images", type=positive_int, default=None,
                         help="for --data digits: number of test scenes (default: as trained, or 300)")
     add_device_argument(parser)
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from anchordet.cli.common import positive_int
 from anchordet.cli.main import UserError
 from anchordet.files import atomic_path
 
@@ -24,10 +25,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dynamic", action="store_true",
                         help="batch size, height and width free (SSD: batch size only); else fixed to --size")
     parser.add_argument("--postprocess", action="store_true", help="ONNX only: include score threshold, NMS, top-k")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+    parser.add_argument("--size", type=positive_int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="example input size (default: the model's fixed size, else 512 512); RetinaNet: "
                              "multiples of 32")
-    parser.add_argument("--batch-size", type=int, default=1, help="example batch size (default 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="example batch size (default 1)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--check", action="store_true",
                         help="run the exported file (onnxruntime / torch.jit.load) and compare it with eager PyTorch")

@@ -5,7 +5,9 @@ import argparse
 import glob
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, eval_transform_from_settings, load_model_for_inference
+from anchordet.cli.common import (
+    add_device_argument, eval_transform_from_settings, load_model_for_inference, positive_int, score_threshold,
+)
 from anchordet.cli.main import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -22,11 +24,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", help="image files, folders (their images) or glob patterns")
     parser.add_argument("--weights", "-w", required=True, help="model.safetensors / best.safetensors or a .pt checkpoint")
     parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
-    parser.add_argument("--score-thresh", type=float, default=0.3,
+    parser.add_argument("--score-thresh", type=score_threshold, default=0.3,
                         help="keep detections with at least this score (default 0.3; the JSON keeps the same set)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--min-size", type=int, default=None, help="override the keep-ratio resize's shorter side")
-    parser.add_argument("--max-size", type=int, default=None, help="override the keep-ratio resize's longer-side cap")
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--min-size", type=positive_int, default=None, help="override the keep-ratio resize's shorter side")
+    parser.add_argument("--max-size", type=positive_int, default=None, help="override the keep-ratio resize's longer-side cap")
     add_device_argument(parser)
     return parser
 

@@ -12,6 +12,8 @@ import collections.abc
 import dataclasses
 import inspect
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -115,6 +117,11 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.train_transform", self.train_transform, ("resize", "ssd", "fixed"))
         _check_choice("data.eval_transform", self.eval_transform, ("resize", "fixed"))
+        _check_ranges("data", self, min_size=(1, None), max_size=(1, None), fixed_size=(1, None), num_workers=(0, None),
+                      digits_train_images=(0, None), digits_val_images=(0, None), digits_canvas_size=(1, None),
+                      digits_per_image_max=(0, None), digits_clutter_max=(0, None))
+        if self.min_size > self.max_size:
+            raise ConfigError(f"data.min_size ({self.min_size}) must be <= data.max_size ({self.max_size})")
 
 
 @dataclass(frozen=True)
@@ -154,8 +161,10 @@ class SolverConfig:
         _check_choice("solver.amp", self.amp, ("none", "bf16", "fp16"))
         if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
-        if self.base_lr <= 0:
-            raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0):
+            raise ConfigError(f"solver.base_lr must be a number > 0, got {self.base_lr}")
+        _check_ranges("solver", self, momentum=(0, 1), weight_decay=(0, None), warmup_iters=(0, None),
+                      warmup_factor=(0, 1), gamma=(0, None), clip_grad_norm=(0, None))
 
     @property
     def lr(self) -> float:
@@ -197,6 +206,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
+        check_device(self.device, "run.device")
+        _check_ranges("run", self, eval_every=(0, None), log_every=(1, None), threads=(0, None),
+                      stop_after_iters=(0, None), max_minutes=(0, None))
         if self.fit_epochs_to_budget and self.max_minutes <= 0:
             raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
 
@@ -239,6 +251,22 @@ class ExperimentConfig:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def check_device(name: str, where: str) -> str:
+    """"auto", "cpu", "cuda" or "cuda:N"; anything else (``tpu``, ``gpu``) is a ConfigError."""
+    if not (isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", name)):
+        raise ConfigError(f"{where}: {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return name
+
+
+def _check_ranges(section: str, values, **bounds: tuple[float, float | None]) -> None:
+    """Each named field must be a finite number within [low, high] (high None: no limit)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(values, name)
+        if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
+            limit = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"{section}.{name} must be {limit}, got {value!r}")
 
 
 def _section_dict(section) -> dict:

@@ -142,3 +142,27 @@ def test_checkpoints_and_weights_get_the_umask_permissions(tmp_path):
         os.umask(previous)
     for name in ("last.pt", "best.pt", "model.safetensors", "best.safetensors", "config.yaml", "curves.png"):
         assert stat.S_IMODE(os.stat(tmp_path / "run" / name).st_mode) == 0o644, name  # mkstemp alone: 0o600
+
+
+@pytest.mark.parametrize("option,value,expected", [  # issue 19 item 10
+    ("--batch-size", "0", "argument --batch-size: expected an integer >= 1, got 0"),
+    ("--score-thresh", "nan", "argument --score-thresh: expected a number in [0, 1], got 'nan'"),
+    ("--score-thresh", "1.5", "expected a number in [0, 1], got '1.5'"),
+    ("--device", "tpu", "argument --device: 'tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+])
+def test_predict_options_are_checked_by_the_parser(tmp_path, scene, capsys, option, value, expected):
+    weights = write_weights(tmp_path / "w.safetensors")
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "-w", str(weights), str(scene), option, value])
+    assert exit_.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_train_with_no_classes_stops_before_the_run_folder_exists(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--no-progress", "-c", "retinanet_digits_fast", "--set", "model.num_classes=0",
+                 "--set", f"run.out_dir={out}"]) == 2
+    assert "model.num_classes must be an integer in 1..100000, got 0" in one_line_error(capsys, "train")
+    assert main(["train", "--no-progress", "-c", "retinanet_digits_fast", "--set", "run.device=tpu",
+                 "--set", f"run.out_dir={out}"]) == 2
+    assert "run.device: 'tpu' is not a device" in one_line_error(capsys, "train")
+    assert not out.exists()
