@@ -121,3 +121,74 @@ def _fsync_directory(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class AtomicJsonListWriter:
+    """A JSON list written item by item to a temporary file and renamed into place by ``close``:
+    memory does not grow with the number of items, and readers never see half a file.
+
+        with AtomicJsonListWriter(out / "detections.json") as results:
+            results.extend(batch_results)
+
+    Leaving the ``with`` block, normally or by an exception (Ctrl-C included), commits the items
+    written so far; ``discard()`` drops them instead.
+    """
+
+    def __init__(self, path: str | Path, indent: int | None = None):
+        self.path = Path(path)
+        self.indent = indent
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            raise _naming(exc, self.path, None) from exc
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._file.write("[")
+        self.count = 0
+
+    def append(self, item: Any) -> None:
+        text = json.dumps(item, indent=self.indent)
+        try:
+            self._file.write(("," if self.count else "") + ("\n" if self.indent is not None else "") + text)
+        except OSError as exc:  # a full disk: named, and the temporary file goes
+            self.discard()
+            raise _naming(exc, self.path, self._tmp_name) from exc
+        self.count += 1
+
+    def extend(self, items) -> None:
+        for item in items:
+            self.append(item)
+
+    def close(self) -> Path:
+        """Finish the list, fsync, rename over ``path``."""
+        if self._file.closed:
+            return self.path
+        try:
+            self._file.write("\n]" if self.indent is not None and self.count else "]")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.chmod(self._tmp_name, _mode_for(self.path))
+            os.replace(self._tmp_name, self.path)
+        except OSError as exc:
+            self.discard()
+            raise _naming(exc, self.path, self._tmp_name) from exc
+        except BaseException:
+            self.discard()
+            raise
+        _fsync_directory(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            try:
+                self._file.close()
+            except OSError:  # the buffered rest cannot be written either (full disk): the file goes anyway
+                pass
+        Path(self._tmp_name).unlink(missing_ok=True)
+
+    def __enter__(self) -> "AtomicJsonListWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from anchordet.files import atomic_write
@@ -22,25 +22,48 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
+# Pictures whose longer side is below this are enlarged (by a whole factor) before drawing, so
+# that captions stay readable on small images (a 64 px scene is drawn at 448 px).
+READABLE_SIDE = 400
+
+
+def readable_scale(height: int, width: int, target: int = READABLE_SIDE) -> int:
+    """The whole factor that brings an image's longer side to at least ``target`` (1 if it is already)."""
+    longest = max(1, height, width)
+    return 1 if longest >= target else -(-target // longest)
+
+
+def _caption_font(picture: Image.Image):
+    """A font about 1/40 of the picture's shorter side, 11 px at least (PIL's default bitmap font
+    if FreeType is missing)."""
+    try:
+        return ImageFont.load_default(size=max(11, min(picture.size) // 40))
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
 def draw_detections(image: Image.Image | Tensor, detections: Detections, class_names: Sequence[str] | None = None,
                     score_thresh: float = 0.0, scale: int = 1) -> Image.Image:
-    """Draw boxes with "label score" captions; ``scale`` enlarges small images first."""
+    """Draw boxes with "label score" captions; ``scale`` enlarges small images first (see
+    ``readable_scale``). Lines are about 1/300 of the picture's shorter side thick (1 px at least)."""
     picture = to_pil(image) if isinstance(image, Tensor) else image.convert("RGB")
     if scale != 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
+    width = max(1, scale, min(picture.size) // 300)
+    font = _caption_font(picture)
     keep = detections.scores >= score_thresh
     for box, score, label in zip(detections.boxes[keep].tolist(), detections.scores[keep].tolist(),
                                  detections.labels[keep].tolist()):
         colour = PALETTE[label % len(PALETTE)]
         x1, y1, x2, y2 = (v * scale for v in box)
-        draw.rectangle((x1, y1, x2, y2), outline=colour, width=max(1, scale))
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
         name = class_names[label] if class_names else str(label)
         caption = f"{name} {score:.2f}"
-        text_box = draw.textbbox((x1, y1), caption)
-        top = max(0, y1 - (text_box[3] - text_box[1]) - 2)
-        draw.rectangle((x1, top, x1 + text_box[2] - text_box[0] + 2, top + text_box[3] - text_box[1] + 2), fill=colour)
-        draw.text((x1 + 1, top), caption, fill=(0, 0, 0))
+        left, upper, right, lower = draw.textbbox((0, 0), caption, font=font)
+        top = max(0, y1 - (lower - upper) - 2)
+        draw.rectangle((x1, top, x1 + right - left + 2, top + lower - upper + 2), fill=colour)
+        draw.text((x1 + 1 - left, top - upper), caption, fill=(0, 0, 0), font=font)
     return picture
 
 

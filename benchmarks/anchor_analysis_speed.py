@@ -23,7 +23,7 @@ import torch
 
 from anchordet.anchors.analysis import AnnotatedImage, analyze_coverage, match_statistics
 from anchordet.anchors.model_anchors import detector_anchors
-from anchordet.config.schema import load_config
+from anchordet.config.load import load_config
 from anchordet.data.transforms import keep_ratio_size
 
 COCO_SHAPES = ((480, 640), (640, 480), (427, 640), (640, 427), (425, 640), (426, 640), (428, 640), (612, 612),
@@ -66,7 +66,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = load_config("retinanet_r50_coco")
     anchors = detector_anchors(config.model.build())
-    images = synthetic_coco(args.images, args.boxes_per_image, config.data.min_size, config.data.max_size)
+    images = synthetic_coco(args.images, args.boxes_per_image, config.data.eval_min_size, config.data.max_size)
     num_boxes = sum(len(i.labels) for i in images)
     sizes = {i.input_size for i in images}
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import copy
 
-from anchordet.cli.common import eval_transform_from_settings, load_model_for_inference
-from anchordet.data.spec import DatasetSpec, build_dataset
+from anchordet.cli.common import load_model_for_inference
+from anchordet.config.schema import DigitsOptions
 from anchordet.data.digits import TEST_PHOTOS
+from anchordet.data.spec import build_dataset, digits_spec
+from anchordet.data.transforms import build_transforms
 from anchordet.engine.evaluate import predict_dataset
 from anchordet.evaluation import CocoEvaluator
 
@@ -40,8 +42,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300, help="test scenes (default 300, as the presets)")
     args = parser.parse_args()
     model, _, settings, device = load_model_for_inference(args.weights, "cpu")
-    dataset = build_dataset(DatasetSpec.digits(num_val=args.images), "val",
-                            transforms=eval_transform_from_settings(settings))
+    dataset = build_dataset(digits_spec(DigitsOptions(num_val=args.images)), "val",
+                            transforms=build_transforms(settings, train=False))
     results = predict_dataset(model, dataset, device)
     gt = dataset.coco_ground_truth()
     print(f"all        n={len(dataset):3d}  AP50 {ap50(gt, results):.3f}  agnostic {ap50(gt, results, agnostic=True):.3f}")

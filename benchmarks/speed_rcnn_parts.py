@@ -40,8 +40,9 @@ def build_inputs(size: int, seed: int = 0):
 
 
 def ours_parts(size: int, anchors, objectness, deltas, targets, roi_logits, roi_deltas):
-    from anchordet.detectors.faster_rcnn import RoITargetBuilder
-    from anchordet.detectors.rpn import ProposalSettings, RPNOutputs
+    from anchordet.detectors.rpn import RPNOutputs
+    from anchordet.losses.roi_targets import RoITargetBuilder
+    from anchordet.postprocess.proposals import ProposalSettings
     from anchordet.detectors.faster_rcnn import faster_rcnn_resnet18_c4
     from anchordet.postprocess.roi import RoIPostprocess
     from anchordet.sampling.balanced import BalancedSampler

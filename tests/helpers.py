@@ -39,3 +39,106 @@ def assert_overfits(model, images, targets, max_steps: int, check_every: int, **
             if found:
                 break
     assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
+
+
+TINY_RETINANET = dict(depth=18, num_classes=10, backbone_width=8, fpn_channels=16, head_channels=16, head_num_convs=1,
+                      frozen_bn=False, score_thresh=0.0, max_detections=20)
+TINY_SSD = dict(num_classes=10, image_size=64, width=8, batch_norm=True, extra_layers=[[16, 32, 3, 2, 1]],
+                steps=[8, 16, 32], min_sizes=[12, 24, 40], max_sizes=[24, 40, 64], aspect_ratios=[[2.0]] * 3,
+                score_thresh=0.0)
+
+
+def write_tiny_weights(path, factory: str = "retinanet_resnet_fpn", args: dict | None = None, settings: dict | None = None,
+                       seed: int = 0):
+    """A randomly initialised tiny detector saved as an anchordet weights file (RetinaNet resized
+    to 96 x 96 by default, classes named digit0..digit9 with category ids 100..109). Returns the model."""
+    import json
+
+    from anchordet.config.schema import ModelConfig
+    from anchordet.engine.checkpoint import save_weights
+
+    config = ModelConfig(factory, args or (TINY_RETINANET if factory == "retinanet_resnet_fpn" else TINY_SSD))
+    torch.manual_seed(seed)
+    model = config.build().eval()
+    info = {"eval_transform": "resize", "min_size": 96, "max_size": 96, "fixed_size": 0,
+            "class_names": [f"digit{i}" for i in range(config.num_classes)],
+            "category_ids": [100 + i for i in range(config.num_classes)]}
+    if factory == "ssd_vgg16":
+        info.update(eval_transform="fixed", fixed_size=int(config.args["image_size"]))
+    info.update(settings or {})
+    save_weights(path, model, config, {"anchordet_inference": json.dumps(info)})
+    return model
+
+
+def digit_scene_files(folder, count: int = 2, canvas_size: int = 64, prefix: str = "scene"):
+    """Write ``count`` digits test scenes as PNGs into ``folder``; returns their paths."""
+    from pathlib import Path
+
+    from anchordet.config.schema import DigitsOptions
+    from anchordet.data.digits import DigitsDataset
+    from anchordet.visualize import to_pil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scenes = DigitsDataset("test", DigitsOptions(num_val=count, canvas_size=canvas_size))
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"{prefix}{i}.png")
+        to_pil(scenes[i].image).save(paths[-1])
+    return paths
+
+
+def write_coco_dataset(folder, shapes, boxes=None, seed: int = 0, names=("a", "b"), crowd_every: int = 0,
+                       empty_every: int = 0) -> "Path":
+    """A small COCO dataset of noise PNGs with bright boxes under ``folder``: ``images/{train,val}``,
+    ``annotations/instances_{train,val}.json`` and ``data.yaml``; returns the YAML's path.
+
+    Args:
+        shapes: (height, width) of each image (train and val hold the same images).
+        boxes: x1, y1, x2, y2 boxes (fractions of the image) drawn in every image; None: 1-3
+            random boxes per image.
+        crowd_every, empty_every: every k-th image gets an iscrowd box / no object (0: none).
+    """
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    images, annotations = [], []
+    for image_id, (height, width) in enumerate(shapes, start=1):
+        pixels = rng.integers(0, 120, (height, width, 3), dtype=np.uint8)
+        empty = empty_every and image_id % empty_every == 0
+        if empty:
+            chosen = []
+        elif boxes is not None:
+            chosen = list(boxes)
+        else:
+            chosen = []
+            for _ in range(int(rng.integers(1, 4))):
+                x1, y1 = rng.uniform(0, 0.6, 2)
+                chosen.append((x1, y1, x1 + rng.uniform(0.2, 0.4), y1 + rng.uniform(0.2, 0.4)))
+        for k, (x1, y1, x2, y2) in enumerate(chosen):
+            box = [round(x1 * width, 2), round(y1 * height, 2), round(x2 * width, 2), round(y2 * height, 2)]
+            pixels[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = 230 if k % 2 == 0 else 180
+            crowd = int(bool(crowd_every) and image_id % crowd_every == 0 and k == 0)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1 + k % len(names),
+                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                                "area": (box[2] - box[0]) * (box[3] - box[1]), "iscrowd": crowd})
+        name = f"img{image_id:03d}.png"
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        for split in ("train", "val"):
+            (folder / "images" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(folder / "images" / split / name)
+    gt = {"images": images, "annotations": annotations,
+          "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
+    (folder / "annotations").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        (folder / "annotations" / f"instances_{split}.json").write_text(json.dumps(gt))
+    spec = {"format": "coco", "names": list(names),
+            **{s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in ("train", "val")}}
+    (folder / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder / "data.yaml"

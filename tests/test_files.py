@@ -90,3 +90,24 @@ def test_an_exception_inside_atomic_path_removes_the_temporary_file(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("export failed")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_json_list_writer_gets_the_umask_permissions_and_names_a_full_disk(tmp_path, umask, monkeypatch):
+    from anchordet.files import AtomicJsonListWriter
+
+    umask(0o022)
+    with AtomicJsonListWriter(tmp_path / "detections.json") as results:
+        results.extend([{"a": 1}, {"b": 2}])
+    assert _mode(tmp_path / "detections.json") == 0o644
+    (tmp_path / "images.json").write_text("[]")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", no_space)
+    with pytest.raises(OSError) as err:
+        with AtomicJsonListWriter(tmp_path / "images.json") as images:
+            images.append({"id": 0})
+    assert err.value.filename == str(tmp_path / "images.json")
+    assert (tmp_path / "images.json").read_text() == "[]"
+    assert sorted(os.listdir(tmp_path)) == ["detections.json", "images.json"]

@@ -344,14 +344,14 @@ class DatasetBoxes(NamedTuple):
 def resize_for_training(boxes: Tensor, image_size: tuple[int, int], data) -> tuple[Tensor, tuple[int, int]]:
     """Boxes (N, 4) of an image of ``image_size`` (h, w) -> boxes in the training input, and its
     size, as ``data.train_transform`` resizes (``DataConfig``): "resize" keeps the ratio
-    (``keep_ratio_size``), "fixed" and "ssd" end at (fixed_size, fixed_size). Random parts (flip,
+    (``keep_ratio_size``; with several ``data.min_size`` the largest, the eval size), "fixed" and "ssd" end at (fixed_size, fixed_size). Random parts (flip,
     SSD crops and zoom-out) are left out: they move boxes, the analysis wants the typical scale."""
     from anchordet.data.transforms import keep_ratio_size
     from anchordet.structures.boxes import clip_boxes, nonempty_mask
 
     height, width = image_size
     if data.train_transform == "resize":
-        new = keep_ratio_size(height, width, data.min_size, data.max_size)
+        new = keep_ratio_size(height, width, data.eval_min_size, data.max_size)  # multi-scale: the largest
     else:
         new = (data.fixed_size, data.fixed_size)
     scale = torch.tensor([new[1] / width, new[0] / height] * 2, dtype=torch.float32)

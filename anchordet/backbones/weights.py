@@ -1,4 +1,5 @@
-"""Loading backbone weights in torchvision's layout, strictly and without running pickles."""
+"""Backbone weights: loading torchvision-layout state dicts strictly and without running pickles,
+and finding torchvision's ImageNet weights in the torch hub cache (``backbone_weights="imagenet"``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,3 +83,57 @@ def read_safetensors(path: str | Path) -> dict[str, Tensor]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# torchvision's ImageNet backbones in the torch hub cache: what ``backbone_weights="imagenet"`` reads.
+IMAGENET_WEIGHTS = {f"resnet{d}": f"ResNet{d}_Weights" for d in (18, 34, 50, 101, 152)}
+IMAGENET_WEIGHTS.update(vgg16="VGG16_Weights", vgg16_bn="VGG16_BN_Weights")
+
+
+def cached_weights_file(url: str, what: str, download: bool = True) -> Path:
+    """The torch hub cache's copy of ``url`` (downloaded there first when possible).
+
+    Raises:
+        FileNotFoundError saying where to put the file when it is not cached and cannot be
+        downloaded (no network).
+    """
+    from urllib.parse import urlparse
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if path.is_file():
+        return path
+    reason = "downloading is off"
+    if download:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=False)
+            return path
+        except Exception as exc:  # no network, proxy, disk: the message below says what to do
+            reason = f"download failed: {type(exc).__name__}: {exc}"
+    raise FileNotFoundError(
+        f"{what}: {path.name} is not in the torch hub cache {path.parent} ({reason}). On a machine with network "
+        f"access download {url} and copy it to {path} (or set TORCH_HOME), or pass the file's path instead "
+        f"(e.g. --set model.backbone_weights=/path/to/{path.name})")
+
+
+def imagenet_weights_file(arch: str, download: bool = True) -> Path:
+    """torchvision's IMAGENET1K_V1 weights of ``arch`` ("resnet50", "vgg16", "vgg16_bn", ...)."""
+    import torchvision.models
+
+    if arch not in IMAGENET_WEIGHTS:
+        raise ValueError(f"no torchvision ImageNet weights known for {arch!r}; known: {', '.join(IMAGENET_WEIGHTS)}")
+    weights = getattr(torchvision.models, IMAGENET_WEIGHTS[arch]).IMAGENET1K_V1
+    return cached_weights_file(weights.url, f"{IMAGENET_WEIGHTS[arch]}.IMAGENET1K_V1", download)
+
+
+def resolve_backbone_weights(value: str | None, arch: str, download: bool = True) -> str | None:
+    """A factory's ``backbone_weights`` option -> a file path or None.
+
+    "imagenet": torchvision's ImageNet weights of ``arch`` from the torch hub cache;
+    None / "none" / "": random initialisation; anything else: a path, returned as is.
+    """
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    if str(value).strip().lower() == "imagenet":
+        return str(imagenet_weights_file(arch, download))
+    return str(value)

@@ -39,13 +39,14 @@ def resolve_procs(procs: int | str, device: str) -> int:
     if procs != "auto":
         return int(procs)
     from anchordet.engine.launch import cpu_count
-    from anchordet.engine.trainer import resolve_device
+    from anchordet.devices import resolve_device
 
     return 2 if resolve_device(device).type == "cpu" and cpu_count() >= 2 else 1
 
 
 def load_config_or_fail(name: str, overrides: list[str]):
-    from anchordet.config.schema import ConfigError, load_config
+    from anchordet.config.load import load_config
+    from anchordet.config.schema import ConfigError
 
     try:
         return load_config(name, overrides)
@@ -90,24 +91,11 @@ def score_threshold(value: str) -> float:
 
 
 def load_model_for_inference(weights: str, device: str):
-    """(model in eval mode on ``device``, model config, inference settings) from a weights file
-    (.safetensors) or a training checkpoint (.pt)."""
+    """(model in eval mode on ``device``, model config, ``InferenceSettings``, device) from a
+    weights file (.safetensors) or a training checkpoint (.pt)."""
     from anchordet.engine.checkpoint import load_detector, read_inference_settings
-    from anchordet.engine.trainer import resolve_device
+    from anchordet.devices import resolve_device
 
     torch_device = resolve_device(device)
     model, model_config = load_detector(weights, torch_device)
     return model, model_config, read_inference_settings(weights, model_config.num_classes), torch_device
-
-
-def eval_transform_from_settings(settings: dict, overrides: dict | None = None):
-    """The deterministic resize the model was evaluated with (none if the weights do not say)."""
-    from anchordet.data import transforms as T
-
-    settings = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    kind = settings.get("eval_transform")
-    if kind == "resize":
-        return T.ResizeKeepRatio(int(settings["min_size"]), int(settings["max_size"]))
-    if kind == "fixed":
-        return T.Resize((int(settings["fixed_size"]), int(settings["fixed_size"])))
-    return None

@@ -70,7 +70,7 @@ def _to_torchvision(args) -> int:
     from anchordet.interop.torchvision import to_torchvision
 
     model, _, settings, _ = load_model_for_inference(args.source, "cpu")
-    category_ids = _ints(args.labels, "--labels") or settings.get("category_ids")
+    category_ids = _ints(args.labels, "--labels") or list(settings.category_ids) or None
     tv = to_torchvision(model, category_ids, min_size=args.min_size, max_size=args.max_size)
     state = tv.state_dict()
     atomic_write(args.out, lambda f: torch.save(state, f))
@@ -95,7 +95,7 @@ def _ints(text: str | None, option: str) -> list[int] | None:
         raise UserError(f"{option} {text!r}: expected comma-separated integers") from exc
 
 
-def _describe(settings: dict) -> str:
-    if settings.get("eval_transform") == "fixed":
-        return f"resized to {settings['fixed_size']} x {settings['fixed_size']}"
-    return f"shorter side {settings['min_size']}, longer side at most {settings['max_size']} (keep ratio)"
+def _describe(settings) -> str:
+    if settings.eval_transform == "fixed":
+        return f"resized to {settings.fixed_size} x {settings.fixed_size}"
+    return f"shorter side {settings.min_size}, longer side at most {settings.max_size} (keep ratio)"

@@ -7,6 +7,7 @@ and ``data.yaml`` (``format: coco``), which ``load_dataset_spec`` and every COCO
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -14,7 +15,8 @@ from PIL import ImageDraw
 
 from anchordet.cli.main import UserError
 from anchordet.data.coco import write_coco_json
-from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.config.schema import DigitsOptions
+from anchordet.data.digits import DigitsDataset
 from anchordet.structures.targets import Targets
 from anchordet.files import atomic_write_text
 from anchordet.visualize import PALETTE, save_grid, save_picture, to_pil
@@ -41,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --out DIR (write the dataset) and/or --preview PNG (draw sample scenes)")
     if args.num_train < 0 or args.num_val < 0:
         raise UserError(f"--num-train and --num-val must be >= 0, got {args.num_train}, {args.num_val}")
-    config = DigitsConfig(args.canvas_size, tuple(args.digits_per_image), tuple(args.digit_size))
-    splits = {"train": DigitsDataset("train", args.num_train, config, args.seed),
-              "val": DigitsDataset("val", args.num_val, config, args.seed)}
+    options = DigitsOptions(args.num_train, args.num_val, args.canvas_size, tuple(args.digits_per_image),
+                            tuple(args.digit_size), args.seed)
+    splits = {"train": DigitsDataset("train", options), "val": DigitsDataset("val", options)}
     if args.out is not None:
         for split, dataset in splits.items():
             write_split(dataset, args.out, split)
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.num_train} train and {args.num_val} val scenes to {args.out} "
               f"(describe it with {args.out / 'data.yaml'})")
     if args.preview is not None:
-        preview_dataset = DigitsDataset("val", max(6, args.num_val), config, args.seed)
+        preview_dataset = DigitsDataset("val", dataclasses.replace(options, num_val=max(6, args.num_val)))
         write_preview(preview_dataset, args.preview)
         print(f"wrote {args.preview}")
     return 0
@@ -86,6 +88,6 @@ def draw_targets(image, targets: Targets, class_names: list[str], scale: int = 2
 
 def write_preview(dataset: DigitsDataset, path: Path, count: int = 6, columns: int = 3) -> Path:
     """A grid of the first ``count`` scenes with their boxes and labels (the gt, exactly)."""
-    scale = 2 if dataset.config.canvas_size < 128 else 1  # small scenes are enlarged to keep labels legible
+    scale = 2 if dataset.options.canvas_size < 128 else 1  # small scenes are enlarged to keep labels legible
     pictures = [draw_targets(*dataset.scene(i), dataset.class_names, scale) for i in range(min(count, len(dataset)))]
     return save_grid(pictures, path, columns=columns)

@@ -53,9 +53,9 @@ def run(args) -> int:
     config = load_config_or_fail(DEMO_PRESET, overrides + list(args.overrides))
     processes = resolve_procs(args.procs, args.device)
     budget = f"as many as fit {args.minutes:g} minutes" if args.minutes > 0 else "no time budget"
-    print(f"training {DEMO_PRESET} for at most {config.solver.epochs} epochs of {config.data.digits_train_images} "
+    print(f"training {DEMO_PRESET} for at most {config.solver.epochs} epochs of {config.data.digits.num_train} "
           f"scenes ({budget}, {processes} process{'es' if processes > 1 else ''}); "
-          f"evaluating on {config.data.digits_val_images} unseen test scenes", flush=True)
+          f"evaluating on {config.data.digits.num_val} unseen test scenes", flush=True)
     try:  # a budget stop still scores and keeps what was learned (finish_on_budget)
         outcome = train(config, processes=processes, finish_on_budget=True)
     except KeyboardInterrupt:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anchordet.cli.common import (
-    add_device_argument, eval_transform_from_settings, load_model_for_inference, positive_int,
-)
+from anchordet.cli.common import add_device_argument, positive_int
 from anchordet.cli.main import UserError
+from anchordet.cli.score import add_analysis_arguments, check_analysis_arguments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,19 +28,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--digits-val-images", type=positive_int, default=None,
                         help="for --data digits: number of test scenes (default: as trained, or 300)")
     add_device_argument(parser)
+    add_analysis_arguments(parser)  # --analyze: the error analysis of `anchordet score`, into OUT/analysis/
     return parser
 
 
 def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
     from anchordet.files import atomic_write_json
+    from anchordet.predictor import load
 
-    model, model_config, settings, device = load_model_for_inference(args.weights, args.device)
-    dataset = _dataset(args, settings)
-    if dataset.num_classes != model_config.num_classes:
+    check_analysis_arguments(args)
+    predictor = load(args.weights, args.device)  # the object `predict` and Python users get
+    dataset = _dataset(args, predictor.settings, predictor.transform)
+    if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
-                        f"predicts {model_config.num_classes}")
-    result = evaluate_dataset(model, dataset, args.metric, device, batch_size=args.batch_size)
+                        f"predicts {predictor.num_classes}")
+    result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", result.metrics.to_dict(), indent=1)
@@ -52,20 +54,32 @@ def run(args) -> int:
 
         plot_pr_curves(result.metrics, out)
     print(f"wrote {out / 'metrics.json'} and {out / 'results.json'}" + (" and PR curves" if args.plots else ""))
+    if args.analyze:
+        _analyze(dataset.coco_ground_truth(), result.results, out / "analysis", args.confusion_thresh)
     return 0
 
 
-def _dataset(args, settings: dict):
-    from anchordet.config.schema import DataConfig
+def _analyze(gt: dict, results: list[dict], out: Path, confusion_thresh: float | None) -> None:
+    """The error analysis of the results just scored (TIDE, F1 against threshold, confusion)."""
+    from anchordet.cli.score import print_analysis
+    from anchordet.evaluation.analysis import analyze_files
+
+    analysis, paths = analyze_files(gt, results, out, confusion_thresh)
+    print_analysis(analysis, paths, out)
+
+
+def _dataset(args, settings, transform):
+    """The split to score: ``--data``, else the dataset the model was trained on (for digits the
+    same test scenes), else digits; ``transform``: the predictor's eval resize."""
+    import dataclasses
+
+    from anchordet.config.schema import DataConfig, DigitsOptions
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
 
-    data_name = args.data or settings.get("dataset") or "digits"
-    fields = {"dataset": data_name}
-    if data_name == "digits":
-        fields["digits_val_images"] = args.digits_val_images or settings.get("digits_val_images", 300)
-        for key in ("digits_canvas_size", "digits_per_image_max", "digits_seed"):
-            if key in settings:
-                fields[key] = settings[key]
-    spec = dataset_spec(DataConfig(**fields))
-    return build_dataset(spec, split=args.split, transforms=eval_transform_from_settings(settings))
+    data_name = args.data or settings.dataset or "digits"
+    digits = settings.digits or DigitsOptions(num_val=300)
+    if args.digits_val_images:
+        digits = dataclasses.replace(digits, num_val=args.digits_val_images)
+    spec = dataset_spec(DataConfig(dataset=data_name, digits=digits))
+    return build_dataset(spec, split=args.split, transforms=transform)

@@ -34,5 +34,7 @@ def run(args) -> int:
 def _input_size(data) -> str:
     """The training input size in words: "300x300" (fixed) or "800-1333 px" (shorter-longer side)."""
     if data.train_transform == "resize":
+        if len(data.min_sizes) > 1:
+            return f"{min(data.min_sizes)}..{max(data.min_sizes)}-{data.max_size} px (multi-scale)"
         return f"{data.min_size} px" if data.min_size == data.max_size else f"{data.min_size}-{data.max_size} px"
     return f"{data.fixed_size}x{data.fixed_size}"

@@ -82,3 +82,6 @@ class BoxCoder:
 
 
 SSD_BOX_CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+# Fast R-CNN's box deltas are normalized by these (Girshick 2015; py-faster-rcnn's
+# BBOX_NORMALIZE_STDS 0.1, 0.1, 0.2, 0.2 = weights 10, 10, 5, 5; torchvision's RoIHeads).
+ROI_BOX_CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))

@@ -2,13 +2,11 @@
 
 A ``.safetensors`` file written by anchordet carries two JSON strings in its metadata:
 ``anchordet_model`` (the factory and its arguments) and ``anchordet_inference`` (the eval resize,
-class names and category ids). Anyone can write a file, so both are input like any other: every
-value is checked here (type, range, length) and a bad one is a ``UserError`` of one line naming
-the file and the field. Bounds keep a bad file from allocating what no real model needs
-(``MAX_PARAMETERS`` is checked on the meta device by ``anchordet.engine.checkpoint``).
-
-Torch-free: the functions take parsed values and the file name, so other loaders (an
-``InferenceSettings`` constructor) can call them.
+class names and category ids: ``anchordet.config.inference.InferenceSettings``). Anyone can
+write a file, so both are input like any other: every value is checked (type, range, length)
+and a bad one is a ``UserError`` of one line naming the file and the field. Bounds keep a bad
+file from allocating what no real model needs (``MAX_PARAMETERS`` is checked on the meta device
+by ``anchordet.engine.checkpoint.load_detector``). Torch-free.
 """
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ MAX_PARAMETERS = 1_000_000_000
 MAX_SIDE = 8192
 # anchor_sizes, a list of lists inside the model dict, is 3 deep.
 MAX_NESTING = 6
-EVAL_TRANSFORMS = ("resize", "fixed", "none")
 
 
 def parse_json_field(text: Any, source: str, field: str) -> Any:
@@ -77,46 +74,31 @@ def model_values(value: Any, source: str) -> tuple[str, dict]:
     return factory, args
 
 
-def check_inference_settings(values: Any, source: str, num_classes: int) -> dict:
-    """The inference settings (``anchordet_inference`` of a weights file, or a checkpoint's),
-    checked: the resize sides the transform uses in 1..MAX_SIDE, ``class_names`` K strings,
-    ``category_ids`` K distinct integers, the digits options non-negative integers.
-
-    Returns the same dict. Keys it does not know are kept (files from newer versions)."""
-    if not isinstance(values, dict):
-        raise UserError(f"{source}: the inference settings must be a JSON object, got {type(values).__name__}")
-
+def check_inference_fields(settings, source: str, num_classes: int | None) -> None:
+    """The values of an ``InferenceSettings`` read from a file: the resize's sides in
+    1..MAX_SIDE (a resize to 1e9 pixels would allocate terabytes), ``min_size <= max_size``,
+    the sides the transform uses present, and with ``num_classes`` K ``class_names`` and K
+    distinct ``category_ids`` (or none: unknown). UserError naming ``source`` and the field."""
     def bad(key: str, message: str) -> UserError:
-        return UserError(f"{source}: inference setting {key!r} {message}, got {values[key]!r}")
+        return UserError(f"{source}.{key}: {message}, got {getattr(settings, key)!r}")
 
-    kind = values.get("eval_transform", "none")
-    if kind is None:
-        kind = "none"
-    if kind not in EVAL_TRANSFORMS:
-        raise bad("eval_transform", f"must be one of {', '.join(EVAL_TRANSFORMS)}")
-    used = {"resize": ("min_size", "max_size"), "fixed": ("fixed_size",), "none": ()}[kind]
+    used = {"resize": ("min_size", "max_size"), "fixed": ("fixed_size",)}.get(settings.eval_transform, ())
     for key in ("min_size", "max_size", "fixed_size"):
-        if key in used and key not in values:
-            raise UserError(f"{source}: inference setting {key!r} is missing (eval_transform {kind!r} needs it)")
-        if key in values and not _int_in(values[key], 1 if key in used else 0, MAX_SIDE):
-            raise bad(key, f"must be an integer in {1 if key in used else 0}..{MAX_SIDE}")
-    if kind == "resize" and values["min_size"] > values["max_size"]:
-        raise bad("min_size", f"must be <= max_size ({values['max_size']})")
-    if "class_names" in values and values["class_names"] is not None:
-        names = values["class_names"]
-        if not isinstance(names, list) or len(names) != num_classes or not all(isinstance(n, str) for n in names):
-            raise bad("class_names", f"must be a list of {num_classes} strings (the model's classes)")
-    if "category_ids" in values and values["category_ids"] is not None:
-        ids = values["category_ids"]
-        if (not isinstance(ids, list) or len(ids) != num_classes
-                or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(set(ids)) != len(ids)):
-            raise bad("category_ids", f"must be a list of {num_classes} distinct integers (one per class)")
-    if "dataset" in values and not isinstance(values["dataset"], str):
-        raise bad("dataset", "must be a string")
-    for key in [k for k in values if k.startswith("digits_")]:
-        if not _int_in(values[key], 0, 10**7):
-            raise bad(key, "must be a non-negative integer")
-    return values
+        value = getattr(settings, key)
+        if value is None:
+            if key in used:
+                raise UserError(f"{source}.{key}: missing (eval_transform {settings.eval_transform!r} needs it)")
+        elif not (1 if key in used else 0) <= value <= MAX_SIDE:
+            raise bad(key, f"must be in {1 if key in used else 0}..{MAX_SIDE}")
+    if settings.eval_transform == "resize" and settings.min_size > settings.max_size:
+        raise bad("min_size", f"must be <= max_size ({settings.max_size})")
+    if len(set(settings.category_ids)) != len(settings.category_ids):
+        raise bad("category_ids", "must be distinct")
+    if num_classes is None:
+        return
+    for key in ("class_names", "category_ids"):
+        if getattr(settings, key) and len(getattr(settings, key)) != num_classes:
+            raise bad(key, f"must have one entry per class of the model ({num_classes})")
 
 
 def num_classes_ok(value: Any) -> bool:

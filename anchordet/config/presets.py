@@ -6,7 +6,7 @@ Names say detector, backbone and dataset. The papers' schedules are given for th
 """
 from __future__ import annotations
 
-from anchordet.config.schema import DataConfig, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
+from anchordet.config.schema import DataConfig, DigitsOptions, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
 
 # RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at quarter
 # width, BN trained (no pretrained statistics to freeze), a light FPN / head (32 channels, 2 convs),
@@ -22,7 +22,7 @@ RETINANET_DIGITS = ExperimentConfig(
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[32, 64, 128, 256, 512], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
         max_detections=100)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),  # a flipped digit is not a digit; scenes take 2-5 ms each
     solver=SolverConfig(epochs=20, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
@@ -40,7 +40,7 @@ RETINANET_DIGITS_FAST = ExperimentConfig(
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[16, 32, 64, 128, 256], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
         max_detections=100)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=128, max_size=128,
                     hflip=False, num_workers=0),
     solver=SolverConfig(epochs=28, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
@@ -49,12 +49,19 @@ RETINANET_DIGITS_FAST = ExperimentConfig(
     run=RunConfig(out_dir="runs/retinanet_digits_fast", eval_every=7, log_every=20),
 )
 
-# RetinaNet R50-FPN 1x (Lin et al. 2017; Detectron): 90k iterations at batch 16 on COCO is 12 epochs,
-# lr 0.01, steps at 60k/80k (epochs 8 and 11), shorter side 800.
+# Detectron2's 1x COCO recipes train at a shorter side drawn from 640..800 (step 32) and test at
+# 800 (MIN_SIZE_TRAIN / MIN_SIZE_TEST of its Base-RetinaNet and Base-RCNN configs; the papers'
+# own 1x runs were single-scale 800, Detectron1).
+COCO_MULTI_SCALE = (640, 672, 704, 736, 768, 800)
+# Detectron2's PascalVOC-Detection configs: 480..800 (step 32), test 800, longer side <= 1333.
+VOC_MULTI_SCALE = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
+
+# RetinaNet R50-FPN 1x (Lin et al. 2017; Detectron2): 90k iterations at batch 16 on COCO is 12
+# epochs, lr 0.01, steps at 60k/80k (epochs 8 and 11), multi-scale 640..800, test at 800.
 RETINANET_R50_COCO = ExperimentConfig(
     model=ModelConfig("retinanet_resnet_fpn", dict(depth=50, num_classes=80, backbone_weights="imagenet")),
     data=DataConfig(dataset="coco.yaml", train_transform="resize", eval_transform="resize",
-                    min_size=800, max_size=1333, hflip=True, num_workers=4),
+                    min_size=COCO_MULTI_SCALE, max_size=1333, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.01, base_batch_size=16, weight_decay=1e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(8, 11)),
     run=RunConfig(out_dir="runs/retinanet_r50_coco", metric="coco"),
@@ -83,21 +90,22 @@ FASTER_RCNN_VGG16_VOC = ExperimentConfig(
     run=RunConfig(out_dir="runs/faster_rcnn_vgg16_voc", metric="voc07"),
 )
 
-# Faster R-CNN R50-C4 1x (Detectron): lr 0.02 at batch 16, 90k iterations = 12 COCO epochs,
-# steps at 60k / 80k, shorter side 800.
+# Faster R-CNN R50-C4 1x (Detectron2): lr 0.02 at batch 16, 90k iterations = 12 COCO epochs,
+# steps at 60k / 80k, multi-scale 640..800, test at 800.
 FASTER_RCNN_R50_C4_COCO = ExperimentConfig(
     model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=80, backbone_weights="imagenet")),
     data=DataConfig(dataset="coco.yaml", train_transform="resize", eval_transform="resize",
-                    min_size=800, max_size=1333, hflip=True, num_workers=4),
+                    min_size=COCO_MULTI_SCALE, max_size=1333, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(8, 11)),
     run=RunConfig(out_dir="runs/faster_rcnn_r50_c4_coco", metric="coco"),
 )
 
+# Faster R-CNN R50-C4 on VOC 07+12 with Detectron2's PascalVOC-Detection sizes (480..800, test 800).
 FASTER_RCNN_R50_C4_VOC = ExperimentConfig(
     model=ModelConfig("faster_rcnn_resnet_c4", dict(depth=50, num_classes=20, backbone_weights="imagenet")),
     data=DataConfig(dataset="voc.yaml", train_transform="resize", eval_transform="resize",
-                    min_size=600, max_size=1000, hflip=True, num_workers=4),
+                    min_size=VOC_MULTI_SCALE, max_size=1333, hflip=True, num_workers=4),
     solver=SolverConfig(epochs=12, batch_size=16, base_lr=0.02, base_batch_size=16, weight_decay=1e-4,
                         warmup_iters=500, warmup_factor=0.001, schedule="step", steps=(9,)),
     run=RunConfig(out_dir="runs/faster_rcnn_r50_c4_voc", metric="voc07"),
@@ -116,7 +124,7 @@ FASTER_RCNN_DIGITS = ExperimentConfig(
         rpn_allowed_border=None, rpn_min_size=0.0,
         rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=256, rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=100, roi_pool="align", roi_output_size=6, roi_batch_size_per_image=32)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),
     solver=SolverConfig(epochs=16, batch_size=8, base_lr=0.002, base_batch_size=8, weight_decay=1e-4,
@@ -168,7 +176,7 @@ SSD_DIGITS = ExperimentConfig(
         num_classes=10, image_size=128, width=16, batch_norm=True,
         extra_layers=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1]], steps=[8, 16, 32, 64],
         min_sizes=[18, 30, 46, 66], max_sizes=[30, 46, 66, 96], aspect_ratios=[[1.5, 2.5]] * 4)),
-    data=DataConfig(dataset="digits", digits_train_images=2000, digits_val_images=300,
+    data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="fixed", eval_transform="fixed", fixed_size=128, hflip=False, num_workers=0),
     solver=SolverConfig(epochs=20, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,

@@ -17,7 +17,6 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
@@ -85,43 +84,111 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DigitsOptions:
+    """The built-in digits dataset (``anchordet.data.digits``). One dataclass for the config's
+    ``data.digits``, ``DatasetSpec.digits``, ``DigitsDataset`` and a weights file's inference
+    settings: nothing maps one spelling onto another.
+
+    Attributes:
+        num_train: train scenes per epoch (new scenes every epoch).
+        num_val: val scenes (the fixed test split).
+        canvas_size: side of the square scenes in pixels.
+        digits_per_image: (min, max) digits per scene.
+        digit_size: (min, max) side in pixels of the scaled 28x28 digit cell.
+        seed: base seed of every scene.
+        train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
+            each train scene before its digits, so that the detector learns that a round thing is
+            not a 0 nor a straight one a 1. Test scenes have none.
+    """
+
+    num_train: int = 2000
+    num_val: int = 200
+    canvas_size: int = 128
+    digits_per_image: tuple[int, int] = (1, 4)
+    digit_size: tuple[int, int] = (20, 56)
+    seed: int = 0
+    train_clutter: tuple[int, int] = (0, 4)
+
+    def __post_init__(self) -> None:
+        for name in ("digits_per_image", "digit_size", "train_clutter"):
+            value = tuple(getattr(self, name))  # YAML gives lists
+            if len(value) != 2:
+                raise ConfigError(f"digits {name} {value} must be (min, max)")
+            object.__setattr__(self, name, value)
+        low, high = self.digit_size
+        if not 8 <= low <= high <= self.canvas_size:
+            raise ConfigError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
+        if not 0 <= self.digits_per_image[0] <= self.digits_per_image[1]:
+            raise ConfigError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
+        if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
+            raise ConfigError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
+        if self.num_train < 0 or self.num_val < 0:
+            raise ConfigError(f"digits num_train and num_val must be >= 0, got {self.num_train}, {self.num_val}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Attributes:
         dataset: "digits" (built-in, generated) or a dataset YAML (see docs/data.md).
-        digits_*: the built-in dataset's options (ignored for other datasets).
+        digits: the built-in dataset's options (``DigitsOptions``; YAML ``digits: {num_train: 500}``,
+            ``--set data.digits.num_train=500``); used when ``dataset`` is "digits".
         train_transform: "resize" (keep ratio: min_size/max_size, random flip),
             "ssd" (SSD augmentation then a fixed size), or "fixed" (fixed size + flip).
         eval_transform: "resize" or "fixed" (no randomness).
         min_size, max_size: keep-ratio resize (shorter side to min_size, longer <= max_size).
+            ``min_size`` may list several sizes: multi-scale training, one size drawn per batch
+            (the same on every process, and again on resume); evaluation and the weights'
+            inference settings use the largest (``eval_min_size``).
         fixed_size: the square input side of fixed-size models (SSD).
+        aspect_ratio_groups: batches drawn from images of one aspect-ratio group (torchvision's
+            GroupedBatchSampler idea; less padding): 2 splits at width = height (Detectron2), N
+            groups split evenly in log2(width / height) between 1/2 and 2; 1 turns it off. Used
+            with the keep-ratio resize on datasets of files (the digits scenes and fixed-size
+            inputs are all square: one group, the batches of no grouping).
         num_workers: DataLoader worker processes per training process.
         skip_bad_annotations: drop (and report) bad boxes instead of stopping.
     """
 
     dataset: str = "digits"
-    digits_train_images: int = 2000
-    digits_val_images: int = 200
-    digits_canvas_size: int = 128
-    digits_per_image_max: int = 4
-    digits_seed: int = 0
-    digits_clutter_max: int = 4
+    digits: DigitsOptions = field(default_factory=DigitsOptions)
     train_transform: str = "resize"
     eval_transform: str = "resize"
-    min_size: int = 800
+    min_size: int | tuple[int, ...] = 800
     max_size: int = 1333
     fixed_size: int = 300
     hflip: bool = True
+    aspect_ratio_groups: int = 2
     num_workers: int = 2
     skip_bad_annotations: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("data.train_transform", self.train_transform, ("resize", "ssd", "fixed"))
         _check_choice("data.eval_transform", self.eval_transform, ("resize", "fixed"))
-        _check_ranges("data", self, min_size=(1, None), max_size=(1, None), fixed_size=(1, None), num_workers=(0, None),
-                      digits_train_images=(0, None), digits_val_images=(0, None), digits_canvas_size=(1, None),
-                      digits_per_image_max=(0, None), digits_clutter_max=(0, None))
-        if self.min_size > self.max_size:
-            raise ConfigError(f"data.min_size ({self.min_size}) must be <= data.max_size ({self.max_size})")
+        if isinstance(self.min_size, (list, tuple)):
+            object.__setattr__(self, "min_size", tuple(self.min_size))
+        _check_sizes(self.min_sizes, self.max_size)
+        _check_ranges("data", self, fixed_size=(1, None), num_workers=(0, None))
+        if self.aspect_ratio_groups < 1:
+            raise ConfigError(f"data.aspect_ratio_groups: must be >= 1 (1: no grouping), got {self.aspect_ratio_groups}")
+
+    @property
+    def min_sizes(self) -> tuple[int, ...]:
+        """The training shorter sides (one entry without multi-scale)."""
+        return self.min_size if isinstance(self.min_size, tuple) else (self.min_size,)
+
+    @property
+    def eval_min_size(self) -> int:
+        """The one shorter side of evaluation and inference: the largest training size."""
+        return max(self.min_sizes)
+
+
+def _check_sizes(min_sizes: tuple, max_size: int) -> None:
+    if not min_sizes or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in min_sizes):
+        raise ConfigError(f"data.min_size: expected a positive integer or a non-empty list of them, got "
+                          f"{list(min_sizes) if len(min_sizes) != 1 else min_sizes[0]!r}")
+    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < max(min_sizes):
+        raise ConfigError(f"data.max_size: must be an integer >= the largest data.min_size ({max(min_sizes)}), "
+                          f"got {max_size!r}")
 
 
 @dataclass(frozen=True)
@@ -242,9 +309,9 @@ class ExperimentConfig:
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
             ModelConfig(factory, model_values),
-            _section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
-            _section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
-            _section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
+            section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
+            section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
+            section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
         )
 
 
@@ -270,11 +337,19 @@ def _check_ranges(section: str, values, **bounds: tuple[float, float | None]) ->
 
 
 def _section_dict(section) -> dict:
-    return {f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v)
-            for f in dataclasses.fields(section)}
+    return {f.name: _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
 
 
-def _section_from_dict(cls, values: Mapping[str, Any], where: str):
+def _plain(value: Any) -> Any:
+    """A field's value as YAML writes it: tuples as lists, nested dataclasses as mappings."""
+    if dataclasses.is_dataclass(value):
+        return _section_dict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def section_from_dict(cls, values: Mapping[str, Any], where: str):
+    """The frozen dataclass ``cls`` from plain YAML / JSON ``values``, each coerced to its field's
+    type; a ConfigError naming ``where`` and the key for an unknown key or a wrong value."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
@@ -333,6 +408,12 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     arguments = typing.get_args(annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
+    if dataclasses.is_dataclass(annotation):  # a nested section (data.digits)
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+        return section_from_dict(annotation, value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in arguments:
             return None
@@ -389,38 +470,29 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         path, raw = item.split("=", 1)
         parts = path.strip().split(".")
-        if len(parts) != 2 or parts[0] not in values:
-            raise ConfigError(f"--set {item!r}: the key must be section.key with section one of "
-                              f"model, data, solver, run")
-        section, key = parts
-        if section != "model" and key not in values[section]:
-            raise ConfigError(f"--set {item!r}: unknown key {path}; known: {', '.join(values[section])}")
+        if len(parts) < 2 or parts[0] not in values:
+            raise ConfigError(f"--set {item!r}: the key must be section.key (section.key.field for a nested "
+                              f"section such as data.digits) with section one of model, data, solver, run")
+        target = _override_target(values, parts, item)
         try:
             parsed = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: cannot parse the value ({exc.problem})") from exc
-        values[section][key] = parsed
+        target[parts[-1]] = parsed
     return ExperimentConfig.from_dict(values, "--set")
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    """A preset name or a YAML file, then the overrides."""
-    from anchordet.config.presets import PRESETS
-
-    if name_or_path in PRESETS:
-        config = PRESETS[name_or_path]
-    else:
-        path = Path(name_or_path)
-        if path.suffix not in (".yaml", ".yml") and not path.exists():
-            raise ConfigError(f"unknown preset {name_or_path!r} (and no such YAML file); "
-                              f"presets: {', '.join(PRESETS)}")
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping with sections model, data, solver, run")
-        config = ExperimentConfig.from_dict(values, str(path))
-    return apply_overrides(config, overrides or [])
+def _override_target(values: dict, parts: list[str], item: str) -> dict:
+    """The mapping of ``values`` that ``--set a.b[.c]=...`` writes into (model keys are checked
+    later, against the factory)."""
+    target, known = values[parts[0]], parts[0] != "model"
+    for depth, key in enumerate(parts[1:], start=1):
+        last = depth == len(parts) - 1
+        if known and key not in target:
+            raise ConfigError(f"--set {item!r}: unknown key {'.'.join(parts[:depth + 1])}; known: {', '.join(target)}")
+        if last:
+            return target
+        if not isinstance(target.get(key), dict):
+            raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} has no fields")
+        target = target[key]
+    return target

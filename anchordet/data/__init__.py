@@ -1,14 +1,32 @@
 """Datasets (COCO, VOC, YOLO, the built-in digits), transforms, collation and checks.
 
-Start from ``load_dataset_spec`` / ``build_dataset`` (docs/data.md).
+Start from ``load_dataset_spec`` / ``build_dataset`` (docs/data.md). The names below are imported
+on first use, so that ``anchordet.data.spec`` / ``validate`` and the format readers (what
+``anchordet check-data`` uses) load without torch.
 """
-from anchordet.data.coco import CocoDataset, RecordDataset
-from anchordet.data.collate import Batch, Sample, collate
-from anchordet.data.digits import DigitsConfig, DigitsDataset
-from anchordet.data.image_io import load_image
-from anchordet.data.spec import DatasetSpec, build_dataset, load_dataset_spec
-from anchordet.data.voc import VocDataset
-from anchordet.data.yolo import YoloDataset
+from __future__ import annotations
 
-__all__ = ["Batch", "CocoDataset", "DatasetSpec", "DigitsConfig", "DigitsDataset", "RecordDataset", "Sample",
-           "VocDataset", "YoloDataset", "build_dataset", "collate", "load_dataset_spec", "load_image"]
+import importlib
+
+_LAZY = {
+    **dict.fromkeys(("CocoDataset", "RecordDataset", "VocDataset", "YoloDataset"), "anchordet.data.datasets"),
+    **dict.fromkeys(("Batch", "Sample", "collate"), "anchordet.data.collate"),
+    "DigitsDataset": "anchordet.data.digits",
+    "DigitsOptions": "anchordet.config.schema",
+    "load_image": "anchordet.data.image_io",
+    **dict.fromkeys(("DatasetSpec", "build_dataset", "digits_spec", "load_dataset_spec"), "anchordet.data.spec"),
+}
+
+__all__ = ["Batch", "CocoDataset", "DatasetSpec", "DigitsDataset", "DigitsOptions", "RecordDataset", "Sample",
+           "VocDataset", "YoloDataset", "build_dataset", "collate", "digits_spec", "load_dataset_spec", "load_image"]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

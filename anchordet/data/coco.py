@@ -1,11 +1,11 @@
-"""COCO-format datasets, and ``RecordDataset``: what every file-based reader returns.
+"""COCO-format annotation files: reading them into a ``RecordSet`` (torch-free) and writing them.
 
 A COCO annotation file is JSON with "images" [{id, file_name, width, height}], "annotations"
 [{id, image_id, category_id, bbox [x, y, w, h], area, iscrowd}] and "categories" [{id, name}].
 Category ids (any integers, COCO's own run 1..90 with gaps) map to labels 0..K-1 in increasing id
 order, or in the order of ``class_names`` when given; ``category_ids[k]`` maps back.
 ``iscrowd`` objects are kept with ``ignore=True`` (ignore regions for training and evaluation).
-Images with no objects are kept.
+Images with no objects are kept. The dataset class (``CocoDataset``) is in ``anchordet.data.datasets``.
 """
 from __future__ import annotations
 
@@ -13,143 +13,9 @@ import json
 import os
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
-
-from anchordet.data.collate import Sample
-from anchordet.data.image_io import load_image
-from anchordet.data.validate import (
-    AnnotationRecord, ImageRecord, Problem, RecordSet, check_records, report_or_raise, size_mismatch,
-    stated_or_header_size,
-)
+from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
 from anchordet.errors import UserError
 from anchordet.files import atomic_write_json
-from anchordet.structures.boxes import clip_boxes, nonempty_mask
-from anchordet.structures.targets import Targets
-
-
-class RecordDataset(Dataset):
-    """Images and targets from a checked ``RecordSet`` (see ``anchordet.data.validate``).
-
-    ``ds[i]`` is a ``Sample``: the decoded image (3, H, W) float in [0, 1] and its ``Targets``
-    (xyxy pixels, labels 0..K-1, ignore = iscrowd / difficult), both after ``transforms``;
-    ``orig_size`` is the file's (height, width). Boxes are clipped to the image (they may
-    stick out by the tolerance of ``check_annotation``) and boxes left empty are dropped.
-
-    Raises (at construction):
-        UserError: naming the file, image id, annotation index and value of the first bad
-            annotation, unless ``skip_bad_annotations`` (then each skip is a warning).
-    """
-
-    ignore_key = "iscrowd"  # how gt dicts mark ignored objects ("difficult" for VOC)
-
-    def __init__(self, records: RecordSet, transforms=None, skip_bad_annotations: bool = False,
-                 what: str = "the annotations"):
-        clean, problems = check_records(records)
-        report_or_raise(problems, skip_bad_annotations, what)
-        self.records = clean
-        self.transforms = transforms
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.records.class_names)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.records.class_names)
-
-    @property
-    def category_ids(self) -> list[int]:
-        return list(self.records.category_ids)
-
-    def __len__(self) -> int:
-        return len(self.records.images)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Files do not change between epochs."""
-
-    def targets_of(self, index: int, size: tuple[int, int]) -> Targets:
-        """Targets of image ``index`` in the pixels of an image of ``size`` (height, width)."""
-        anns = self.records.images[index].annotations
-        boxes = torch.tensor([a.box for a in anns], dtype=torch.float64).reshape(-1, 4)
-        if self.records.normalized:
-            boxes = boxes * torch.tensor([size[1], size[0], size[1], size[0]], dtype=torch.float64)
-        boxes = clip_boxes(boxes.float(), size)
-        labels = torch.tensor([self.records.label_of[a.category] for a in anns], dtype=torch.int64)
-        ignore = torch.tensor([a.ignore for a in anns], dtype=torch.bool)
-        return Targets(boxes, labels, ignore).select(nonempty_mask(boxes))
-
-    def __getitem__(self, index: int) -> Sample:
-        record = self.records.images[index]
-        image = load_image(record.path)
-        size = (int(image.shape[1]), int(image.shape[2]))
-        mismatch = size_mismatch(record, size)
-        if mismatch is not None:  # boxes would be in another frame: never train on that silently
-            raise UserError(str(mismatch))
-        targets = self.targets_of(index, size)
-        if self.transforms is not None:
-            image, targets = self.transforms(image, targets)
-        return Sample(image, targets, record.image_id, size, str(record.path))
-
-    def coco_ground_truth(self) -> dict:
-        """COCO gt dict of this split in original image pixels (image ids = ``Sample.image_id``).
-
-        Normalized (YOLO) records are scaled by the image header's size (no decoding).
-        """
-        images, annotations = [], []
-        for record in self.records.images:
-            height, width = stated_or_header_size(record)
-            images.append({"id": record.image_id, "file_name": _relative_name(record.path, self.image_root),
-                           "width": width, "height": height})
-            scale = (width, height, width, height) if self.records.normalized else (1, 1, 1, 1)
-            for ann in record.annotations:
-                x1, y1, x2, y2 = (v * s for v, s in zip(ann.box, scale))
-                entry = {"id": ann.annotation_id if ann.annotation_id is not None else len(annotations) + 1,
-                         "image_id": record.image_id, "category_id": self.records.category_ids[
-                             self.records.label_of[ann.category]],
-                         "bbox": [x1, y1, x2 - x1, y2 - y1],
-                         "area": ann.area if ann.area is not None else (x2 - x1) * (y2 - y1), "iscrowd": 0}
-                if ann.ignore:
-                    entry[self.ignore_key] = 1
-                annotations.append(entry)
-        categories = [{"id": c, "name": n} for c, n in zip(self.records.category_ids, self.records.class_names)]
-        return {"images": images, "annotations": annotations, "categories": categories}
-
-    @property
-    def image_root(self) -> Path | None:
-        """Folder that gt ``file_name``s are relative to (None: absolute names)."""
-        return None
-
-
-def _relative_name(path: Path, root: Path | None) -> str:
-    if root is None:
-        return str(path)
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
-class CocoDataset(RecordDataset):
-    """A COCO-format split.
-
-    Args:
-        images_dir: folder that the JSON's ``file_name``s are relative to.
-        annotation_file: the COCO JSON.
-        transforms: ``(image, targets) -> (image, targets)``.
-        class_names: optional; label k is the category named ``class_names[k]``.
-        skip_bad_annotations: warn and skip bad annotations / images instead of raising.
-    """
-
-    def __init__(self, images_dir: str | os.PathLike, annotation_file: str | os.PathLike, transforms=None,
-                 class_names: list[str] | None = None, skip_bad_annotations: bool = False):
-        self.images_dir = Path(images_dir)
-        records = read_coco_records(annotation_file, images_dir, class_names)
-        super().__init__(records, transforms, skip_bad_annotations, what=str(annotation_file))
-
-    @property
-    def image_root(self) -> Path:
-        return self.images_dir
 
 
 def load_coco_json(path: str | os.PathLike) -> dict:
@@ -245,3 +111,13 @@ def _is_number(value) -> bool:
 def write_coco_json(path: str | os.PathLike, gt: dict) -> Path:
     """Write a COCO dict atomically (a crash never leaves half a file)."""
     return atomic_write_json(path, gt)
+
+
+def __getattr__(name: str):
+    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
+    # files (check-data) never imports torch; they stay importable from here.
+    if name in ("RecordDataset", "CocoDataset"):
+        from anchordet.data import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -27,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from anchordet.config.schema import DigitsOptions
 from anchordet.data.collate import Sample
-from anchordet.errors import UserError
 from anchordet.structures.targets import Targets
 
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -82,33 +81,7 @@ def load_photos(split: str) -> tuple[Tensor, ...]:
     return tuple(photos)
 
 
-@dataclass(frozen=True)
-class DigitsConfig:
-    """Attributes:
-    canvas_size: side of the square scenes in pixels.
-    digits_per_image: (min, max) digits per scene.
-    digit_size: (min, max) side in pixels of the scaled 28x28 digit cell.
-    train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
-        each train scene before its digits, so that the detector learns that a round thing is
-        not a 0 nor a straight one a 1. Test scenes have none.
-    """
-
-    canvas_size: int = 128
-    digits_per_image: tuple[int, int] = (1, 4)
-    digit_size: tuple[int, int] = (20, 56)
-    train_clutter: tuple[int, int] = (0, 4)
-
-    def __post_init__(self) -> None:
-        low, high = self.digit_size
-        if not 8 <= low <= high <= self.canvas_size:
-            raise UserError(f"digit_size {self.digit_size} must satisfy 8 <= min <= max <= canvas_size")
-        if not 0 <= self.digits_per_image[0] <= self.digits_per_image[1]:
-            raise UserError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
-        if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
-            raise UserError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
-
-
-def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
+def generate_scene(split: str, generator: torch.Generator, options: DigitsOptions,
                    render: bool = True) -> tuple[Tensor, Targets]:
     """One scene: a (3, S, S) image in [0, 1] and its tight digit boxes.
 
@@ -116,17 +89,17 @@ def generate_scene(split: str, generator: torch.Generator, config: DigitsConfig,
     (the image is then black): ground truth without generating images twice.
     """
     masks, labels = load_digits(split)
-    image = _background(load_photos(split), generator, config.canvas_size, render, vary=split == "train")
+    image = _background(load_photos(split), generator, options.canvas_size, render, vary=split == "train")
     if split == "train":
         _paint_crowd(image, generator, render)
-        _paint_clutter(image, generator, config.train_clutter, render)
-    count = int(torch.randint(config.digits_per_image[0], config.digits_per_image[1] + 1, (1,), generator=generator))
+        _paint_clutter(image, generator, options.train_clutter, render)
+    count = int(torch.randint(options.digits_per_image[0], options.digits_per_image[1] + 1, (1,), generator=generator))
     boxes, classes = [], []
     for _ in range(count * 20):  # rejection sampling of free positions
         if len(boxes) == count:
             break
         index = int(torch.randint(len(labels), (1,), generator=generator))
-        pasted = _paste_digit(image, masks[index], generator, config, boxes, render)
+        pasted = _paste_digit(image, masks[index], generator, options, boxes, render)
         if pasted is not None:
             boxes.append(pasted)
             classes.append(int(labels[index]))
@@ -244,15 +217,15 @@ def _paint_clutter(image: Tensor, generator: torch.Generator, count_range: tuple
         _blend(image, fill, alpha)
 
 
-def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, config: DigitsConfig,
+def _paste_digit(image: Tensor, mask: Tensor, generator: torch.Generator, options: DigitsOptions,
                  taken: list[list[float]], render: bool = True) -> list[float] | None:
     """Paste a scaled digit at a free random place; return its tight box, or None if it would
     overlap a digit already there."""
-    size = int(torch.randint(config.digit_size[0], config.digit_size[1] + 1, (1,), generator=generator))
+    size = int(torch.randint(options.digit_size[0], options.digit_size[1] + 1, (1,), generator=generator))
     alpha = F.interpolate(mask[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
     rows = torch.nonzero((alpha > MASK_THRESHOLD).any(dim=1)).flatten()
     cols = torch.nonzero((alpha > MASK_THRESHOLD).any(dim=0)).flatten()
-    canvas = config.canvas_size
+    canvas = options.canvas_size
     top = int(torch.randint(canvas - size + 1, (1,), generator=generator))
     left = int(torch.randint(canvas - size + 1, (1,), generator=generator))
     box = [left + float(cols[0]), top + float(rows[0]), left + float(cols[-1]) + 1, top + float(rows[-1]) + 1]
@@ -281,9 +254,8 @@ class DigitsDataset(Dataset):
 
     Args:
         split: "train" or "test" ("val" is an alias of "test").
-        num_images: scenes per epoch.
-        config: scene options.
-        seed: base seed of every scene.
+        options: the scenes (``DigitsOptions``): ``num_train`` (train) or ``num_val`` (test)
+            scenes per epoch, their size, digits, clutter and base seed.
         transforms: ``(image, targets) -> (image, targets)``, applied after generation.
     """
 
@@ -291,12 +263,13 @@ class DigitsDataset(Dataset):
     num_classes = len(CLASS_NAMES)
     category_ids = list(range(len(CLASS_NAMES)))  # category id = the digit, as written by `anchordet data digits`
 
-    def __init__(self, split: str = "train", num_images: int = 1000, config: DigitsConfig = DigitsConfig(),
-                 seed: int = 0, transforms=None):
+    def __init__(self, split: str = "train", options: DigitsOptions = DigitsOptions(), transforms=None):
         if split not in _SPLIT_CODE:
             raise ValueError(f"digits split must be 'train', 'val' or 'test', got {split!r}")
         self.split = "train" if split == "train" else "test"
-        self.num_images, self.config, self.seed, self.transforms = num_images, config, seed, transforms
+        self.options, self.transforms = options, transforms
+        self.num_images = options.num_train if self.split == "train" else options.num_val
+        self.seed = options.seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -314,13 +287,13 @@ class DigitsDataset(Dataset):
     def scene(self, index: int) -> tuple[Tensor, Targets]:
         if not 0 <= index < self.num_images:
             raise IndexError(f"scene {index} out of range 0..{self.num_images - 1}")
-        return generate_scene(self.split, self._generator(index), self.config)
+        return generate_scene(self.split, self._generator(index), self.options)
 
     def read_annotations(self, index: int) -> Targets:
         """The scene's targets, computed without painting the image."""
         if not 0 <= index < self.num_images:
             raise IndexError(f"scene {index} out of range 0..{self.num_images - 1}")
-        return generate_scene(self.split, self._generator(index), self.config, render=False)[1]
+        return generate_scene(self.split, self._generator(index), self.options, render=False)[1]
 
     def photo_name(self, index: int) -> str:
         """Name of the skimage photo behind scene ``index`` (its first random draw, replayed)."""
@@ -334,7 +307,7 @@ class DigitsDataset(Dataset):
     def coco_ground_truth(self) -> dict:
         """COCO gt dict of the current epoch's scenes (image id = index), computed without
         painting any image. Boxes are tight pixel boxes, ``area`` is w * h."""
-        side = self.config.canvas_size
+        side = self.options.canvas_size
         images, annotations = [], []
         for index in range(self.num_images):
             images.append({"id": index, "file_name": self.file_name(index), "width": side, "height": side})

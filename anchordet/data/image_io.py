@@ -1,4 +1,4 @@
-"""Reading image files with PIL into (3, H, W) float tensors in [0, 1].
+"""Reading image files with PIL into (3, H, W) float tensors in [0, 1] (torch imported only there).
 
 What a detection dataset throws at a loader, handled here once:
 - EXIF orientation: phone photos store landscape pixels plus an "Orientation" tag; annotation
@@ -15,10 +15,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from anchordet.errors import UserError
 
@@ -73,18 +76,28 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Tensor:
         FileNotFoundError: no such file.
         ImageReadError (a UserError, so a ValueError): not an image, truncated, or more than ``max_pixels``.
     """
+    import torch  # here, not at the top: check-data decodes images without torch (decode_image)
+
+    return torch.from_numpy(np.ascontiguousarray(decode_image(path, max_pixels).transpose(2, 0, 1))).float()
+
+
+def decode_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """``load_image`` without torch: (H, W, 3) float64 RGB in [0, 1], EXIF orientation applied.
+
+    Raises as ``load_image``.
+    """
     path = Path(path)
     with _open(path, max_pixels) as image:
         try:
             image.load()  # PIL decodes lazily: truncation shows up here
             oriented = ImageOps.exif_transpose(image)
-            return _to_tensor(oriented)
+            return _to_array(oriented)
         except (OSError, SyntaxError, ValueError) as exc:  # PIL raises all three for broken files
             raise ImageReadError(f"{path}: cannot decode the image, truncated or corrupt ({exc})") from exc
 
 
-def _to_tensor(image: Image.Image) -> Tensor:
-    """PIL image of any mode -> (3, H, W) float32 RGB in [0, 1]."""
+def _to_array(image: Image.Image) -> np.ndarray:
+    """PIL image of any mode -> (H, W, 3) float64 RGB in [0, 1]."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit PNG/TIFF grayscale (PIL opens some as "I", 32-bit ints holding 0..65535).
         array = np.asarray(image, dtype=np.float64).clip(0, 65535) / 65535.0
@@ -93,7 +106,7 @@ def _to_tensor(image: Image.Image) -> Tensor:
         array = np.repeat(np.asarray(image, dtype=np.float64).clip(0, 1)[..., None], 3, axis=2)
     else:
         array = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
+    return array
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

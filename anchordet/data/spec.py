@@ -21,32 +21,15 @@ from pathlib import Path
 
 import yaml
 
-from anchordet.data.coco import CocoDataset, coco_categories, load_coco_json, read_coco_records
-from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.config.schema import DigitsOptions
+from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
 from anchordet.data.validate import RecordSet
-from anchordet.data.voc import VocDataset, read_voc_records
-from anchordet.data.yolo import YoloDataset, read_yolo_records
+from anchordet.data.voc import read_voc_records
+from anchordet.data.yolo import read_yolo_records
 from anchordet.errors import UserError
 
 FORMATS = ("coco", "voc", "yolo", "digits")
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class DigitsOptions:
-    """Options of the built-in digits dataset (see ``anchordet.data.digits``)."""
-
-    num_train: int = 2000
-    num_val: int = 200
-    canvas_size: int = 128
-    digits_per_image: tuple[int, int] = (1, 4)
-    digit_size: tuple[int, int] = (20, 56)
-    seed: int = 0
-    train_clutter: tuple[int, int] = (0, 4)
-
-    def config(self) -> DigitsConfig:
-        """The scene options (validated by ``DigitsConfig``)."""
-        return DigitsConfig(self.canvas_size, self.digits_per_image, self.digit_size, self.train_clutter)
 
 
 @dataclass(frozen=True)
@@ -72,17 +55,12 @@ class DatasetSpec:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @staticmethod
-    def digits(num_train: int = 2000, num_val: int = 200, canvas_size: int = 128,
-               digits_per_image: tuple[int, int] = (1, 4), digit_size: tuple[int, int] = (20, 56),
-               seed: int = 0, train_clutter: tuple[int, int] = (0, 4)) -> "DatasetSpec":
-        """The built-in digits dataset (no files). ``val`` is the fixed test split."""
-        from anchordet.data.digits import CLASS_NAMES
 
-        options = DigitsOptions(num_train, num_val, canvas_size, tuple(digits_per_image), tuple(digit_size), seed,
-                                tuple(train_clutter))
-        options.config()  # validates the options
-        return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
+def digits_spec(options: DigitsOptions = DigitsOptions()) -> DatasetSpec:
+    """The built-in digits dataset (no files). ``val`` is the fixed test split."""
+    from anchordet.data.digits import CLASS_NAMES  # torch: only the digits dataset needs it
+
+    return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
 
 
 def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
@@ -93,7 +71,7 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
         UserError: naming the YAML file and the key, for a missing or malformed entry.
     """
     if str(path_or_name) == "digits":
-        return DatasetSpec.digits()
+        return digits_spec()
     path = Path(path_or_name)
     if not path.is_file():
         raise FileNotFoundError(f"dataset description not found: {path} (a YAML file, or the built-in 'digits')")
@@ -198,7 +176,7 @@ class _SpecReader:
             raise self.error(sorted(unknown)[0], f"not a digits option; options: {', '.join(sorted(allowed))}")
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.data.items() if k != "format"}
         try:
-            return DatasetSpec.digits(**options)
+            return digits_spec(DigitsOptions(**options))
         except (TypeError, ValueError) as exc:
             raise UserError(f"{self.path}: digits options: {exc}") from exc
 
@@ -215,10 +193,13 @@ def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annot
     Every one returns ``Sample``s and has ``class_names``, ``num_classes``, ``category_ids``,
     ``coco_ground_truth()`` and ``set_epoch(epoch)``.
     """
+    # torch datasets imported here: reading specs and records (check-data) stays torch-free
+    from anchordet.data.datasets import CocoDataset, VocDataset, YoloDataset
+    from anchordet.data.digits import DigitsDataset
+
     options = _check_split(spec, split)
     if spec.format == "digits":
-        d = spec.digits
-        return DigitsDataset(split, d.num_train if split == "train" else d.num_val, d.config(), d.seed, transforms)
+        return DigitsDataset(split, spec.digits, transforms)
     if spec.format == "coco":
         return CocoDataset(options["images"], options["annotations"], transforms, spec.class_names, skip_bad_annotations)
     if spec.format == "voc":

@@ -8,7 +8,6 @@ DataLoader workers (seeded by PyTorch per worker) draw different numbers.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -16,6 +15,8 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
+from anchordet.config.inference import InferenceSettings
+from anchordet.config.schema import DataConfig
 from anchordet.structures.boxes import box_iou, clip_boxes, nonempty_mask
 from anchordet.structures.image_batch import IMAGENET_MEAN
 from anchordet.structures.targets import Targets
@@ -78,8 +79,15 @@ class ResizeKeepRatio:
     """Resize keeping the aspect ratio (``keep_ratio_size``).
 
     Args:
-        min_size: target shorter side, or several: one is drawn per image (multi-scale training).
+        min_size: target shorter side, or several: one is drawn per image (multi-scale training),
+            unless ``batch_min_size`` is set.
         max_size: cap on the longer side.
+
+    Attributes:
+        batch_min_size: when not None, the shorter side to use instead of a draw. The trainer's
+            dataset wrapper (``engine.data.SeededItems``) sets it before loading each item of a
+            batch to that batch's size, so that a batch is one size (less padding) and the
+            size does not depend on which worker or process loads the item.
     """
 
     def __init__(self, min_size: int | Sequence[int], max_size: int):
@@ -87,10 +95,15 @@ class ResizeKeepRatio:
         if not self.min_sizes or min(self.min_sizes) <= 0 or max_size < max(self.min_sizes):
             raise ValueError(f"ResizeKeepRatio: need 0 < min_size <= max_size, got {min_size}, {max_size}")
         self.max_size = max_size
+        self.batch_min_size: int | None = None
 
     def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
-        min_size = self.min_sizes[int(torch.randint(len(self.min_sizes), ()))] if len(self.min_sizes) > 1 \
-            else self.min_sizes[0]
+        if self.batch_min_size is not None:
+            min_size = self.batch_min_size
+        elif len(self.min_sizes) > 1:
+            min_size = self.min_sizes[int(torch.randint(len(self.min_sizes), ()))]
+        else:
+            min_size = self.min_sizes[0]
         size = keep_ratio_size(int(image.shape[-2]), int(image.shape[-1]), min_size, self.max_size)
         return resize_image_and_boxes(image, targets, size)
 
@@ -254,32 +267,29 @@ class SSDAugmentation(Compose):
                           Resize((size, size))])
 
 
-def train_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
-    """Training pipelines.
+def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compose:
+    """The training (``train``) or evaluation pipeline that ``data`` names: the one place that
+    turns ``train_transform`` / ``eval_transform`` into transforms. ``data``: a ``DataConfig``, or
+    for evaluation a weights file's ``InferenceSettings``.
 
-    kind: "keep_ratio" (RetinaNet, Faster R-CNN: ``ResizeKeepRatio(size, max_size)`` + flip;
-    ``size`` may list several shorter sides), "fixed" (``Resize((size, size))`` + flip), "ssd"
-    (``SSDAugmentation(size)``), or "none" (flip only; ``size`` is ignored).
+    "resize": ``ResizeKeepRatio(min_size, max_size)`` (training draws from ``data.min_sizes``,
+    multi-scale; evaluation takes ``data.eval_min_size``); "fixed": ``Resize((fixed_size, fixed_size))``;
+    "ssd" (training only): ``SSDAugmentation(fixed_size)`` (its own flip). Training adds
+    ``RandomHorizontalFlip(0.5)`` when ``data.hflip``. Evaluation is deterministic; an
+    ``InferenceSettings`` without an eval resize (``eval_transform`` None) keeps images as given.
     """
-    if kind == "ssd":
-        return SSDAugmentation(int(size))
-    return Compose([*_resize(kind, size, max_size), RandomHorizontalFlip(0.5)])
-
-
-def eval_transforms(kind: str, size: int | Sequence[int] | None, max_size: int | None = None) -> Compose:
-    """The deterministic resize that matches ``train_transforms(kind, ...)`` (largest shorter
-    side when several are listed; ``kind="ssd"`` is a fixed resize)."""
-    if isinstance(size, Sequence):
-        size = max(size)
-    return Compose(_resize("fixed" if kind == "ssd" else kind, size, max_size))
-
-
-def _resize(kind: str, size, max_size: int | None) -> list[Transform]:
-    if kind == "none":
-        return []
-    if kind == "fixed":
-        return [Resize(int(size))]
-    if kind == "keep_ratio":
-        largest = size if isinstance(size, int) else max(size)
-        return [ResizeKeepRatio(size, max_size if max_size is not None else int(math.ceil(largest * 1333 / 800)))]
-    raise ValueError(f"unknown transform kind {kind!r}; expected 'keep_ratio', 'fixed', 'ssd' or 'none'")
+    kind = data.train_transform if train else data.eval_transform
+    if train and kind == "ssd":
+        return SSDAugmentation(data.fixed_size)
+    if kind == "resize":
+        steps: list[Transform] = [ResizeKeepRatio(data.min_sizes if train else data.eval_min_size, data.max_size)]
+    elif kind == "fixed":
+        steps = [Resize((data.fixed_size, data.fixed_size))]
+    elif kind is None and not train:
+        steps = []
+    else:
+        raise ValueError(f"unknown {'train' if train else 'eval'} transform {kind!r}; expected resize, fixed"
+                         + (" or ssd" if train else ""))
+    if train and data.hflip:
+        steps.append(RandomHorizontalFlip(0.5))
+    return Compose(steps)

@@ -19,7 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
-from anchordet.data.image_io import ImageReadError, image_size, load_image, raw_size
+from anchordet.data.image_io import ImageReadError, decode_image, image_size, raw_size
 from anchordet.errors import UserError
 
 # Boxes may stick out of the image by this much before they are an error (within it they are
@@ -193,7 +193,7 @@ def check_image_files(records: RecordSet) -> tuple[list[Problem], dict[int, tupl
     problems, sizes = [], {}
     for image in records.images:
         try:
-            size = tuple(load_image(image.path).shape[1:])
+            size = tuple(decode_image(image.path).shape[:2])
         except FileNotFoundError as exc:
             problems.append(Problem("missing-image", image.source, image.image_id, None, str(exc)))
             continue

@@ -5,6 +5,7 @@ continuous box is ``(xmin - 1, ymin - 1, xmax, ymax)`` in anchordet's 0-based pi
 (as Detectron and mmdetection do). ``difficult`` objects are kept with ``ignore=True`` and
 written as ``"difficult": 1`` in the gt dict, so the VOC evaluator ignores them as the devkit
 does. Image ids are the positions in the image-set file (0, 1, ...); ``file_name`` keeps the name.
+The dataset class (``VocDataset``) is in ``anchordet.data.datasets``; reading here is torch-free.
 """
 from __future__ import annotations
 
@@ -12,32 +13,8 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from anchordet.data.coco import RecordDataset
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
 from anchordet.errors import UserError
-
-
-class VocDataset(RecordDataset):
-    """A VOC split.
-
-    Args:
-        root: the folder holding JPEGImages, Annotations and ImageSets (e.g. VOCdevkit/VOC2007).
-        image_set: name of ``ImageSets/Main/<image_set>.txt`` (train, val, trainval, test).
-        class_names: the K class names, in label order (VOC files name classes, not ids).
-        transforms, skip_bad_annotations: as ``CocoDataset``.
-    """
-
-    ignore_key = "difficult"
-
-    def __init__(self, root: str | os.PathLike, image_set: str, class_names: list[str], transforms=None,
-                 skip_bad_annotations: bool = False):
-        self.root = Path(root)
-        records = read_voc_records(root, image_set, class_names)
-        super().__init__(records, transforms, skip_bad_annotations, what=f"the VOC annotations in {self.root}")
-
-    @property
-    def image_root(self) -> Path:
-        return self.root / "JPEGImages"
 
 
 def read_voc_records(root: str | os.PathLike, image_set: str, class_names: list[str]) -> RecordSet:
@@ -107,3 +84,13 @@ def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -
     # 1-based inclusive indices -> 0-based pixel edges (module docstring).
     written = f"<bndbox> xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g} (1-based pixels)"
     return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written)
+
+
+def __getattr__(name: str):
+    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
+    # files (check-data) never imports torch; they stay importable from here.
+    if name in ("VocDataset",):
+        from anchordet.data import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,39 +6,16 @@ into the data YAML's ``names``. As in ultralytics, the label file of ``.../image
 without a label file, or with an empty one, is an image without objects (kept). A line with
 more than 5 values is a segmentation polygon ``class x1 y1 x2 y2 ...``: its box is the polygon's
 bounding box. Image ids are positions in the sorted image list.
+The dataset class (``YoloDataset``) is in ``anchordet.data.datasets``; reading here is torch-free.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from anchordet.data.coco import RecordDataset
 from anchordet.data.image_io import IMAGE_EXTENSIONS, list_images
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
 from anchordet.errors import UserError
-
-
-class YoloDataset(RecordDataset):
-    """A YOLO split.
-
-    Args:
-        images: a folder of images (searched recursively), a ``.txt`` file listing image paths
-            (relative to the ``.txt`` file's folder, as ultralytics reads them), or a list of those.
-        labels_dir: folder of label files mirroring ``images``; None: the ``images`` -> ``labels``
-            path rule of ultralytics.
-        class_names: the K class names (class index k is label k).
-        transforms, skip_bad_annotations: as ``CocoDataset``.
-    """
-
-    def __init__(self, images, labels_dir: str | os.PathLike | None, class_names: list[str], transforms=None,
-                 skip_bad_annotations: bool = False):
-        records = read_yolo_records(images, labels_dir, class_names)
-        self._root = Path(images) if isinstance(images, (str, os.PathLike)) and Path(images).is_dir() else None
-        super().__init__(records, transforms, skip_bad_annotations, what="the YOLO label files")
-
-    @property
-    def image_root(self) -> Path | None:
-        return self._root
 
 
 def image_paths(images) -> list[tuple[Path, Path]]:
@@ -117,3 +94,13 @@ def _parse_line(line: str, number: int, source: str, image_id: int) -> Annotatio
     if not values[0].is_integer():
         return Problem("malformed", source, image_id, number, f"class {fields[0]!r} is not an integer index")
     return AnnotationRecord(number, int(values[0]), box, False, None, None, source, f"line {line.strip()!r}")
+
+
+def __getattr__(name: str):
+    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
+    # files (check-data) never imports torch; they stay importable from here.
+    if name in ("YoloDataset",):
+        from anchordet.data import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

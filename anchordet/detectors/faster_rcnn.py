@@ -14,25 +14,22 @@ head's loss reaches the backbone through the pooled features, the RPN's through 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator
-from anchordet.coding.box_coder import BoxCoder
-from anchordet.detectors.rpn import (ProposalGenerator, ProposalSettings, RegionProposalNetwork,
-                                     RPNOutputs)
+from anchordet.detectors.rpn import RegionProposalNetwork, RPNOutputs
 from anchordet.heads.roi_box import ResNetC4Head, RoIHeadOutputs, VGGBoxHead
 from anchordet.heads.rpn import RPNHead
-from anchordet.losses.box import smooth_l1
-from anchordet.matching.iou_matcher import IGNORE, NEGATIVE, POSITIVE, IoUMatcher
+from anchordet.losses.fast_rcnn import fast_rcnn_loss
+from anchordet.losses.roi_targets import RoITargetBuilder
+from anchordet.matching.iou_matcher import IoUMatcher
 from anchordet.ops.roi_pool import RoIPooler
-from anchordet.postprocess.roi import ROI_BOX_CODER, RoIPostprocess
-from anchordet.sampling.balanced import ROI_SAMPLER, BalancedSampler
-from anchordet.structures.boxes import box_iou
+from anchordet.postprocess.proposals import ProposalGenerator, ProposalSettings
+from anchordet.postprocess.roi import RoIPostprocess
+from anchordet.sampling.balanced import BalancedSampler
 from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
@@ -45,76 +42,6 @@ class FasterRCNNOutputs(NamedTuple):
     rpn_objectness: Tensor
     rpn_box_deltas: Tensor
     anchors: Tensor
-
-
-class RoITargets(NamedTuple):
-    """The sampled RoIs of a batch, S in all.
-
-    Attributes:
-        proposals: per image (S_i, 4) xyxy sampled proposals (gt boxes may be among them).
-        labels: (S,) int64, 0..K-1 for positives, K (background) for negatives.
-        box_targets: (S, 4) deltas of the matched gt (weights 10, 10, 5, 5); 0 for negatives.
-    """
-
-    proposals: list[Tensor]
-    labels: Tensor
-    box_targets: Tensor
-
-
-@dataclass(frozen=True)
-class RoITargetBuilder:
-    """Proposal targets (Girshick 2015 Sec. 2.3; seed 003): the gt boxes are added to the
-    proposals (so early in training every gt has a positive; seed 003 forgot this), each is
-    matched to its best gt (IoU >= 0.5 foreground, [bg_iou_low, 0.5) background), then 128 are
-    sampled per image with up to 25% foreground.
-
-    Attributes:
-        matcher: IoUMatcher(fg, bg_high); no low-quality matches.
-        bg_iou_low: proposals under this IoU are not used as background (0.0; 0.1 in Fast R-CNN).
-        sampler: per-image sample size and positive fraction.
-        box_coder: weights (10, 10, 5, 5).
-        add_gt_boxes: append the gt boxes to each image's proposals.
-    """
-
-    matcher: IoUMatcher = IoUMatcher(0.5, 0.5)
-    bg_iou_low: float = 0.0
-    sampler: BalancedSampler = ROI_SAMPLER
-    box_coder: BoxCoder = ROI_BOX_CODER
-    add_gt_boxes: bool = True
-
-    def _label(self, proposals: Tensor, targets: Targets):
-        """One image: candidates (N, 4), match labels (N,) int8, gt index (N,)."""
-        trainable = targets.trainable
-        candidates = torch.cat([proposals.detach(), trainable.boxes.to(proposals)]) if self.add_gt_boxes else proposals
-        match = self.matcher.match(box_iou(trainable.boxes.to(proposals), candidates))
-        labels = match.labels.clone()
-        labels[(labels == NEGATIVE) & (match.max_iou < self.bg_iou_low)] = IGNORE
-        if bool(targets.ignore.any()):  # crowd / difficult regions: neither fg nor bg
-            iou_ignore = box_iou(targets.ignored_boxes.to(proposals), candidates).amax(dim=0)
-            labels[(labels != POSITIVE) & (iou_ignore >= self.matcher.low_threshold)] = IGNORE
-        return candidates, labels, match.gt_index
-
-    def build(self, proposals: Sequence[Tensor], targets: Sequence[Targets], num_classes: int,
-              generator: torch.Generator | None = None) -> RoITargets:
-        """Args: per image proposals (R_i, 4) and Targets; K = num_classes."""
-        labelled = [self._label(p, t) for p, t in zip(proposals, targets)]
-        width = max(len(c) for c, _, _ in labelled)
-        padded = torch.full((len(labelled), width), IGNORE, dtype=torch.int8, device=proposals[0].device)
-        for row, (_, labels, _) in zip(padded, labelled):
-            row[: len(labels)] = labels
-        masks = self.sampler.sample(padded, generator)  # (B, N_max), one draw for the batch
-        sampled_boxes, classes, deltas = [], [], []
-        for (candidates, _, gt_index), t, pos, neg in zip(labelled, targets, masks.positive, masks.negative):
-            pos, neg = pos[: len(candidates)], neg[: len(candidates)]
-            trainable = t.trainable.to(candidates.device)
-            pos_boxes = candidates[pos]
-            sampled_boxes.append(torch.cat([pos_boxes, candidates[neg]]))
-            classes.append(torch.cat([trainable.labels[gt_index[pos]],
-                                      torch.full((int(neg.sum()),), num_classes, dtype=torch.int64,
-                                                 device=candidates.device)]))
-            gt_deltas = self.box_coder.encode(trainable.boxes[gt_index[pos]].to(pos_boxes), pos_boxes)
-            deltas.append(torch.cat([gt_deltas, gt_deltas.new_zeros((int(neg.sum()), 4))]))
-        return RoITargets(sampled_boxes, torch.cat(classes), torch.cat(deltas))
 
 
 class FasterRCNN(nn.Module):
@@ -170,19 +97,9 @@ class FasterRCNN(nn.Module):
         proposals = self.rpn.proposals(rpn_out, batch.image_sizes, self.rpn.train_proposals)
         sampled = self.roi_target_builder.build(proposals.boxes, targets, self.num_classes, generator)
         head = self.roi_outputs(out.features, sampled.proposals)
-        losses.update(self._roi_losses(head, sampled))
+        losses.update(fast_rcnn_loss(head.class_logits, head.box_deltas, sampled, self.num_classes,
+                                     self.roi_box_loss_beta))
         return losses
-
-    def _roi_losses(self, head: RoIHeadOutputs, sampled: RoITargets) -> dict[str, Tensor]:
-        """Cross-entropy over the sampled RoIs and smooth L1 on the positives' deltas of their
-        gt class, both summed and divided by the number of sampled RoIs (torchvision, detectron2)."""
-        normalizer = max(len(sampled.labels), 1)
-        loss_cls = F.cross_entropy(head.class_logits.float(), sampled.labels, reduction="sum")
-        positive = sampled.labels < self.num_classes
-        deltas = head.box_deltas.reshape(len(sampled.labels), self.num_classes + 1, 4)  # (S, K + 1, 4)
-        pred = deltas[positive, sampled.labels[positive]]  # (P, 4): each RoI's own class
-        loss_box = smooth_l1(pred, sampled.box_targets[positive], self.roi_box_loss_beta).sum()
-        return {"loss_roi_cls": loss_cls / normalizer, "loss_roi_box": loss_box / normalizer}
 
     @staticmethod
     def rpn_outputs(out: FasterRCNNOutputs) -> RPNOutputs:
@@ -238,7 +155,8 @@ def assemble_faster_rcnn(backbone: nn.Module, feature_channels: int, roi_head: n
                          box_nms_thresh: float = 0.5,
                          box_detections_per_img: int = 100) -> FasterRCNN:
     """The RPN and RoI options shared by every Faster R-CNN factory, with the paper's / seed
-    003's numbers as defaults (see ``detectors.rpn`` and ``RoITargetBuilder``). Anchors: stride
+    003's numbers as defaults (see ``detectors.rpn``, ``postprocess.proposals`` and
+    ``losses.roi_targets.RoITargetBuilder``). Anchors: stride
     16, sizes 128/256/512 = scales 8/16/32 of a 16-px base, ratios 0.5/1/2, centred in each cell.
     """
     anchors = GridAnchorGenerator((tuple(anchor_sizes),), tuple(anchor_aspect_ratios), (16,), offset=anchor_offset)
@@ -280,8 +198,7 @@ def faster_rcnn_vgg16(num_classes: int, *,
         options: any keyword of ``assemble_faster_rcnn``.
     """
     from anchordet.backbones.vgg import VGG16, VGG_IGNORED_PREFIXES
-    from anchordet.backbones.weights import load_torchvision_weights
-    from anchordet.interop.torchvision import resolve_backbone_weights
+    from anchordet.backbones.weights import load_torchvision_weights, resolve_backbone_weights
 
     vgg = VGG16(batch_norm, backbone_width, frozen_bn, trainable_stages, fc_channels, dropout,
                 pool_size=options.get("roi_output_size", 7))
@@ -310,8 +227,7 @@ def faster_rcnn_resnet_c4(depth: int, num_classes: int, *,
         options: any keyword of ``assemble_faster_rcnn``.
     """
     from anchordet.backbones.resnet import ResNet
-    from anchordet.backbones.weights import load_torchvision_weights
-    from anchordet.interop.torchvision import resolve_backbone_weights
+    from anchordet.backbones.weights import load_torchvision_weights, resolve_backbone_weights
 
     backbone = ResNet(depth, ("c4",), frozen_bn=frozen_bn, trainable_layers=trainable_layers, width=backbone_width)
     weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")

@@ -139,7 +139,7 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
 
     ``backbone_weights``: a path to a torchvision ResNet state dict (``.pth`` or
     ``.safetensors``), "imagenet" (torchvision's ImageNet weights from the torch hub cache, see
-    ``anchordet.interop.torchvision.resolve_backbone_weights``), or None / "none" for random
+    ``anchordet.backbones.weights.resolve_backbone_weights``), or None / "none" for random
     initialisation.
     ``anchor_sizes``: per-level sizes that replace ``anchor_base_sizes`` x ``anchor_octave_scales``
     (torchvision truncates them to integers: ``TORCHVISION_RETINANET_ANCHOR_SIZES``).
@@ -147,13 +147,11 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
     """
     from anchordet.backbones.fpn import FPN
     from anchordet.backbones.resnet import ResNet
-    from anchordet.backbones.weights import load_torchvision_weights
+    from anchordet.backbones.weights import load_torchvision_weights, resolve_backbone_weights
     from anchordet.heads.retina import RetinaHead
 
     backbone = ResNet(depth, ("c3", "c4", "c5"), frozen_bn=frozen_bn, trainable_layers=trainable_layers,
                       width=backbone_width)
-    from anchordet.interop.torchvision import resolve_backbone_weights
-
     weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")
     if weights_file:
         load_torchvision_weights(backbone, weights_file)

@@ -3,11 +3,11 @@ anchors, raw outputs, anchor targets + sampling + losses, and proposals. Any bat
 image with its own size (images are padded to a common size; per-image sizes decide which
 anchors lie inside an image and where proposals are clipped).
 
-Anchor targets, as seed 003: only anchors inside the image (``allowed_border`` pixels of slack,
-0 in the paper) take part. They are matched against the gt boxes on their own, so each gt's
-best *inside* anchors become positive (IoU >= 0.7 positive, < 0.3 negative, ties of each gt's
-best IoU positive), and every other anchor is ignored. Then 256 anchors per image are sampled,
-up to half positive.
+Anchor targets, as seed 003 (``DenseTargetBuilder``'s border rule): only anchors inside the
+image (``allowed_border`` pixels of slack, 0 in the paper) take part. They are matched against
+the gt boxes on their own, so each gt's best *inside* anchors become positive (IoU >= 0.7
+positive, < 0.3 negative, ties of each gt's best IoU positive), and every other anchor is
+ignored. Then 256 anchors per image are sampled, up to half positive.
 
 Losses (Ren et al. Eq. 1): binary cross-entropy on the sampled anchors and smooth L1 (beta 1/9,
 Detectron's RPN value) on the sampled positives, both summed and divided by the number of
@@ -15,28 +15,25 @@ sampled anchors of the batch. The paper's 1/N_cls (256) and lambda/N_reg (10/240
 same factor; seed 003 instead averaged its box loss over positive coordinates, times 10, and
 detached it (``.data``): here both losses carry gradients.
 
-Proposals: per image the ``pre_nms_top_n`` highest-scoring anchors are decoded, clipped to the
-image, boxes under ``min_size`` removed, NMS at 0.7, and the ``post_nms_top_n`` best kept.
-12000 / 2000 for training and 6000 / 300 for inference (Ren et al. Sec. 3.3 and 4; seed 003);
-the caller chooses by passing the settings (``loss`` vs ``predict``), never ``self.training``.
+Proposals: ``postprocess.proposals.ProposalGenerator`` (top-k, decode, clip, min size, NMS 0.7),
+with the training (12000 / 2000) or test (6000 / 300) settings the caller passes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anchordet.anchors.grid import GridAnchorGenerator, anchors_inside
+from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.coding.box_coder import BoxCoder
 from anchordet.losses.box import box_regression_loss
 from anchordet.losses.dense_targets import DenseTargetBuilder, DenseTargets
-from anchordet.matching.iou_matcher import IGNORE, IoUMatcher
-from anchordet.ops.nms import batched_nms, nms_reference
+from anchordet.matching.iou_matcher import IoUMatcher
+from anchordet.postprocess.proposals import (TEST_PROPOSALS, TRAIN_PROPOSALS, ProposalGenerator, Proposals,
+                                             ProposalSettings)
 from anchordet.sampling.balanced import RPN_SAMPLER, BalancedSampler
-from anchordet.structures.boxes import clip_boxes
 from anchordet.structures.targets import Targets
 
 
@@ -47,85 +44,6 @@ class RPNOutputs(NamedTuple):
     objectness: Tensor
     box_deltas: Tensor
     anchors: Tensor
-
-
-class Proposals(NamedTuple):
-    """Per image: boxes (R_i, 4) xyxy in image pixels and objectness logits (R_i,), by
-    decreasing score. Detached: proposals are inputs of the RoI stage, not trained through."""
-
-    boxes: list[Tensor]
-    scores: list[Tensor]
-
-
-@dataclass(frozen=True)
-class ProposalSettings:
-    pre_nms_top_n: int
-    post_nms_top_n: int
-
-
-# Ren et al. 2015, Sec. 3.3 / 4 and seed 003; torchvision's defaults for a single-level RPN.
-TRAIN_PROPOSALS = ProposalSettings(12000, 2000)
-TEST_PROPOSALS = ProposalSettings(6000, 300)
-
-
-@dataclass(frozen=True)
-class ProposalGenerator:
-    """Attributes:
-    nms_thresh: IoU of the NMS between proposals (0.7).
-    min_size: proposals narrower or lower than this many pixels after clipping are removed
-        (16 in seed 003 and py-faster-rcnn; boxes with no area are always removed).
-    """
-
-    nms_thresh: float = 0.7
-    min_size: float = 16.0
-
-    def _top_boxes(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor,
-                   image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder, pre_nms_top_n: int):
-        """Top-k scores (B, k), decoded and clipped boxes (B, k, 4), valid mask (B, k)."""
-        k = min(pre_nms_top_n, objectness.shape[1])
-        scores, index = objectness.detach().topk(k, dim=1)  # (B, k), sorted
-        deltas = box_deltas.detach().gather(1, index[..., None].expand(-1, -1, 4))  # (B, k, 4)
-        boxes = box_coder.decode(deltas, anchors[index])  # (B, k, 4)
-        sizes = torch.tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # (B, 2) as (h, w)
-        upper = sizes.flip(1).repeat(1, 2)[:, None, :]  # (B, 1, 4): w, h, w, h
-        boxes = torch.minimum(boxes.clamp(min=0), upper)
-        widths, heights = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
-        valid = (widths >= self.min_size) & (heights >= self.min_size) & (widths > 0) & (heights > 0)
-        return scores, boxes, valid
-
-    def __call__(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor,
-                 image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder,
-                 settings: ProposalSettings) -> Proposals:
-        """Args: objectness (B, A), box_deltas (B, A, 4), anchors (A, 4), B image sizes (h, w).
-        All images in one NMS call, grouped by image."""
-        scores, boxes, valid = self._top_boxes(objectness, box_deltas, anchors, image_sizes, box_coder,
-                                               settings.pre_nms_top_n)
-        image_index = torch.arange(len(image_sizes), device=scores.device)[:, None].expand_as(scores)[valid]
-        boxes, scores = boxes[valid], scores[valid]
-        keep = batched_nms(boxes, scores, image_index, self.nms_thresh)  # by decreasing score
-        kept_boxes, kept_scores = [], []
-        for i in range(len(image_sizes)):
-            mine = keep[image_index[keep] == i][: settings.post_nms_top_n]
-            kept_boxes.append(boxes[mine])
-            kept_scores.append(scores[mine])
-        return Proposals(kept_boxes, kept_scores)
-
-    def reference(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor,
-                  image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder,
-                  settings: ProposalSettings) -> Proposals:
-        """Plain per-image version (sort, decode, clip, filter, slow NMS): the reference."""
-        kept_boxes, kept_scores = [], []
-        for logits, deltas, size in zip(objectness.detach(), box_deltas.detach(), image_sizes):
-            order = logits.argsort(descending=True, stable=True)[: settings.pre_nms_top_n]
-            boxes = clip_boxes(box_coder.decode(deltas[order], anchors[order]), size)
-            scores = logits[order]
-            widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-            valid = (widths >= self.min_size) & (heights >= self.min_size) & (widths > 0) & (heights > 0)
-            boxes, scores = boxes[valid], scores[valid]
-            keep = nms_reference(boxes, scores, self.nms_thresh)[: settings.post_nms_top_n]
-            kept_boxes.append(boxes[keep])
-            kept_scores.append(scores[keep])
-        return Proposals(kept_boxes, kept_scores)
 
 
 class RegionProposalNetwork(nn.Module):
@@ -154,8 +72,8 @@ class RegionProposalNetwork(nn.Module):
         if anchor_generator.num_levels != 1:
             raise ValueError(f"the RPN takes one feature map; the anchor generator has {anchor_generator.num_levels} levels")
         self.head, self.anchor_generator, self.box_coder = head, anchor_generator, box_coder
-        self.target_builder = DenseTargetBuilder(matcher, box_coder)
-        self.allowed_border, self.sampler = allowed_border, sampler
+        self.target_builder = DenseTargetBuilder(matcher, box_coder, allowed_border)
+        self.sampler = sampler
         self.proposal_generator = proposal_generator
         self.train_proposals, self.test_proposals = train_proposals, test_proposals
         self.box_loss_beta = box_loss_beta
@@ -168,21 +86,9 @@ class RegionProposalNetwork(nn.Module):
 
     def build_targets(self, anchors: Tensor, targets: Sequence[Targets],
                       image_sizes: Sequence[tuple[int, int]]) -> DenseTargets:
-        """Per-anchor targets (B, A, ...): anchors outside an image (beyond ``allowed_border``)
-        are IGNORE and never matched, so low-quality matches come from inside anchors only."""
-        per_image = []
-        for t, size in zip(targets, image_sizes):
-            inside = (torch.ones(len(anchors), dtype=torch.bool, device=anchors.device) if self.allowed_border is None
-                      else anchors_inside(anchors, size, self.allowed_border))
-            part = self.target_builder.build_per_image(anchors[inside], t.to(anchors.device))
-            full = DenseTargets(
-                torch.full((len(anchors),), IGNORE, dtype=part.match_labels.dtype, device=anchors.device),
-                part.gt_labels.new_zeros(len(anchors)), part.box_targets.new_zeros((len(anchors), 4)),
-                part.matched_boxes.new_zeros((len(anchors), 4)), part.max_iou.new_zeros(len(anchors)))
-            for whole, piece in zip(full, part):
-                whole[inside] = piece
-            per_image.append(full)
-        return DenseTargets(*(torch.stack(parts) for parts in zip(*per_image)))
+        """Per-anchor targets (B, A, ...) by the target builder's border rule: anchors outside an
+        image (beyond ``allowed_border``) are IGNORE and never matched."""
+        return self.target_builder.build(anchors, [t.to(anchors.device) for t in targets], image_sizes)
 
     def loss(self, outputs: RPNOutputs, targets: Sequence[Targets], image_sizes: Sequence[tuple[int, int]],
              generator: torch.Generator | None = None) -> dict[str, Tensor]:

@@ -159,7 +159,7 @@ def ssd_vgg16(num_classes: int, *,
     """
     from anchordet.backbones.ssd_vgg import SSDVGG16, load_vgg16_weights
     from anchordet.heads.ssd import SSDHead
-    from anchordet.interop.torchvision import resolve_backbone_weights
+    from anchordet.backbones.weights import resolve_backbone_weights
 
     options = _resolve_layout(image_size, extra_layers=extra_layers, steps=steps, min_sizes=min_sizes,
                               max_sizes=max_sizes, aspect_ratios=aspect_ratios)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from anchordet.config.metadata import MAX_PARAMETERS, check_inference_settings, model_values, parse_json_field
+from anchordet.config.inference import METADATA_KEY, InferenceSettings
+from anchordet.config.metadata import MAX_PARAMETERS, model_values, parse_json_field
 from anchordet.config.schema import ExperimentConfig, ModelConfig
 from anchordet.errors import UserError
 from anchordet.files import atomic_write
@@ -132,18 +133,14 @@ def read_model_config(path: str | Path) -> ModelConfig:
     return _model_config(path, _written_metadata(path)[0])
 
 
-def read_inference_settings(path: str | Path, num_classes: int | None = None) -> dict:
-    """The eval resize and class names stored with a model (see ``trainer.inference_metadata``).
-
-    Keys: eval_transform, min_size, max_size, fixed_size, class_names, category_ids. Files without
-    them (converted weights) give the model's defaults: no resize, classes named by index.
-    Checked by ``anchordet.config.metadata.check_inference_settings`` against ``num_classes``
-    (default: the file's model config).
-    """
+def read_inference_settings(path: str | Path, num_classes: int | None = None) -> InferenceSettings:
+    """The eval resize and class names stored with a model (``InferenceSettings``), checked
+    against ``num_classes`` (default: the file's model config). Files without them (converted
+    weights of old) give unknown settings: no resize, classes by index."""
     model, inference, _ = _written_metadata(path)
     if num_classes is None:
         num_classes = _model_config(path, model).num_classes
-    return check_inference_settings(inference, str(path), num_classes)
+    return _inference_settings(path, inference, num_classes)
 
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
@@ -155,7 +152,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     path = Path(path)
     model_values_written, inference, checkpoint = _written_metadata(path)
     model_config = _model_config(path, model_values_written)
-    check_inference_settings(inference, str(path), model_config.num_classes)
+    _inference_settings(path, inference, model_config.num_classes)
     build_config = ModelConfig(model_config.factory, {k: v for k, v in model_config.args.items()
                                                       if k != "backbone_weights"})
     with torch.device("meta"):
@@ -180,9 +177,15 @@ def _model_config(path: str | Path, values) -> ModelConfig:
     return ModelConfig(factory, args)
 
 
-def _written_metadata(path: str | Path) -> tuple[object, object, dict | None]:
-    """(model values, inference values, the checkpoint or None for a weights file) as the file
-    writes them, parsed but not checked."""
+def _inference_settings(path: str | Path, written: dict | str | None, num_classes: int) -> InferenceSettings:
+    if isinstance(written, str):  # a weights file's metadata entry
+        return InferenceSettings.from_metadata({METADATA_KEY: written}, str(path), num_classes)
+    return InferenceSettings.from_dict(written or {}, f"{path}: inference settings", num_classes)
+
+
+def _written_metadata(path: str | Path) -> tuple[object, dict | str | None, dict | None]:
+    """(model values, inference settings as written: the metadata's JSON string or the
+    checkpoint's dict, the checkpoint or None for a weights file); parsed, not checked."""
     path = Path(path)
     if path.suffix == ".safetensors":
         metadata = _safetensors_metadata(path)
@@ -190,19 +193,10 @@ def _written_metadata(path: str | Path) -> tuple[object, object, dict | None]:
             raise UserError(f"{path}: safetensors file without an anchordet model config; "
                             f"convert torchvision weights with `anchordet convert`")
         model = parse_json_field(metadata["anchordet_model"], str(path), "anchordet_model")
-        inference = ({} if "anchordet_inference" not in metadata else
-                     parse_json_field(metadata["anchordet_inference"], str(path), "anchordet_inference"))
-        return model, inference, None
+        return model, metadata.get(METADATA_KEY), None
     state = load_checkpoint(path)
-    data, extra = state["config"].get("data"), state.get("extra")
-    data = data if isinstance(data, dict) else {}
-    inference = {k: data[k] for k in ("eval_transform", "min_size", "max_size", "fixed_size") if k in data}
-    saved = extra.get("inference") if isinstance(extra, dict) else None
-    if saved is not None:
-        if not isinstance(saved, dict):
-            raise UserError(f"{path}: the checkpoint's inference settings must be a dict, got {type(saved).__name__}")
-        inference.update(saved)
-    return state["config"].get("model"), inference, state
+    extra = state.get("extra")
+    return state["config"].get("model"), extra.get("inference") if isinstance(extra, dict) else None, state
 
 
 def _safetensors_metadata(path: Path) -> dict:

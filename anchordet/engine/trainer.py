@@ -15,16 +15,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ExperimentConfig
+from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine.checkpoint import (
     changed_model_options, load_checkpoint, load_model_state, save_checkpoint, save_weights, set_rng_states,
 )
-from anchordet.errors import UserError
-from anchordet.engine.data import EpochSampler, SeededItems, build_dataset, make_loader
+from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
+from anchordet.errors import UserError
 from anchordet.files import atomic_write_text
 
 
@@ -70,19 +72,6 @@ class LossModule(nn.Module):
         return self.model.loss(images, targets)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"run.device={name}: CUDA is not available on this machine")
-        if dist_utils.launched_by_torchrun():
-            device = torch.device("cuda", dist_utils.local_rank())
-            torch.cuda.set_device(device)
-    return device
-
-
 class Trainer:
     def __init__(self, config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True):
         self.config = config
@@ -103,6 +92,7 @@ class Trainer:
         self._maybe_channels_last()
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
+        self.train_groups = aspect_groups(config.data, self.train_set)
         self.iters_per_epoch = len(self.train_set) // solver.batch_size
         if self.iters_per_epoch == 0:
             raise UserError(f"the training set has {len(self.train_set)} images, fewer than one batch "
@@ -180,7 +170,7 @@ class Trainer:
         self.train_set.set_epoch(self.epoch)
         sampler = EpochSampler(len(self.train_set), solver.batch_size, seed=run.seed, epoch=self.epoch,
                                shuffle=True, rank=dist_utils.rank(), world_size=self.world,
-                               start_batch=self.batch_in_epoch)
+                               start_batch=self.batch_in_epoch, groups=self.train_groups, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
                              self._size_divisible(), run.seed, self.epoch)
         bar = self._progress_bar()
@@ -330,7 +320,7 @@ class Trainer:
             self._save("best.pt")
             if self.is_main:
                 save_weights(self.out_dir / "best.safetensors", self.model, self.config.model,
-                             inference_metadata(self.config, self.val_set))
+                             self._inference_settings().to_metadata())
 
     def _save(self, name: str) -> Path | None:
         path = self.out_dir / name
@@ -338,9 +328,13 @@ class Trainer:
             save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                             scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
                             iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
-                            extra={"inference": inference_settings(self.config, self.val_set)})
+                            extra={"inference": self._inference_settings().to_dict()})
         dist_utils.barrier()
         return path
+
+    def _inference_settings(self) -> InferenceSettings:
+        """What `predict` needs besides the weights: the eval resize and the class names / ids."""
+        return InferenceSettings.from_training(self.config.data, self.val_set.class_names, self.val_set.category_ids)
 
     def _stop(self, status: str) -> TrainOutcome:
         path = self._save("last.pt")
@@ -358,25 +352,9 @@ class Trainer:
     def _finish(self) -> TrainOutcome:
         if self.is_main:
             save_weights(self.out_dir / "model.safetensors", self.model, self.config.model,
-                         inference_metadata(self.config, self.val_set))
+                         self._inference_settings().to_metadata())
             plot_curves(self.logger.metrics_path, self.out_dir / "curves.png")
         return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric)
-
-
-def inference_settings(config: ExperimentConfig, dataset) -> dict:
-    """What `predict` needs besides the weights: the eval resize and the class names / ids."""
-    data = config.data
-    return {"eval_transform": data.eval_transform, "min_size": data.min_size, "max_size": data.max_size,
-            "fixed_size": data.fixed_size, "class_names": list(dataset.class_names),
-            "category_ids": [int(c) for c in dataset.category_ids], "dataset": data.dataset,
-            "digits_val_images": data.digits_val_images, "digits_canvas_size": data.digits_canvas_size,
-            "digits_per_image_max": data.digits_per_image_max, "digits_seed": data.digits_seed}
-
-
-def inference_metadata(config: ExperimentConfig, dataset) -> dict:
-    import json
-
-    return {"anchordet_inference": json.dumps(inference_settings(config, dataset))}
 
 
 def train(config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True,

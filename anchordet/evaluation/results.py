@@ -5,16 +5,33 @@ arrive either as tensors per image (``xyxy`` absolute pixels of the original ima
 results entries ``{image_id, category_id, bbox [x, y, w, h], score}``. Both paths are stored
 the same way (float64 ``bbox_xywh``), so ``add`` and ``add_results`` give identical numbers.
 Everything is validated here, at the boundary, with messages naming the entry and the value.
+
+Speed (a 5000-image results file holds 500k entries): JSON is parsed with orjson when it is
+installed (the standard library otherwise), with the garbage collector paused, since the
+collector's passes over half a million fresh dicts cost more than the parse itself. Arrays are
+then built column by column (``itemgetter`` + ``np.fromiter``), checking the value types once
+per column; only when a check fails does a per-entry scan run, to name the bad entry. (A
+parser that skips the Python objects altogether, numpy on the raw text, measured slower than
+orjson: about 0.9 s against 0.35 s for 71 MB.)
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
 import json
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+try:
+    import orjson
+except ImportError:  # optional speed-up: the standard library parses the same files
+    orjson = None
 
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 
@@ -103,16 +120,38 @@ class GroundTruth:
                        "is not in the ground truth categories")
 
 
-def load_json(path: str | Path) -> Any:
-    """Read a JSON file; malformed JSON raises ValueError naming the file and the position."""
-    path = Path(path)
+@contextlib.contextmanager
+def paused_gc():
+    """Pause the cyclic garbage collector (building many containers triggers it over and over)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        with path.open("r", encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file; malformed JSON raises ValueError naming the file and the position.
+
+    orjson first; what it refuses (``NaN`` / ``Infinity``, integers beyond 64 bits, invalid
+    UTF-8) goes to the standard library, so both give the same values and the same errors.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    with paused_gc():
+        if orjson is not None:
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        try:
+            return json.loads(data.decode("utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: malformed JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def _lookup(sorted_ids: np.ndarray, ids: np.ndarray, prefix: str, suffix: str) -> np.ndarray:
@@ -156,13 +195,11 @@ def _parse_ground_truth(gt: Any) -> GroundTruth:
     names = [str(cats[i].get("name", cats[i]["id"])) for i in cat_order]
     if len(set(names)) < len(names):  # names key per-class results: keep them distinct
         names = [f"{n} (id {cats[i]['id']})" if names.count(n) > 1 else n for n, i in zip(names, cat_order)]
-    bbox = np.zeros((len(anns), 4), np.float64)
-    area = np.zeros(len(anns), np.float64)
-    flags = np.zeros((len(anns), 2), bool)
-    ann_img = np.zeros(len(anns), np.int64)
-    ann_cat = np.zeros(len(anns), np.int64)
-    for i, ann in enumerate(anns):
-        bbox[i], area[i], flags[i], ann_img[i], ann_cat[i] = _parse_annotation(ann, f"ground truth annotation {i}")
+    with paused_gc():
+        columns = _annotation_columns(anns)
+    if columns is None:  # something is off: the per-entry parser names it (or accepts odd types)
+        columns = _parse_annotations(anns)
+    bbox, area, flags, ann_img, ann_cat = columns
     sorted_images, sorted_cats = np.sort(image_ids), np.sort(cat_ids)
     return GroundTruth(
         image_ids=sorted_images, category_ids=sorted_cats, category_names=names,
@@ -170,6 +207,49 @@ def _parse_ground_truth(gt: Any) -> GroundTruth:
         category_index=_lookup(sorted_cats, ann_cat, "ground truth annotation {i}: category_id",
                                "is not in 'categories'"),
         bbox_xywh=bbox, area=area, iscrowd=flags[:, 0], difficult=flags[:, 1])
+
+
+_INT = {int}
+_NUMBER = {int, float}
+
+
+def _types(values) -> set:
+    return set(map(type, values))
+
+
+def _annotation_columns(anns: list):
+    """Fast path of ``_parse_annotations``: None when any entry needs the per-entry parser."""
+    n = len(anns)
+    try:
+        img, cat, box = (list(map(itemgetter(k), anns)) for k in ("image_id", "category_id", "bbox"))
+        area = [a.get("area") for a in anns]
+        flags = [(a.get("iscrowd", 0), a.get("difficult", 0)) for a in anns]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if not (_types(img) <= _INT and _types(cat) <= _INT and _types(box) <= {list} and set(map(len, box)) <= {4}
+            and _types(itertools.chain.from_iterable(box)) <= _NUMBER and _types(area) <= _NUMBER | {type(None)}):
+        return None
+    bbox = np.fromiter(itertools.chain.from_iterable(box), np.float64, 4 * n).reshape(n, 4)
+    area_np = np.array([np.nan if a is None else a for a in area], np.float64).reshape(n)
+    area_np = np.where([a is None for a in area], bbox[:, 2] * bbox[:, 3], area_np)
+    if not (np.isfinite(bbox).all() and (bbox[:, 2:] >= 0).all() and np.isfinite(area_np).all()
+            and (area_np >= 0).all()):
+        return None
+    flags_np = np.fromiter(map(bool, itertools.chain.from_iterable(flags)), bool, 2 * n).reshape(n, 2)
+    return bbox, area_np, flags_np, np.fromiter(img, np.int64, n), np.fromiter(cat, np.int64, n)
+
+
+def _parse_annotations(anns: list):
+    """(bbox (G, 4), area (G,), flags (G, 2) iscrowd / difficult, image ids, category ids), one
+    entry at a time; the first bad one raises ValueError naming its index and value."""
+    bbox = np.zeros((len(anns), 4), np.float64)
+    area = np.zeros(len(anns), np.float64)
+    flags = np.zeros((len(anns), 2), bool)
+    ann_img = np.zeros(len(anns), np.int64)
+    ann_cat = np.zeros(len(anns), np.int64)
+    for i, ann in enumerate(anns):
+        bbox[i], area[i], flags[i], ann_img[i], ann_cat[i] = _parse_annotation(ann, f"ground truth annotation {i}")
+    return bbox, area, flags, ann_img, ann_cat
 
 
 def _parse_annotation(ann: Any, what: str):
@@ -239,16 +319,12 @@ class DetectionStore:
         """
         if not isinstance(results, list):
             raise ValueError(f"results must be a list of dicts, got {type(results).__name__}")
-        try:  # fast path: well-formed entries convert in one go
-            img = np.array([r["image_id"] for r in results], np.int64)
-            cat = np.array([r["category_id"] for r in results], np.int64)
-            bbox = np.array([r["bbox"] for r in results], np.float64).reshape(len(results), 4)
-            score = np.array([r["score"] for r in results], np.float64)
-            if not _all_int([r["image_id"] for r in results] + [r["category_id"] for r in results]):
-                raise TypeError
-        except (KeyError, TypeError, ValueError, IndexError):
+        with paused_gc():
+            columns = _result_columns(results)
+        if columns is None:
             _find_bad_entry(results)  # raises with the entry's index and value
-            raise  # unreachable unless the checker misses a case: keep the original error
+            columns = _result_columns_any(results)  # well-formed, with numpy or other number types
+        img, cat, bbox, score = columns
         what = "results entry {i}"
         img_i = self.gt.image_lookup(img, what)
         cat_i = self.gt.category_lookup(cat, what)
@@ -262,9 +338,28 @@ class DetectionStore:
         return DetectionArrays(*(np.concatenate(p) for p in parts))
 
 
-def _all_int(values: list) -> bool:
-    """True if every value is an int (not a bool): one pass over the distinct types."""
-    return all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in set(map(type, values)))
+def _result_columns(results: list):
+    """(image ids, category ids, bbox (N, 4), score) of plain-JSON entries, or None when an
+    entry is not a dict with those keys and JSON value types (then the slow scan runs)."""
+    n = len(results)
+    try:
+        img, cat, box, score = (list(map(itemgetter(k), results)) for k in RESULT_KEYS)
+    except (KeyError, TypeError, IndexError):
+        return None
+    if not (_types(img) <= _INT and _types(cat) <= _INT and _types(score) <= _NUMBER and _types(box) <= {list}
+            and set(map(len, box)) <= {4} and _types(itertools.chain.from_iterable(box)) <= _NUMBER):
+        return None
+    return (np.fromiter(img, np.int64, n), np.fromiter(cat, np.int64, n),
+            np.fromiter(itertools.chain.from_iterable(box), np.float64, 4 * n).reshape(n, 4),
+            np.fromiter(score, np.float64, n))
+
+
+def _result_columns_any(results: list):
+    """The same columns from entries that passed ``_find_bad_entry`` (numpy ints, tuples, ...)."""
+    return (np.array([int(r["image_id"]) for r in results], np.int64).reshape(-1),
+            np.array([int(r["category_id"]) for r in results], np.int64).reshape(-1),
+            np.array([list(r["bbox"]) for r in results], np.float64).reshape(len(results), 4),
+            np.array([r["score"] for r in results], np.float64).reshape(-1))
 
 
 def _check_values(bbox_xywh: np.ndarray, score: np.ndarray, what: str) -> None:

@@ -89,6 +89,10 @@ class VocEvaluator:
         """Add COCO results entries ``{image_id, category_id, bbox [x, y, w, h], score}``."""
         self._store.add_results(results)
 
+    def detections(self) -> DetectionArrays:
+        """Everything added so far as flat arrays (what ``anchordet.evaluation.analysis`` reads)."""
+        return self._store.arrays()
+
     def summarize(self) -> VocMetrics:
         return evaluate_voc(self.gt, self._store.arrays(), self.iou_threshold, self.use_07_metric)
 

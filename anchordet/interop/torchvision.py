@@ -28,7 +28,6 @@ are multiples of 128 (RetinaNet) or 300 x 300 (SSD) that torchvision's resize le
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -36,6 +35,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from anchordet.backbones.weights import cached_weights_file
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ModelConfig
 from anchordet.errors import UserError
 
@@ -78,19 +79,18 @@ class Converted(NamedTuple):
         category_ids: the torchvision label (COCO category id for COCO models) of each of our
             labels 0..K-1.
         class_names: K names.
-        inference: what ``read_inference_settings`` returns for it (the eval resize).
+        inference: its ``InferenceSettings``: torchvision's eval resize, the names and the ids.
     """
 
     model: nn.Module
     config: ModelConfig
     category_ids: list[int]
     class_names: list[str]
-    inference: dict
+    inference: InferenceSettings
 
     def metadata(self) -> dict[str, str]:
         """The ``save_weights`` metadata that lets ``anchordet predict`` write COCO ids."""
-        return {"anchordet_inference": json.dumps(
-            {**self.inference, "class_names": self.class_names, "category_ids": self.category_ids})}
+        return self.inference.to_metadata()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,8 +122,9 @@ def from_torchvision(source: Any, arch: str | None = None, *, labels: Sequence[i
     model.load_state_dict(our_state, strict=True)
     if arch == "ssd300_vgg16" and isinstance(source, nn.Module):
         _check_default_boxes(model, source)
-    inference = ({"eval_transform": "resize", "min_size": settings["min_size"], "max_size": settings["max_size"]}
-                 if arch == "retinanet_resnet50_fpn" else {"eval_transform": "fixed", "fixed_size": 300})
+    resize = (dict(eval_transform="resize", min_size=settings["min_size"], max_size=settings["max_size"])
+              if arch == "retinanet_resnet50_fpn" else dict(eval_transform="fixed", fixed_size=300))
+    inference = InferenceSettings(**resize, class_names=tuple(class_names), category_ids=tuple(labels))
     return Converted(model, config, list(labels), class_names, inference)
 
 
@@ -535,59 +536,3 @@ def _tv_default_boxes(tv: nn.Module) -> Tensor:
     images = ImageList(torch.zeros(1, 3, 300, 300), [(300, 300)])
     sides = (38, 19, 10, 5, 3, 1)  # torchvision's SSD300 source maps
     return tv.anchor_generator(images, [torch.zeros(1, 1, s, s) for s in sides])[0]
-
-
-# ----------------------------------------------------------------------------------------------
-# ImageNet backbones and the torch hub cache
-
-IMAGENET_WEIGHTS = {f"resnet{d}": f"ResNet{d}_Weights" for d in (18, 34, 50, 101, 152)}
-IMAGENET_WEIGHTS.update(vgg16="VGG16_Weights", vgg16_bn="VGG16_BN_Weights")
-
-
-def cached_weights_file(url: str, what: str, download: bool = True) -> Path:
-    """The torch hub cache's copy of ``url`` (downloaded there first when possible).
-
-    Raises:
-        FileNotFoundError saying where to put the file when it is not cached and cannot be
-        downloaded (no network).
-    """
-    from urllib.parse import urlparse
-
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    if path.is_file():
-        return path
-    reason = "downloading is off"
-    if download:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(path), progress=False)
-            return path
-        except Exception as exc:  # no network, proxy, disk: the message below says what to do
-            reason = f"download failed: {type(exc).__name__}: {exc}"
-    raise FileNotFoundError(
-        f"{what}: {path.name} is not in the torch hub cache {path.parent} ({reason}). On a machine with network "
-        f"access download {url} and copy it to {path} (or set TORCH_HOME), or pass the file's path instead "
-        f"(e.g. --set model.backbone_weights=/path/to/{path.name})")
-
-
-def imagenet_weights_file(arch: str, download: bool = True) -> Path:
-    """torchvision's IMAGENET1K_V1 weights of ``arch`` ("resnet50", "vgg16", "vgg16_bn", ...)."""
-    import torchvision.models
-
-    if arch not in IMAGENET_WEIGHTS:
-        raise ValueError(f"no torchvision ImageNet weights known for {arch!r}; known: {', '.join(IMAGENET_WEIGHTS)}")
-    weights = getattr(torchvision.models, IMAGENET_WEIGHTS[arch]).IMAGENET1K_V1
-    return cached_weights_file(weights.url, f"{IMAGENET_WEIGHTS[arch]}.IMAGENET1K_V1", download)
-
-
-def resolve_backbone_weights(value: str | None, arch: str, download: bool = True) -> str | None:
-    """A factory's ``backbone_weights`` option -> a file path or None.
-
-    "imagenet": torchvision's ImageNet weights of ``arch`` from the torch hub cache;
-    None / "none" / "": random initialisation; anything else: a path, returned as is.
-    """
-    if value is None or str(value).strip().lower() in ("", "none"):
-        return None
-    if str(value).strip().lower() == "imagenet":
-        return str(imagenet_weights_file(arch, download))
-    return str(value)

@@ -1,11 +1,13 @@
 """Dense target builder: one per-anchor assignment for every dense head (RetinaNet, SSD, RPN).
 
 For each image: IoU between gt boxes and anchors -> ``IoUMatcher`` -> per-anchor class label and
-box regression target. Two extra rules, both configurable:
-  - anchors that overlap an ignore region (COCO crowd, VOC difficult) by IoU >= the matcher's
-    low threshold and are not positive become IGNORE;
-  - ``allowed_border``: anchors reaching further than this outside the image are IGNORE
-    (Ren et al. 2015 Sec. 3.3 and seed 003 ignore border-crossing anchors in the RPN).
+box regression target. Two extra rules:
+  - ``ignore_regions``: anchors that overlap an ignore region (COCO crowd, VOC difficult) by
+    IoU >= the matcher's low threshold and are not positive become IGNORE (the RoI targets
+    use the same rule);
+  - ``allowed_border`` (the border rule): anchors reaching further than this outside the image
+    are IGNORE and never matched, so each gt's best (low-quality) matches are its best *inside*
+    anchors (Ren et al. 2015 Sec. 3.3 and seed 003, for the RPN). None: every anchor takes part.
 """
 from __future__ import annotations
 
@@ -53,8 +55,24 @@ class DenseTargets(NamedTuple):
         return self.positive.sum()
 
 
+def ignore_regions(labels: Tensor, candidates: Tensor, targets: Targets, threshold: float) -> Tensor:
+    """Labels (N,) int8 with the candidates (N, 4) that are not POSITIVE and overlap one of
+    ``targets``' ignore regions by IoU >= ``threshold`` set to IGNORE (a new tensor)."""
+    labels = labels.clone()
+    if bool(targets.ignore.any()):
+        iou_ignore = box_iou(targets.ignored_boxes.to(candidates), candidates).amax(dim=0)  # (N,)
+        labels[(labels != POSITIVE) & (iou_ignore >= threshold)] = IGNORE
+    return labels
+
+
 @dataclass(frozen=True)
 class DenseTargetBuilder:
+    """Attributes:
+        matcher: the IoU thresholds and low-quality rule.
+        box_coder: encodes each positive's matched gt box.
+        allowed_border: the border rule (module docstring); None: every anchor takes part.
+    """
+
     matcher: IoUMatcher
     box_coder: BoxCoder
     allowed_border: float | None = None
@@ -77,17 +95,26 @@ class DenseTargetBuilder:
     def build_per_image(self, anchors: Tensor, targets: Targets,
                         image_size: tuple[int, int] | None = None) -> DenseTargets:
         """The plain per-image version: the reference for any batched one. Fields without B."""
+        if self.allowed_border is None:
+            return self._match(anchors, targets)
+        inside = anchors_inside(anchors, image_size, self.allowed_border)  # (A,)
+        part = self._match(anchors[inside], targets)
+        full = DenseTargets(  # outside anchors: IGNORE, zero targets
+            torch.full((len(anchors),), IGNORE, dtype=part.match_labels.dtype, device=anchors.device),
+            part.gt_labels.new_zeros(len(anchors)), part.box_targets.new_zeros((len(anchors), 4)),
+            part.matched_boxes.new_zeros((len(anchors), 4)), part.max_iou.new_zeros(len(anchors)))
+        for whole, piece in zip(full, part):
+            whole[inside] = piece
+        return full
+
+    def _match(self, anchors: Tensor, targets: Targets) -> DenseTargets:
+        """Every anchor of ``anchors`` (A, 4) takes part: match, ignore regions, encode."""
         num_anchors = anchors.shape[0]
         trainable = targets.trainable
         gt_boxes = trainable.boxes.to(anchors.dtype)
         iou = box_iou(gt_boxes, anchors)  # (G, A)
         match = self.matcher.match(iou)
-        labels = match.labels.clone()
-        if bool(targets.ignore.any()):
-            iou_ignore = box_iou(targets.ignored_boxes.to(anchors.dtype), anchors).amax(dim=0)  # (A,)
-            labels[(labels != POSITIVE) & (iou_ignore >= self.matcher.low_threshold)] = IGNORE
-        if self.allowed_border is not None:
-            labels[~anchors_inside(anchors, image_size, self.allowed_border)] = IGNORE
+        labels = ignore_regions(match.labels, anchors, targets, self.matcher.low_threshold)
         positive = labels == POSITIVE
         if len(trainable):
             matched_boxes = gt_boxes[match.gt_index]  # (A, 4)
@@ -103,4 +130,4 @@ class DenseTargetBuilder:
         return DenseTargets(labels, gt_labels, box_targets, matched_boxes, match.max_iou)
 
 
-__all__ = ["DenseTargets", "DenseTargetBuilder", "IGNORE", "NEGATIVE", "POSITIVE"]
+__all__ = ["DenseTargets", "DenseTargetBuilder", "IGNORE", "NEGATIVE", "POSITIVE", "ignore_regions"]

@@ -13,14 +13,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from anchordet.coding.box_coder import BoxCoder
+from anchordet.coding.box_coder import ROI_BOX_CODER, BoxCoder
 from anchordet.ops.nms import batched_nms, nms_reference
 from anchordet.structures.boxes import clip_boxes
 from anchordet.structures.targets import Detections
-
-# Fast R-CNN's box deltas are normalized by these (Girshick 2015; py-faster-rcnn's
-# BBOX_NORMALIZE_STDS 0.1, 0.1, 0.2, 0.2 = weights 10, 10, 5, 5; torchvision's RoIHeads).
-ROI_BOX_CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
 
 
 @dataclass(frozen=True)

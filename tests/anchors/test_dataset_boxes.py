@@ -59,10 +59,11 @@ def test_missing_split_names_the_file(tmp_path):
 
 
 def test_digits_boxes_are_the_dataset_targets():
-    from anchordet.data.digits import DigitsConfig, DigitsDataset
+    from anchordet.config.schema import DigitsOptions
+    from anchordet.data.digits import DigitsDataset
 
     result = read_dataset_boxes(DataConfig(dataset="digits", min_size=256, max_size=256), "train", max_images=3)
-    dataset = DigitsDataset("train", 2000, DigitsConfig(128, (1, 4)), 0)
+    dataset = DigitsDataset("train", DigitsOptions(num_train=2000, canvas_size=128, digits_per_image=(1, 4), seed=0))
     for index, image in enumerate(result.images):
         assert image.input_size == (256, 256)
         assert torch.equal(image.boxes, dataset.read_annotations(index).boxes * 2)

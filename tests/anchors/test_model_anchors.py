@@ -47,7 +47,7 @@ def test_rpn_anchors_are_the_inside_anchors_of_forward(size):
     model = faster_rcnn_resnet18_c4(3, backbone_width=8, anchor_sizes=(32, 64, 128)).eval()
     full = _forward_anchors(model, size)
     anchors = model_anchors(model, size)
-    assert torch.equal(anchors.boxes, full[anchors_inside(full, size, model.rpn.allowed_border)])
+    assert torch.equal(anchors.boxes, full[anchors_inside(full, size, model.rpn.target_builder.allowed_border)])
     assert anchors.matcher.high_threshold == 0.7 and int((anchors.kept >= 0).sum()) == len(anchors.boxes)
 
 

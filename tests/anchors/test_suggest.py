@@ -58,7 +58,7 @@ def test_well_fitting_anchors_are_kept():
 
 
 def test_retinanet_overrides_rebuild_the_suggested_generator_through_the_config():
-    from anchordet.config.schema import load_config
+    from anchordet.config.load import load_config
 
     anchors = _retina((16, 32, 64, 128, 256))
     generator = make_generator(anchors, AnchorChoice(factor=0.5, spread=1.5, ratios=(0.4, 1.0, 2.5)))

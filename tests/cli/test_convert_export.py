@@ -63,8 +63,8 @@ def converted_file(tv_model, tmp_path_factory):
 
 def test_convert_writes_weights_that_predict_like_torchvision(converted_file, tv_model, capsys):
     settings = read_inference_settings(converted_file)
-    assert settings["category_ids"] == COCO_IDS and settings["class_names"] == COCO_NAMES
-    assert settings["eval_transform"] == "resize" and settings["max_size"] == 1333  # torchvision's defaults
+    assert list(settings.category_ids) == COCO_IDS and list(settings.class_names) == COCO_NAMES
+    assert settings.eval_transform == "resize" and settings.max_size == 1333  # torchvision's defaults
     model, config = load_detector(converted_file)
     assert config.factory == "retinanet_resnet_fpn" and config.args["depth"] == 18 and config.num_classes == 80
     image = torch.rand(1, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(1))

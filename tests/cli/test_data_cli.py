@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from anchordet.cli.main import main
-from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.config.schema import DigitsOptions
+from anchordet.data.digits import DigitsDataset
 from anchordet.data.spec import build_dataset, load_dataset_spec
 
 
@@ -18,7 +19,7 @@ def test_data_digits_writes_a_coco_dataset_equal_to_the_generated_one(tmp_path, 
     spec = load_dataset_spec(out / "data.yaml")
     assert spec.format == "coco" and spec.class_names == [str(d) for d in range(10)]
     written = build_dataset(spec, "val")
-    generated = DigitsDataset("val", 2, DigitsConfig(64, (1, 4), (16, 30)), seed=4)
+    generated = DigitsDataset("val", DigitsOptions(num_val=2, canvas_size=64, digits_per_image=(1, 4), digit_size=(16, 30), seed=4))
     assert written.category_ids == generated.category_ids
     for i in range(2):
         a, b = written[i], generated[i]

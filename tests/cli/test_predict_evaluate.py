@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from anchordet.cli.main import main
-from anchordet.config.schema import ModelConfig
-from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.config.inference import InferenceSettings
+from anchordet.config.schema import DigitsOptions, ModelConfig
+from anchordet.data.digits import DigitsDataset
 from anchordet.data.image_io import load_image
 from anchordet.engine.checkpoint import save_weights
 from anchordet.postprocess.rescale import rescale_detections
@@ -21,12 +22,10 @@ def write_weights(path, min_size=96, max_size=96, category_ids=None):
     config = ModelConfig("retinanet_resnet_fpn", TINY_MODEL)
     torch.manual_seed(0)
     model = config.build().eval()
-    settings = {"eval_transform": "resize", "min_size": min_size, "max_size": max_size, "fixed_size": 0,
-                "class_names": [f"digit{i}" for i in range(10)],
-                "category_ids": category_ids or [100 + i for i in range(10)],
-                "dataset": "digits", "digits_val_images": 3, "digits_canvas_size": 64,
-                "digits_per_image_max": 3, "digits_seed": 0}
-    save_weights(path, model, config, {"anchordet_inference": json.dumps(settings)})
+    settings = InferenceSettings("resize", min_size, max_size, class_names=[f"digit{i}" for i in range(10)],
+                                 category_ids=category_ids or [100 + i for i in range(10)], dataset="digits",
+                                 digits=DigitsOptions(num_val=3, canvas_size=64, digits_per_image=(1, 3), seed=0))
+    save_weights(path, model, config, settings.to_metadata())
     return model
 
 
@@ -34,7 +33,7 @@ def test_predict_draws_pictures_and_writes_the_model_detections_in_original_pixe
     model = write_weights(tmp_path / "w.safetensors", min_size=96, max_size=96)
     folder = tmp_path / "images"
     folder.mkdir()
-    scenes = DigitsDataset("test", 2, DigitsConfig(canvas_size=64))
+    scenes = DigitsDataset("test", DigitsOptions(num_val=2, canvas_size=64))
     for i in range(2):
         to_pil(scenes[i].image).save(folder / f"scene{i}.png")
     assert main(["predict", "--weights", str(tmp_path / "w.safetensors"), str(folder), "--out", str(tmp_path / "out"),
@@ -67,7 +66,7 @@ def test_evaluate_scores_perfect_detections_as_ap_one(tmp_path, monkeypatch, cap
     """An oracle model (the ground truth, in the resized frame the model sees) must score AP 1.0:
     this checks the resize, the mapping back to original pixels and the label -> category id map."""
     write_weights(tmp_path / "w.safetensors", min_size=96, max_size=96)
-    scenes = DigitsDataset("test", 3, DigitsConfig(canvas_size=64, digits_per_image=(1, 3)))
+    scenes = DigitsDataset("test", DigitsOptions(num_val=3, canvas_size=64, digits_per_image=(1, 3)))
     queue = [scenes.read_annotations(i) for i in range(3)]
 
     def oracle(self, images, postprocess=None):
@@ -82,8 +81,12 @@ def test_evaluate_scores_perfect_detections_as_ap_one(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(RetinaNet, "predict", oracle)
     assert main(["evaluate", "--weights", str(tmp_path / "w.safetensors"), "--data", "digits", "--digits-val-images", "3",
-                 "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 0
+                 "--out", str(tmp_path / "eval"), "--device", "cpu", "--analyze"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["stats"]["AP"] == pytest.approx(1.0)
+    # --analyze: perfect detections leave no error of any kind, and the best F1 is 1
+    tide = json.loads((tmp_path / "eval" / "analysis" / "tide.json").read_text())
+    assert tide["ap"] == pytest.approx(100.0) and not any(tide["counts"].values())
+    assert "best F1 1.000" in capsys.readouterr().out
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert len(results) == sum(len(scenes.read_annotations(i)) for i in range(3))

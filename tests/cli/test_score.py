@@ -88,6 +88,16 @@ def test_table_and_plots(files, tmp_path):
     ("dets", json.dumps([DETS[0], {**DETS[1], "score": 1e400}]), r"results entry 1: score is not finite: inf"),
     ("gt", json.dumps({**GT, "annotations": GT["annotations"] + [{"image_id": 1, "category_id": 5, "bbox": [0, 0, 1, 1]}]}),
      r"gt\.json: ground truth annotation 3: category_id 5 is not in 'categories'"),
+    # the column-wise fast paths hand anything odd to the per-entry checks, which name it
+    ("gt", json.dumps({**GT, "annotations": GT["annotations"][:1] + [{**GT["annotations"][1], "bbox": [0, 0, "4", 4]}]}),
+     r"gt\.json: ground truth annotation 1: bbox must be a list of 4 numbers"),
+    ("gt", json.dumps({**GT, "annotations": [{**GT["annotations"][0], "area": -1}]}),
+     r"ground truth annotation 0: area must be a finite number >= 0, got -1"),
+    ("dets", json.dumps(DETS[:2] + [{**DETS[2], "bbox": [0, 0, True, 1]}]), r"results entry 2: bbox must be a list of 4"),
+    ("dets", json.dumps([DETS[0], {**DETS[1], "image_id": True}]), r"results entry 1: 'image_id' must be an integer"),
+    ("dets", json.dumps([DETS[0], {k: v for k, v in DETS[1].items() if k != "score"}]),
+     r"results entry 1: missing key\(s\) \['score'\]"),
+    ("dets", json.dumps([DETS[0], {**DETS[1], "score": float("nan")}]), r"results entry 1: score is not finite: nan"),
 ])
 def test_bad_input_is_one_clear_line(files, which, content, message):
     gt, dets = files
@@ -103,3 +113,39 @@ def test_bad_input_is_one_clear_line(files, which, content, message):
 def test_missing_file(tmp_path, files):
     code, _, err = run_cli(["score", str(files[0]), str(tmp_path / "nope.json")])
     assert code == 2 and "nope.json: no such file" in err
+
+
+def test_analyze(files, tmp_path):
+    code, out, _ = run_cli(["score", str(files[0]), str(files[1]), "--analyze", "--analysis-dir", str(tmp_path / "an")])
+    assert code == 0
+    # cat: a hit and a background detection (IoU 0 on image 2, whose cat object is missed); dog: a hit
+    assert "TIDE errors: AP50 = " in out and "best F1" in out
+    tide = json.loads((tmp_path / "an" / "tide.json").read_text())
+    assert tide["counts"] == {"Cls": 0, "Loc": 0, "Both": 0, "Dupe": 0, "Bkg": 1, "Miss": 1}
+    confusion = json.loads((tmp_path / "an" / "confusion.json").read_text())
+    assert confusion["row_labels"] == ["cat", "dog", "background"]
+    assert (tmp_path / "an" / "confusion.png").is_file() and (tmp_path / "an" / "f1_overall.png").is_file()
+
+
+def test_analyze_default_folder_and_json_output(files):
+    code, out, _ = run_cli(["score", str(files[0]), str(files[1]), "--json", "--analyze", "--confusion-thresh", "0.75"])
+    assert code == 0 and list(json.loads(out))[0] == "AP"  # --json still prints only the statistics
+    folder = files[1].with_name("dets_analysis")
+    assert json.loads((folder / "confusion.json").read_text())["score_threshold"] == 0.75
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--confusion-thresh", "0.5"], "--confusion-thresh needs --analyze"),
+    (["--analysis-dir", "x"], "--analysis-dir needs --analyze"),
+    (["--analyze", "--confusion-thresh", "nan"], "--confusion-thresh must be a finite number, got nan"),
+])
+def test_analysis_options_need_analyze(files, argv, message):
+    code, _, err = run_cli(["score", str(files[0]), str(files[1]), *argv])
+    assert code == 2 and message in err
+
+
+def test_analyze_unknown_category_is_named(files):
+    files[1].write_text(json.dumps(DETS + [{**DETS[0], "category_id": 9}]))
+    code, out, err = run_cli(["score", str(files[0]), str(files[1]), "--analyze"])
+    assert code == 2 and out == ""
+    assert "dets.json: results entry 3: category_id 9 is not in the ground truth categories" in err

@@ -5,10 +5,11 @@ import json
 import pytest
 
 from anchordet.cli.main import main
-from anchordet.data.digits import DigitsConfig, DigitsDataset
+from anchordet.config.schema import DigitsOptions
+from anchordet.data.digits import DigitsDataset
 from anchordet.visualize import to_pil
 
-SMALL_DATA = ["data.digits_train_images=8", "data.digits_val_images=2", "solver.batch_size=4", "solver.epochs=1",
+SMALL_DATA = ["data.digits.num_train=8", "data.digits.num_val=2", "solver.batch_size=4", "solver.epochs=1",
               "data.num_workers=0", "run.threads=1", "run.log_every=1", "solver.warmup_iters=1"]
 TINY = {
     "retinanet_digits": ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16"],
@@ -36,7 +37,7 @@ def test_preset_trains_and_predicts_through_the_cli(preset, tmp_path):
     assert len(losses) == 2 and all(r["loss"] > 0 for r in losses)
     assert [r["type"] for r in metrics].count("eval") == 1
     image = tmp_path / "scene.png"
-    to_pil(DigitsDataset("test", 1, DigitsConfig()).scene(0)[0]).save(image)
+    to_pil(DigitsDataset("test", DigitsOptions(num_val=1)).scene(0)[0]).save(image)
     assert main(["predict", "--weights", str(tmp_path / "run" / "model.safetensors"), str(image),
                  "--out", str(tmp_path / "pred"), "--score-thresh", "0.0", "--device", "cpu"]) == 0
     assert (tmp_path / "pred" / "scene.png").is_file()

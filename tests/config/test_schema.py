@@ -1,8 +1,8 @@
 import pytest
-import yaml
 
+from anchordet.config.load import load_config
 from anchordet.config.presets import PRESETS
-from anchordet.config.schema import ConfigError, ExperimentConfig, apply_overrides, load_config
+from anchordet.config.schema import ConfigError, DigitsOptions, ExperimentConfig
 
 
 def test_overrides_are_typed_by_the_dataclass_and_the_factory():
@@ -28,29 +28,6 @@ def test_bad_overrides_name_the_key_and_value(override, message):
         load_config("retinanet_digits", [override])
 
 
-def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ConfigError, match="unknown preset 'retinanet_digitz'.*retinanet_digits"):
-        load_config("retinanet_digitz")
-
-
-def test_yaml_round_trip_and_file_loading(tmp_path):
-    config = apply_overrides(PRESETS["retinanet_digits"], ["solver.epochs=2"])
-    path = tmp_path / "exp.yaml"
-    path.write_text(config.to_yaml())
-    again = load_config(str(path))
-    assert again == config
-    assert ExperimentConfig.from_dict(yaml.safe_load(config.to_yaml())).to_dict() == config.to_dict()
-
-
-def test_yaml_file_errors_name_the_file(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("solver: {epochs: 2}\nmodle: {}\n")
-    with pytest.raises(ConfigError, match="bad.yaml: unknown section"):
-        load_config(str(path))
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        load_config(str(tmp_path / "missing.yaml"))
-
-
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_valid_and_its_model_arguments_exist(name):
     config = PRESETS[name]
@@ -71,8 +48,9 @@ def test_linear_scaling_rule():
     ("solver.base_lr=.nan", "solver.base_lr must be a number > 0, got nan"),
     ("solver.warmup_factor=2", "solver.warmup_factor must be in [0, 1], got 2.0"),
     ("solver.weight_decay=-1", "solver.weight_decay must be >= 0"),
-    ("data.min_size=0", "data.min_size must be >= 1, got 0"),
-    ("data.min_size=2000", "data.min_size (2000) must be <= data.max_size (256)"),
+    ("data.min_size=0", "data.min_size: expected a positive integer"),
+    ("data.fixed_size=0", "data.fixed_size must be >= 1, got 0"),
+    ("data.digits.num_val=-1", "digits num_train and num_val must be >= 0"),
     ("data.num_workers=-1", "data.num_workers must be >= 0"),
     ("run.log_every=0", "run.log_every must be >= 1"),
     ("run.max_minutes=.inf", "run.max_minutes must be >= 0, got inf"),
@@ -81,3 +59,20 @@ def test_values_out_of_range_are_refused_when_the_config_is_read(override, messa
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         load_config("retinanet_digits", [override])
     assert load_config("retinanet_digits", ["run.device=cuda:1"]).run.device == "cuda:1"
+
+
+def test_digits_options_are_one_nested_section():
+    config = load_config("retinanet_digits", ["data.digits.num_train=5", "data.digits.digits_per_image=[2, 3]"])
+    assert config.data.digits == DigitsOptions(num_train=5, num_val=300, digits_per_image=(2, 3))
+    assert config.to_dict()["data"]["digits"]["digits_per_image"] == [2, 3]
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+    whole = load_config("retinanet_digits", ["data.digits={num_val: 7}"])
+    assert whole.data.digits == DigitsOptions(num_val=7)  # a mapping replaces the section: other fields default
+    with pytest.raises(ConfigError, match="unknown key data.digits.num_trian; known: num_train"):
+        load_config("retinanet_digits", ["data.digits.num_trian=5"])
+    with pytest.raises(ConfigError, match="data.hflip has no fields"):
+        load_config("retinanet_digits", ["data.hflip.x=1"])
+    with pytest.raises(ConfigError, match="data.digits.seed: expected an integer, got 'x'"):
+        load_config("retinanet_digits", ["data.digits.seed=x"])
+    with pytest.raises(ConfigError, match=r"digit_size \(4, 10\) must satisfy 8 <= min <= max"):
+        load_config("retinanet_digits", ["data.digits.digit_size=[4, 10]"])

@@ -1,22 +1,23 @@
 import pytest
 import torch
 
+from anchordet.config.schema import DigitsOptions
 from anchordet.data.digits import (
-    MASK_THRESHOLD, TEST_PHOTOS, TRAIN_PHOTOS, DigitsConfig, DigitsDataset, load_digits, load_photos,
+    MASK_THRESHOLD, TEST_PHOTOS, TRAIN_PHOTOS, DigitsDataset, load_digits, load_photos,
 )
 from anchordet.structures.boxes import box_iou
 
 
 def test_same_seed_same_scene_and_epochs():
-    a, b = DigitsDataset("train", 4, seed=3), DigitsDataset("train", 4, seed=3)
+    a, b = DigitsDataset("train", DigitsOptions(num_train=4, seed=3)), DigitsDataset("train", DigitsOptions(num_train=4, seed=3))
     assert torch.equal(a[2].image, b[2].image) and torch.equal(a[2].targets.boxes, b[2].targets.boxes)
     b.set_epoch(1)
     assert not torch.equal(a[2].image, b[2].image)  # fresh train scenes every epoch
-    test = DigitsDataset("test", 4, seed=3)
+    test = DigitsDataset("test", DigitsOptions(num_val=4, seed=3))
     before = test[1].image.clone()
     test.set_epoch(5)
     assert torch.equal(test[1].image, before)  # the test split is fixed by its seed
-    assert not torch.equal(DigitsDataset("test", 4, seed=4)[1].image, before)
+    assert not torch.equal(DigitsDataset("test", DigitsOptions(num_val=4, seed=4))[1].image, before)
 
 
 def test_train_and_test_digits_and_photos_are_disjoint():
@@ -32,7 +33,7 @@ def test_train_and_test_digits_and_photos_are_disjoint():
 
 
 def test_boxes_are_tight_and_apart():
-    ds = DigitsDataset("test", 6, DigitsConfig(canvas_size=96, digits_per_image=(2, 3), digit_size=(24, 40)))
+    ds = DigitsDataset("test", DigitsOptions(num_val=6, canvas_size=96, digits_per_image=(2, 3), digit_size=(24, 40)))
     for i in range(len(ds)):
         sample = ds[i]
         boxes = sample.targets.boxes
@@ -45,7 +46,7 @@ def test_boxes_are_tight_and_apart():
 
 def test_box_matches_painted_pixels():
     # On a flat background the digit's pixels are exactly where the image differs from it.
-    ds = DigitsDataset("train", 1, DigitsConfig(digits_per_image=(1, 1), train_clutter=(0, 0)))
+    ds = DigitsDataset("train", DigitsOptions(num_train=1, digits_per_image=(1, 1), train_clutter=(0, 0)))
     ds_image, targets = ds.scene(0)
     from anchordet.data import digits as module
     generator = ds._generator(0)
@@ -58,17 +59,17 @@ def test_box_matches_painted_pixels():
 
 def test_bad_options():
     with pytest.raises(ValueError, match="digit_size"):
-        DigitsConfig(digit_size=(4, 10))
+        DigitsOptions(digit_size=(4, 10))
     with pytest.raises(ValueError, match="train_clutter"):
-        DigitsConfig(train_clutter=(3, 1))
+        DigitsOptions(train_clutter=(3, 1))
     with pytest.raises(ValueError, match="split"):
         DigitsDataset("validation")
     with pytest.raises(IndexError):
-        DigitsDataset("test", 2)[2]
+        DigitsDataset("test", DigitsOptions(num_val=2))[2]
 
 
 def test_ground_truth_without_painting_matches_the_rendered_scenes():
-    ds = DigitsDataset("train", 5, DigitsConfig(canvas_size=64, digit_size=(16, 30)), seed=2)
+    ds = DigitsDataset("train", DigitsOptions(num_train=5, canvas_size=64, digit_size=(16, 30), seed=2))
     ds.set_epoch(3)
     gt = ds.coco_ground_truth()
     assert [im["id"] for im in gt["images"]] == list(range(5))
@@ -85,7 +86,7 @@ def test_ground_truth_without_painting_matches_the_rendered_scenes():
 def test_clutter_is_painted_on_train_scenes_only(monkeypatch):
     from anchordet.data import digits as module
 
-    plain, cluttered = DigitsConfig(train_clutter=(0, 0)), DigitsConfig(train_clutter=(5, 5))
+    plain, cluttered = DigitsOptions(num_val=3, train_clutter=(0, 0)), DigitsOptions(num_val=3, train_clutter=(5, 5))
     generator = torch.Generator().manual_seed(0)
     image = torch.full((3, 64, 64), 0.5)
     module._paint_clutter(image, generator, (5, 5))
@@ -100,14 +101,14 @@ def test_clutter_is_painted_on_train_scenes_only(monkeypatch):
     module._paint_crowd(image.clone(), replay, render=False)
     assert torch.equal(replay.get_state(), crowd.get_state())
     assert (image - 0.5).abs().amax(dim=0).gt(0.02).float().mean() > 0.05  # at least four discs
-    test_plain, test_cluttered = DigitsDataset("test", 3, plain), DigitsDataset("test", 3, cluttered)
+    test_plain, test_cluttered = DigitsDataset("test", plain), DigitsDataset("test", cluttered)
     for index in range(3):  # the test split has no clutter whatever the option
         assert torch.equal(test_plain[index].image, test_cluttered[index].image)
 
 
 def test_photo_name_names_the_background_of_each_scene():
     grey_photos = {"gravel", "coins", "text", "clock"}  # 2-D arrays in skimage; chelsea and retina are colour
-    ds = DigitsDataset("test", 24)
+    ds = DigitsDataset("test", DigitsOptions(num_val=24))
     names = [ds.photo_name(i) for i in range(len(ds))]
     assert set(names) == set(TEST_PHOTOS)
     for index, name in enumerate(names):

@@ -4,8 +4,9 @@ import torch
 from PIL import Image
 
 from anchordet.data.coco import CocoDataset, write_coco_json
+from anchordet.config.schema import DigitsOptions
 from anchordet.data.digits import DigitsDataset
-from anchordet.data.spec import DatasetSpec, build_dataset, load_dataset_spec
+from anchordet.data.spec import build_dataset, digits_spec, load_dataset_spec
 from anchordet.data.voc import VocDataset
 from anchordet.data.yolo import YoloDataset
 
@@ -70,8 +71,8 @@ def test_missing_file():
 
 
 def test_digits_spec_and_dataset_contract():
-    spec = DatasetSpec.digits(num_train=3, num_val=2, canvas_size=64, digits_per_image=(1, 2), digit_size=(16, 24),
-                              seed=5)
+    spec = digits_spec(DigitsOptions(num_train=3, num_val=2, canvas_size=64, digits_per_image=(1, 2),
+                                     digit_size=(16, 24), seed=5))
     assert load_dataset_spec("digits").num_classes == 10 and spec.class_names == [str(d) for d in range(10)]
     train, val = build_dataset(spec, "train"), build_dataset(spec, "val")
     assert isinstance(train, DigitsDataset) and len(train) == 3 and len(val) == 2 and val.split == "test"
@@ -84,4 +85,4 @@ def test_digits_spec_and_dataset_contract():
     assert [a["category_id"] for a in gt["annotations"] if a["image_id"] == 1] == \
         [val.category_ids[k] for k in sample.targets.labels.tolist()]
     with pytest.raises(ValueError, match="digit_size"):
-        DatasetSpec.digits(canvas_size=16)
+        digits_spec(DigitsOptions(canvas_size=16))

@@ -3,9 +3,11 @@ import math
 import pytest
 import torch
 
+from anchordet.config.inference import InferenceSettings
+from anchordet.config.schema import DataConfig
 from anchordet.data.transforms import (
     Compose, PhotometricDistort, RandomExpand, RandomHorizontalFlip, RandomIoUCrop, Resize, ResizeKeepRatio,
-    SSDAugmentation, clip_and_drop, eval_transforms, keep_ratio_size, train_transforms,
+    SSDAugmentation, build_transforms, clip_and_drop, keep_ratio_size,
 )
 from anchordet.structures.boxes import box_iou
 from anchordet.structures.targets import Targets
@@ -141,11 +143,15 @@ def test_iou_crop_alone_keeps_exact_alignment():
     assert cropped >= 10  # the "keep the whole image" option has probability 1/7
 
 
-def test_pipeline_helpers():
+def test_build_transforms_from_the_data_config():
     image, targets = _painted()
-    assert train_transforms("ssd", 32)(image, targets)[0].shape == (3, 32, 32)
-    assert eval_transforms("ssd", 32)(image, targets)[0].shape == (3, 32, 32)
-    assert eval_transforms("keep_ratio", (30, 45), 1000)(image, targets)[0].shape == (3, 45, 60)
-    assert eval_transforms("none", None)(image, targets)[0] is image
-    with pytest.raises(ValueError, match="unknown transform kind"):
-        train_transforms("mosaic", 32)
+    ssd = DataConfig(train_transform="ssd", eval_transform="fixed", fixed_size=32)
+    assert build_transforms(ssd, train=True)(image, targets)[0].shape == (3, 32, 32)
+    assert build_transforms(ssd, train=False)(image, targets)[0].shape == (3, 32, 32)
+    keep_ratio = DataConfig(eval_transform="resize", min_size=45, max_size=1000)
+    assert build_transforms(keep_ratio, train=False)(image, targets)[0].shape == (3, 45, 60)
+    flip = build_transforms(DataConfig(train_transform="fixed", fixed_size=32, hflip=True), train=True)
+    assert [type(t) for t in flip.transforms] == [Resize, RandomHorizontalFlip]
+    assert build_transforms(InferenceSettings(), train=False)(image, targets)[0] is image  # weights that do not say
+    with pytest.raises(ValueError, match="not one of resize, ssd, fixed"):
+        DataConfig(train_transform="mosaic")

@@ -5,8 +5,8 @@ import torch
 
 from anchordet import Targets
 from anchordet.anchors.grid import GridAnchorGenerator, anchors_inside
-from anchordet.detectors.rpn import (TEST_PROPOSALS, TRAIN_PROPOSALS, ProposalGenerator, ProposalSettings,
-                                     RegionProposalNetwork)
+from anchordet.detectors.rpn import RegionProposalNetwork
+from anchordet.postprocess.proposals import TEST_PROPOSALS, TRAIN_PROPOSALS, ProposalGenerator, ProposalSettings
 from anchordet.heads.rpn import RPNHead
 from anchordet.matching.iou_matcher import IGNORE, NEGATIVE, POSITIVE
 
@@ -106,26 +106,6 @@ def test_box_loss_trains_the_head():  # seed 003 detached it
     losses = rpn.loss(out, [Targets(torch.tensor([[12.0, 8, 44, 40]]), torch.tensor([0]))], [(64, 64)])
     losses["loss_rpn_box"].backward()
     assert rpn.head.bbox_pred.weight.grad.abs().sum() > 0 and rpn.head.conv.weight.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("min_size", [0.0, 16.0])
-def test_proposals_batched_match_reference(min_size):
-    rpn = _rpn(GridAnchorGenerator(((16, 32, 64),), (0.5, 1.0, 2.0), (16,)))
-    g = torch.Generator().manual_seed(0)
-    objectness = torch.randn(2, 8 * 6 * 9, generator=g)
-    deltas = torch.randn(2, 8 * 6 * 9, 4, generator=g) * 0.5
-    anchors = rpn(torch.zeros(1, 4, 8, 6)).anchors
-    sizes = [(128, 96), (70, 90)]
-    generator = ProposalGenerator(0.6, min_size)
-    settings = ProposalSettings(300, 40)
-    got = generator(objectness, deltas, anchors, sizes, rpn.box_coder, settings)
-    expected = generator.reference(objectness, deltas, anchors, sizes, rpn.box_coder, settings)
-    for boxes, scores, ref_boxes, ref_scores, (h, w) in zip(*got, *expected, sizes):
-        torch.testing.assert_close(boxes, ref_boxes)
-        torch.testing.assert_close(scores, ref_scores)
-        assert 0 < len(boxes) <= 40
-        assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all() and (boxes >= 0).all()
-        assert ((boxes[:, 2:] - boxes[:, :2]) >= max(min_size, 1e-6)).all()
 
 
 def test_proposals_are_detached():

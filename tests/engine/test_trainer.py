@@ -15,7 +15,7 @@ from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_checkpoint
 
 TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
-        "data.digits_train_images=16", "data.digits_val_images=4", "data.digits_canvas_size=64",
+        "data.digits.num_train=16", "data.digits.num_val=4", "data.digits.canvas_size=64",
         "data.min_size=64", "data.max_size=64", "data.num_workers=0", "solver.batch_size=4", "solver.warmup_iters=2",
         "run.log_every=1", "run.threads=1"]
 
@@ -58,6 +58,48 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     assert expected.keys() == resumed.keys()
     for key in expected:
         assert torch.equal(expected[key], resumed[key]), key
+
+
+MIXED_SHAPES = [(48, 64), (64, 48), (40, 40), (36, 64)] * 4  # landscape, portrait, square, wide: 16 images
+
+
+def file_dataset_overrides(tmp_path, **extra) -> list[str]:
+    from tests.helpers import write_coco_dataset
+
+    data_yaml = write_coco_dataset(tmp_path / "data", MIXED_SHAPES)
+    options = {"data.dataset": str(data_yaml), "model.num_classes": 2, "data.min_size": "[32, 48]",
+               "data.max_size": 64, **extra}
+    return [f"{k}={v}" for k, v in options.items()]
+
+
+def test_resume_with_aspect_ratio_groups_and_multi_scale_is_exact(tmp_path):
+    """A COCO file dataset of mixed shapes: batches grouped by aspect ratio, a shorter side
+    drawn per batch, flips; interrupt + resume equals the uninterrupted run bit for bit."""
+    common = ["solver.epochs=2", "run.eval_every=0", "data.hflip=true", *file_dataset_overrides(tmp_path)]
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert train(straight, *common) == 0
+    assert train(interrupted, *common, "run.stop_after_iters=3") == 0
+    assert main(["train", "--no-progress", "--resume", str(interrupted / "last.pt"),
+                 "--set", "run.stop_after_iters=0"]) == 0
+    expected = load_checkpoint(straight / "last.pt")["model"]
+    resumed = load_checkpoint(interrupted / "last.pt")["model"]
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key
+
+
+def test_the_trainer_groups_images_of_files_but_not_digits(tmp_path):
+    from anchordet.config.load import load_config
+    from anchordet.engine.trainer import Trainer
+
+    overrides = TINY + [f"run.out_dir={tmp_path / 'run'}", *file_dataset_overrides(tmp_path)]
+    trainer = Trainer(load_config("retinanet_digits", overrides), progress=False)
+    assert trainer.train_groups == [1, 0, 1, 1] * 4  # width >= height: group 1
+    trainer = Trainer(load_config("retinanet_digits", overrides + ["data.aspect_ratio_groups=4"]), progress=False)
+    assert trainer.train_groups == [2, 1, 2, 3] * 4  # 4/3 in [1, 1.41), 3/4 in [0.71, 1), 64/36 >= 1.41
+    trainer = Trainer(load_config("retinanet_digits", overrides + ["data.aspect_ratio_groups=1"]), progress=False)
+    assert trainer.train_groups is None
+    trainer = Trainer(load_config("retinanet_digits", TINY + [f"run.out_dir={tmp_path / 'digits'}"]), progress=False)
+    assert trainer.train_groups is None  # generated square scenes: nothing to group
 
 
 def test_nan_loss_stops_with_iteration_and_image_ids(tmp_path, monkeypatch, capsys):
@@ -135,6 +177,15 @@ ONE_SGD_STEP = ["solver.optimizer=sgd", "solver.epochs=1", "run.stop_after_iters
                 "solver.warmup_iters=0"]
 
 
+def _free_port() -> int:
+    """A port nobody listens on now (a fixed one collides with a concurrent run of the suite)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.parametrize("launcher", ["torchrun", "procs"])
 def test_two_cpu_processes_take_the_same_first_step_as_one_process(launcher, one_process_first_step, tmp_path):
     """`torchrun --nproc_per_node 2 ... train` and `anchordet train --procs 2` (gloo on CPU)."""
@@ -145,7 +196,7 @@ def test_two_cpu_processes_take_the_same_first_step_as_one_process(launcher, one
     if launcher == "torchrun":
         script = tmp_path / "run.py"
         script.write_text(DDP_SCRIPT)
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
                    str(script), "train", "--no-progress", "--config", "retinanet_digits", *overrides]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)

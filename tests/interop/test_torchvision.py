@@ -21,6 +21,7 @@ from torchvision.models.detection.retinanet import RetinaNet as TVRetinaNet
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ModelConfig
 from anchordet.interop.torchvision import (
     TORCHVISION_RETINANET_ANCHOR_SIZES,
@@ -114,7 +115,8 @@ def test_converted_config_reproduces_torchvision_settings(converted):
     assert args["max_detections"] == 300 and args["topk_candidates"] == 1000  # torchvision's, not the paper's 100
     assert converted.category_ids == COCO_IDS and len(COCO_IDS) == 80
     assert converted.class_names[0] == "person" and converted.class_names[-1] == "toothbrush"
-    assert converted.inference == {"eval_transform": "resize", "min_size": SIZE[0], "max_size": SIZE[1]}
+    assert converted.inference == InferenceSettings("resize", min_size=SIZE[0], max_size=SIZE[1],
+                                                    class_names=converted.class_names, category_ids=COCO_IDS)
 
 
 def test_anchors_equal_torchvision_anchor_generator(converted, tv_model, image):
@@ -260,40 +262,3 @@ def test_weights_enum_is_read_from_the_torch_hub_cache(small_tv_model, tmp_path,
     assert converted.config.args["depth"] == 18 and converted.category_ids == COCO_IDS
     ours = converted.model.backbone.bn1.running_var
     assert torch.allclose(ours, small_tv_model.backbone.body.bn1.running_var - 1e-5, rtol=0, atol=1e-9)
-
-
-def test_missing_cached_weights_say_how_to_provide_them(tmp_path, monkeypatch):
-    from anchordet.interop.torchvision import imagenet_weights_file, resolve_backbone_weights
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(FileNotFoundError) as error:
-        imagenet_weights_file("vgg16_bn", download=False)
-    message = str(error.value)
-    assert "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth" in message
-    assert str(tmp_path / "hub" / "checkpoints" / "vgg16_bn-6c64b313.pth") in message
-    assert "--set model.backbone_weights=" in message
-    assert resolve_backbone_weights("none", "resnet50") is None and resolve_backbone_weights(None, "vgg16") is None
-    assert resolve_backbone_weights("/data/r50.pth", "resnet50") == "/data/r50.pth"
-    with pytest.raises(ValueError, match="known: resnet18"):
-        imagenet_weights_file("alexnet", download=False)
-
-
-def test_imagenet_backbone_from_the_cache_computes_like_torchvision(tmp_path, monkeypatch):
-    """``backbone_weights="imagenet"`` in a config: torchvision's ResNet-18 file (random weights
-    here, saved where torch.hub caches it) loads, and our C5 equals torchvision's layer4."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    torch.manual_seed(5)
-    peer = resnet18(weights=None).eval()
-    with torch.no_grad():
-        for module in peer.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 2)
-    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"  # ResNet18_Weights.IMAGENET1K_V1
-    cached.parent.mkdir(parents=True)
-    torch.save(peer.state_dict(), cached)
-    model = ModelConfig("retinanet_resnet_fpn", {"depth": 18, "num_classes": 2, "backbone_weights": "imagenet"}).build()
-    images = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        expected = peer.layer4(peer.layer3(peer.layer2(peer.layer1(peer.maxpool(peer.relu(peer.bn1(peer.conv1(images))))))))
-        assert torch.allclose(model.backbone.eval()(images)[-1], expected, rtol=1e-5, atol=1e-5)

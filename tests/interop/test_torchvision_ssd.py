@@ -14,6 +14,7 @@ import pytest
 import torch
 from torchvision.models.detection import ssd300_vgg16
 
+from anchordet.config.inference import InferenceSettings
 from anchordet.interop.torchvision import (
     TORCHVISION_SSD_MEAN,
     UNUSED_LOGIT_BIAS,
@@ -80,7 +81,8 @@ def test_config_and_normalisation(converted):
     assert args["pixel_mean"] == list(TORCHVISION_SSD_MEAN) and args["pixel_std"] == [1 / 255] * 3
     assert (args["score_thresh"], args["nms_thresh"], args["topk_candidates"], args["max_detections"]) == (
         0.01, 0.45, 400, 200)
-    assert converted.inference == {"eval_transform": "fixed", "fixed_size": 300}
+    assert converted.inference == InferenceSettings("fixed", fixed_size=300, class_names=converted.class_names,
+                                                    category_ids=converted.category_ids)
 
 
 def test_default_boxes_within_one_ulp(converted, tv_model):

@@ -57,3 +57,14 @@ def test_batch_equals_per_image():
 def test_no_anchors():
     out = BUILDER.build(torch.zeros(0, 4), [Targets(torch.tensor([[0.0, 0, 4, 4]]), torch.tensor([0]))])
     assert out.match_labels.shape == (1, 0) and out.box_targets.shape == (1, 0, 4)
+
+
+def test_border_rule_matches_the_inside_anchors_only():
+    # image 15 x 45: anchor 0 is inside, 1 reaches y = 20 (outside), 2 and 3 lie beyond x = 45 or y = 15
+    gt = Targets(torch.tensor([[0.0, 0.0, 10.0, 20.0]]), torch.tensor([4]))  # equals anchor 1
+    builder = DenseTargetBuilder(IoUMatcher(0.7, 0.3, low_quality="ties"), BoxCoder(), allowed_border=0.0)
+    out = builder.build(ANCHORS, [gt], image_sizes=[(15, 45)])
+    # anchor 0 (IoU 100 / 200 = 0.5) is the gt's best *inside* anchor: positive by the low-quality rule
+    assert out.match_labels.tolist() == [[POSITIVE, IGNORE, IGNORE, IGNORE]] and out.gt_labels[0, 0] == 4
+    everyone = DenseTargetBuilder(IoUMatcher(0.7, 0.3, low_quality="ties"), BoxCoder()).build(ANCHORS, [gt])
+    assert everyone.match_labels.tolist() == [[IGNORE, POSITIVE, NEGATIVE, NEGATIVE]]  # 0.5 in [0.3, 0.7)
