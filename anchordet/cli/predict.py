@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, positive_int, score_threshold
+from anchordet.cli.common import add_device_argument
 from anchordet.cli.main import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".gif")
@@ -36,21 +36,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                   "(/dev/video0)")
     parser.add_argument("--weights", "-w", required=True, help="model.safetensors / best.safetensors or a .pt checkpoint")
     parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
-    parser.add_argument("--score-thresh", type=score_threshold, default=0.3,
+    parser.add_argument("--score-thresh", type=float, default=0.3,
                         help="keep detections with a score above this (default 0.3; the JSON keeps the same set)")
     parser.add_argument("--classes", default=None, metavar="A,B,...",
                         help="keep only these classes: comma-separated class names or labels 0..K-1")
-    parser.add_argument("--nms-thresh", type=score_threshold, default=None, help="IoU of the per-class NMS (default: the model's)")
+    parser.add_argument("--nms-thresh", type=float, default=None, help="IoU of the per-class NMS (default: the model's)")
     parser.add_argument("--class-agnostic-nms", action="store_true",
                         help="also suppress overlapping boxes of different classes (one box per object)")
-    parser.add_argument("--max-det", type=positive_int, default=None, help="detections per image (default: the model's)")
+    parser.add_argument("--max-det", type=int, default=None, help="detections per image (default: the model's)")
     parser.add_argument("--save-txt", action="store_true",
                         help="also write OUT/labels/<name>.txt per image: YOLO lines 'class cx cy w h' (normalized)")
     parser.add_argument("--no-draw", action="store_true", help="write no pictures or annotated videos, only the JSON")
-    parser.add_argument("--batch-size", type=positive_int, default=4)
-    parser.add_argument("--min-size", type=positive_int, default=None,
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--min-size", type=int, default=None,
                         help="override the keep-ratio resize's shorter side (refused for fixed-size models: SSD)")
-    parser.add_argument("--max-size", type=positive_int, default=None,
+    parser.add_argument("--max-size", type=int, default=None,
                         help="override the keep-ratio resize's longer-side cap (refused for fixed-size models)")
     add_device_argument(parser)
     return parser
@@ -65,6 +65,8 @@ def run(args) -> int:
     from anchordet.files import AtomicJsonListWriter
     from anchordet.predictor import collect_images, load
 
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     videos = [item for item in args.inputs if is_video(item)]
     image_inputs = [item for item in args.inputs if not is_video(item)]
     paths = collect_images(image_inputs) if image_inputs else []

@@ -84,7 +84,10 @@ class InferenceSettings:
         """
         if not isinstance(values, Mapping):
             raise UserError(f"{source}: the inference settings must be a mapping, got {type(values).__name__}")
-        settings = section_from_dict(InferenceSettings, values, source)
+        try:
+            settings = section_from_dict(InferenceSettings, values, source)
+        except ConfigError as exc:  # __post_init__'s checks do not know the source
+            raise exc if str(exc).startswith(source) else ConfigError(f"{source}.{exc}") from None
         check_inference_fields(settings, source, num_classes)
         return settings
 

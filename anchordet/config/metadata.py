@@ -29,16 +29,16 @@ MAX_NESTING = 6
 def parse_json_field(text: Any, source: str, field: str) -> Any:
     """``json.loads(text)`` with errors naming the file and the field; too deep nesting refused."""
     if not isinstance(text, str):
-        raise UserError(f"{source}: metadata {field!r} must be a JSON string, got {type(text).__name__}")
+        raise UserError(f"{source}: metadata {field} must be a JSON string, got {type(text).__name__}")
     try:
         value = json.loads(text)
     except RecursionError:
-        raise UserError(f"{source}: metadata {field!r} is nested too deeply") from None
+        raise UserError(f"{source}: metadata {field} is nested too deeply") from None
     except ValueError as exc:  # json.JSONDecodeError
-        raise UserError(f"{source}: metadata {field!r} is not valid JSON ({exc})") from None
+        raise UserError(f"{source}: metadata {field} is not valid JSON ({exc})") from None
     depth = nesting_depth(value)
     if depth > MAX_NESTING:
-        raise UserError(f"{source}: metadata {field!r} is nested {depth} levels deep (at most {MAX_NESTING})")
+        raise UserError(f"{source}: metadata {field} is nested {depth} levels deep (at most {MAX_NESTING})")
     return value
 
 
@@ -60,14 +60,14 @@ def model_values(value: Any, source: str) -> tuple[str, dict]:
     from anchordet.config.schema import ConfigError, check_model_args, model_factory
 
     if not isinstance(value, dict):
-        raise UserError(f"{source}: metadata 'anchordet_model' must be a JSON object, got {type(value).__name__}")
+        raise UserError(f"{source}: metadata anchordet_model must be a JSON object, got {type(value).__name__}")
     args = dict(value)
     factory = args.pop("factory", None)
     if not isinstance(factory, str):
-        raise UserError(f"{source}: metadata 'anchordet_model' has no 'factory' (the detector function's name)")
+        raise UserError(f"{source}: metadata anchordet_model has no 'factory' (the detector function's name)")
     try:
         model_factory(factory)
-        check_model_args(factory, args, f"{source}: metadata 'anchordet_model'")
+        check_model_args(factory, args, f"{source}: metadata anchordet_model")
     except ConfigError as exc:
         message = str(exc)
         raise UserError(message if message.startswith(source) else f"{source}: {message}") from None

@@ -97,7 +97,7 @@ def test_truncated_backbone_weights_in_a_config_are_one_line(truncated, tmp_path
     with pytest.raises(UserError, match="truncated or damaged"):
         config.build()
     code = main(["train", "--no-progress", "-c", "retinanet_digits_fast", "--set", "model.backbone_width=64",
-                 "--set", f"model.backbone_weights={truncated}", "--set", "data.digits_train_images=2",
+                 "--set", f"model.backbone_weights={truncated}", "--set", "data.digits.num_train=2",
                  "--set", f"run.out_dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and str(truncated) in err and "truncated or damaged" in err, err

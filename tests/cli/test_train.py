@@ -4,7 +4,7 @@ import pytest
 
 from anchordet.cli.main import main
 
-TINY = ["--set", "data.digits_train_images=4", "--set", "data.digits_val_images=2", "--set", "solver.batch_size=2",
+TINY = ["--set", "data.digits.num_train=4", "--set", "data.digits.num_val=2", "--set", "solver.batch_size=2",
         "--set", "solver.epochs=1", "--set", "run.threads=1", "--set", "model.backbone_width=8",
         "--set", "model.fpn_channels=16", "--set", "model.head_channels=16", "--set", "solver.warmup_iters=1"]
 

@@ -8,9 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from anchordet.cli.main import main
-from anchordet.config.metadata import (
-    MAX_NESTING, check_inference_settings, model_values, nesting_depth, parse_json_field,
-)
+from anchordet.config.inference import InferenceSettings
+from anchordet.config.metadata import MAX_NESTING, model_values, nesting_depth, parse_json_field
 from anchordet.config.schema import ModelConfig
 from anchordet.engine.checkpoint import load_detector, read_inference_settings, save_weights
 from anchordet.errors import UserError
@@ -37,7 +36,7 @@ def test_nesting_depth_counts_levels_without_recursion():
 def test_parse_json_field_names_the_file_and_field(text, message):
     with pytest.raises(UserError, match=message) as err:
         parse_json_field(text, "w.safetensors", "anchordet_model")
-    assert str(err.value).startswith("w.safetensors: metadata 'anchordet_model'")
+    assert str(err.value).startswith("w.safetensors: metadata anchordet_model")
 
 
 @pytest.mark.parametrize("value,message", [
@@ -55,26 +54,27 @@ def test_model_values_are_checked(value, message):
     assert str(err.value).startswith("w.safetensors: ")
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"class_names": ["a", "b"]}, "class_names"),  # short: predict would raise IndexError drawing class 2
-    ({"class_names": ["a", "b", 3]}, "class_names"),
-    ({"category_ids": [1, 1, 2]}, "category_ids"),
-    ({"category_ids": [1, 2]}, "category_ids"),
-    ({"min_size": -5}, "min_size"),
-    ({"max_size": 10**9}, "max_size"),  # a resize to 1e9 pixels would allocate terabytes
-    ({"min_size": 200}, "min_size"),  # above max_size
-    ({"eval_transform": "zoom"}, "eval_transform"),
-    ({"fixed_size": "300"}, "fixed_size"),
-    ({"digits_val_images": -1}, "digits_val_images"),
+@pytest.mark.parametrize("change,message", [
+    ({"class_names": ["a", "b"]}, "class_names: must have one entry per class of the model (3)"),  # IndexError before
+    ({"class_names": ["a", "b", 3]}, "class_names[2]: expected a string"),
+    ({"category_ids": [1, 1, 2]}, "category_ids: must be distinct"),
+    ({"category_ids": [1, 2]}, "category_ids: must have one entry per class"),
+    ({"min_size": -5}, "min_size: must be in 1..8192, got -5"),
+    ({"max_size": 10**9}, "max_size: must be in 1..8192"),  # a resize to 1e9 pixels would allocate terabytes
+    ({"min_size": 200}, "min_size: must be <= max_size (96)"),
+    ({"eval_transform": "zoom"}, "anchordet_inference.eval_transform: 'zoom' is not one of resize, fixed"),
+    ({"fixed_size": "300"}, "fixed_size: '300' is not a int | None"),
+    ({"max_size": None}, "max_size: missing (eval_transform 'resize' needs it)"),
+    ({"digits": {"num_val": -1}}, "digits: {'num_val': -1} is not a"),
+    ({"colour": "red"}, "unknown key(s) ['colour']"),
 ])
-def test_inference_settings_are_checked(change, field):
-    with pytest.raises(UserError, match=f"w.safetensors: inference setting '{field}'"):
-        check_inference_settings({**GOOD, **change}, "w.safetensors", 3)
-    assert check_inference_settings(dict(GOOD), "w.safetensors", 3) == GOOD
-    with pytest.raises(UserError, match="'min_size' is missing"):
-        check_inference_settings({"eval_transform": "resize", "max_size": 3}, "w.safetensors", 3)
-    with pytest.raises(UserError, match="must be a JSON object"):
-        check_inference_settings([], "w.safetensors", 3)
+def test_inference_settings_from_a_file_are_checked(change, message):
+    with pytest.raises(UserError) as err:
+        InferenceSettings.from_dict({**GOOD, **change}, "w.safetensors: anchordet_inference", 3)
+    assert str(err.value).startswith("w.safetensors: anchordet_inference") and message in str(err.value), err.value
+    assert InferenceSettings.from_dict(dict(GOOD), "w", 3).class_names == ("a", "b", "c")
+    with pytest.raises(UserError, match="must be a mapping"):
+        InferenceSettings.from_dict([], "w.safetensors", 3)
 
 
 def _write(path, model_meta: str, inference: str | None = None, tensors=None):
@@ -86,14 +86,14 @@ def _write(path, model_meta: str, inference: str | None = None, tensors=None):
 
 
 @pytest.mark.parametrize("model_meta,inference,expected", [
-    ("{oops", None, "metadata 'anchordet_model' is not valid JSON"),
+    ("{oops", None, "metadata anchordet_model is not valid JSON"),
     ("[1, 2, 3]", None, "must be a JSON object, got list"),
     (json.dumps({"num_classes": 3}), None, "has no 'factory'"),
     ("[" * 50_000 + "]" * 50_000, None, "nested too deeply"),
     (json.dumps({"factory": "retinanet_resnet_fpn", "num_classes": -2}), None, "model.num_classes"),
     (json.dumps({"factory": "retinanet_resnet_fpn", **TINY}), json.dumps({**GOOD, "class_names": ["a"]}),
-     "inference setting 'class_names'"),
-    (json.dumps({"factory": "retinanet_resnet_fpn", **TINY}), "{bad", "metadata 'anchordet_inference' is not valid"),
+     "anchordet_inference.class_names: must have one entry per class"),
+    (json.dumps({"factory": "retinanet_resnet_fpn", **TINY}), "{bad", "metadata anchordet_inference is not valid"),
 ])
 def test_predict_refuses_bad_metadata_in_one_line(tmp_path, capsys, model_meta, inference, expected):
     weights = _write(tmp_path / "w.safetensors", model_meta, inference)
