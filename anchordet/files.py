@@ -45,7 +45,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.close(fd)
         yield Path(tmp_name)
         _fsync_file(tmp_name)
-        os.chmod(tmp_name, _mode_for(path))
+        os.chmod(tmp_name, target_mode(path))
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:
@@ -84,7 +84,9 @@ def current_umask() -> int:
     return mask
 
 
-def _mode_for(path: Path) -> int:
+def target_mode(path: Path) -> int:
+    """The permissions a file written to ``path`` gets: those of the file it replaces, else
+    0o666 minus the umask (what ``open(path, "w")`` gives; ``mkstemp`` alone gives 0o600)."""
     try:
         return stat.S_IMODE(path.stat().st_mode)
     except OSError:
@@ -168,7 +170,7 @@ class AtomicJsonListWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.chmod(self._tmp_name, _mode_for(self.path))
+            os.chmod(self._tmp_name, target_mode(self.path))
             os.replace(self._tmp_name, self.path)
         except OSError as exc:
             self.discard()
