@@ -11,9 +11,11 @@ mapping (``_our_to_tv_key_*``) plus three value changes, all exact:
   1..C-1) selects the class-logit channels. For SSD, torchvision's background logit 0 becomes
   our last logit K. Going back, unused channels get weight 0 and bias ``UNUSED_LOGIT_BIAS``, so
   they never score (sigmoid 4e-44) and do not change a softmax (exp(-100) relative).
-  Dropping channels is exact for sigmoid scores; a softmax over fewer logits differs by the
-  dropped channels' share of the sum (negligible for trained COCO models, zero both ways
-  for models that came from anchordet).
+  Dropping channels is exact for sigmoid scores. SSD's softmax then runs over fewer logits:
+  each of our probabilities is torchvision's divided by (1 - the dropped labels' probability)
+  (``Converted.dropped_softmax_labels``; tested exactly). That is nothing for torchvision's
+  trained COCO SSD, whose 10 unused ids never fire, and zero both ways for models that came from
+  anchordet; on untrained weights it raises every score by about 91 / 81 = 12%.
 * frozen batch norm eps: ``retinanet_resnet50_fpn(weights=COCO_V1)`` sets eps 0 (torchvision's
   ``overwrite_eps``); our FrozenBatchNorm2d has 1e-5. Only ``running_var + eps`` is ever used,
   so ``running_var`` is moved by the difference.
@@ -80,6 +82,8 @@ class Converted(NamedTuple):
             labels 0..K-1.
         class_names: K names.
         inference: its ``InferenceSettings``: torchvision's eval resize, the names and the ids.
+        dropped_softmax_labels: SSD: the torchvision labels whose logits left the softmax
+            (module docstring); empty for RetinaNet (sigmoid: dropping is exact).
     """
 
     model: nn.Module
@@ -87,6 +91,7 @@ class Converted(NamedTuple):
     category_ids: list[int]
     class_names: list[str]
     inference: InferenceSettings
+    dropped_softmax_labels: tuple[int, ...] = ()
 
     def metadata(self) -> dict[str, str]:
         """The ``save_weights`` metadata that lets ``anchordet predict`` write COCO ids."""
@@ -125,7 +130,8 @@ def from_torchvision(source: Any, arch: str | None = None, *, labels: Sequence[i
     resize = (dict(eval_transform="resize", min_size=settings["min_size"], max_size=settings["max_size"])
               if arch == "retinanet_resnet50_fpn" else dict(eval_transform="fixed", fixed_size=300))
     inference = InferenceSettings(**resize, class_names=tuple(class_names), category_ids=tuple(labels))
-    return Converted(model, config, list(labels), class_names, inference)
+    dropped = tuple(label for label in range(1, num_tv_classes) if label not in labels) if arch == "ssd300_vgg16" else ()
+    return Converted(model, config, list(labels), class_names, inference, dropped)
 
 
 def _read_source(source: Any, arch: str | None, bn_eps: float | None):
