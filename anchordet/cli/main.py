@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    _one_line_skip_warnings(args.command)
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
@@ -68,6 +69,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"anchordet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_skip_warnings(command: str) -> None:
+    """Print ``InputSkipped`` warnings (``data.skip_bad_annotations``) as one line each,
+    ``anchordet train: skipped: FILE, image 3, annotation id 901: ...``; others as Python does."""
+    import warnings
+
+    from anchordet.errors import InputSkipped
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, InputSkipped):
+            print(f"anchordet {command}: {message}", file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    if getattr(warnings.showwarning, "_anchordet", False):
+        return
+    show._anchordet = True
+    warnings.showwarning = show
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -23,7 +23,7 @@ import yaml
 
 from anchordet.config.schema import DigitsOptions
 from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
-from anchordet.data.validate import RecordSet
+from anchordet.data.validate import RecordSet, read_text
 from anchordet.data.voc import read_voc_records
 from anchordet.data.yolo import read_yolo_records
 from anchordet.errors import UserError
@@ -76,7 +76,7 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
     if not path.is_file():
         raise FileNotFoundError(f"dataset description not found: {path} (a YAML file, or the built-in 'digits')")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):

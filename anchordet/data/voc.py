@@ -13,7 +13,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet, read_text
 from anchordet.errors import UserError
 
 
@@ -25,7 +25,7 @@ def read_voc_records(root: str | os.PathLike, image_set: str, class_names: list[
     set_file = root / "ImageSets" / "Main" / f"{image_set}.txt"
     if not set_file.is_file():
         raise FileNotFoundError(f"VOC image set file not found: {set_file}")
-    stems = [line.split()[0] for line in set_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    stems = [line.split()[0] for line in read_text(set_file).splitlines() if line.strip()]
     records, problems = [], []
     for image_id, stem in enumerate(stems):
         parsed = _parse_voc_xml(root, stem, image_id, problems)
@@ -78,12 +78,13 @@ def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -
         xmin, ymin, xmax, ymax = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
     except (AttributeError, TypeError, ValueError):
         text = ET.tostring(box, "unicode").strip() if box is not None else "no <bndbox>"
-        return Problem("malformed", source, image_id, index, f"object {name!r}: <bndbox> needs numeric "
-                                                             f"xmin, ymin, xmax, ymax: {text!r}")
+        return Problem("malformed", source, image_id, f"object {index + 1}", f"object {name!r}: <bndbox> needs "
+                                                                             f"numeric xmin, ymin, xmax, ymax: {text!r}")
     difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "")
     # 1-based inclusive indices -> 0-based pixel edges (module docstring).
     written = f"<bndbox> xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g} (1-based pixels)"
-    return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written)
+    return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written,
+                            f"object {index + 1}")  # counting the XML's <object>s from 1
 
 
 def __getattr__(name: str):
