@@ -32,5 +32,17 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/anchordet demo
 
+# Speed of the digits presets per precision and memory format, inference and training step at
+# each preset's own batch size, one thread (BENCHMARKS.md). Figures in bench_output/*.json.
+# Run it on an idle machine: other processes change the absolute times (ratios less so).
+BENCH_PRESETS := retinanet_digits:32 retinanet_digits_fast:32 ssd_digits:16 faster_rcnn_digits:8
+BENCH_ARGS ?= --threads 1 --mode infer train --precision fp32 bf16 --channels-last off on --repeats 7
+bench: $(STAMP)
+	mkdir -p bench_output
+	for item in $(BENCH_PRESETS); do \
+		OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/anchordet benchmark -c $${item%%:*} \
+			--batch-size $${item##*:} $(BENCH_ARGS) --json bench_output/$${item%%:*}.json || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) demo_output bench_output

@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from anchordet.anchors.analysis import AnnotatedImage, analyze_coverage, match_statistics
-from anchordet.anchors.model_anchors import detector_anchors
+from anchordet.analysis.anchors.coverage import AnnotatedImage, analyze_coverage, match_statistics
+from anchordet.analysis.anchors.model_anchors import detector_anchors
 from anchordet.config.load import load_config
 from anchordet.data.transforms import keep_ratio_size
 
@@ -65,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config("retinanet_r50_coco")
-    anchors = detector_anchors(config.model.build())
     images = synthetic_coco(args.images, args.boxes_per_image, config.data.eval_min_size, config.data.max_size)
+    anchors = detector_anchors(config.model.build(), config.model.factory, images[0].input_size)
     num_boxes = sum(len(i.labels) for i in images)
     sizes = {i.input_size for i in images}
 

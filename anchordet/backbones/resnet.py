@@ -34,11 +34,14 @@ def _norm(channels: int, frozen: bool) -> nn.Module:
 
 
 class BasicBlock(nn.Module):
-    expansion = 1
-    fold_bn = False  # see _conv_bn; set by anchordet.ops.fuse.fold_batch_norms
+    """Two 3x3 convs with BN and a residual. ``fold_bn``: run each fixed BN folded into its conv
+    (``_conv_bn``); given by ``ResNet`` (and switched by ``anchordet.ops.fuse.fold_batch_norms``)."""
 
-    def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool):
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool, fold_bn: bool = False):
         super().__init__()
+        self.fold_bn = fold_bn
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
         self.bn1 = _norm(channels, frozen_bn)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
@@ -63,11 +66,13 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    expansion = 4
-    fold_bn = False  # see _conv_bn; set by anchordet.ops.fuse.fold_batch_norms
+    """1x1, 3x3, 1x1 convs with BN and a residual; ``fold_bn`` as ``BasicBlock``."""
 
-    def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool):
+    expansion = 4
+
+    def __init__(self, in_channels: int, channels: int, stride: int, frozen_bn: bool, fold_bn: bool = False):
         super().__init__()
+        self.fold_bn = fold_bn
         self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
         self.bn1 = _norm(channels, frozen_bn)
         self.conv2 = nn.Conv2d(channels, channels, 3, stride, 1, bias=False)
@@ -118,9 +123,7 @@ RESNET_SPECS: dict[int, tuple[type, tuple[int, int, int, int]]] = {
 
 
 class ResNet(nn.Module):
-    """Set ``fold_bn`` on the model and its blocks with ``anchordet.ops.fuse.fold_batch_norms``.
-
-    Args:
+    """Args:
         depth: 18, 34, 50, 101 or 152.
         return_layers: which of "c2".."c5" ``forward`` returns, in order.
         frozen_bn: FrozenBatchNorm2d instead of BatchNorm2d.
@@ -128,12 +131,16 @@ class ResNet(nn.Module):
             (0..5; 5 includes the stem). torchvision's and Detectron's default is 3.
         width: channels of the stem and of layer1 (64 in the paper); smaller values make the tiny
             models used by tests and the digits presets.
+        fold_bn: run every fixed BN (frozen, or a BatchNorm2d in eval mode) folded into its
+            convolution (``anchordet.ops.fuse.conv_bn``; opt-in, see ``_conv_bn``). The model and
+            each block keep it as an instance attribute; ``anchordet.ops.fuse.fold_batch_norms``
+            switches it on a built model.
     """
 
     def __init__(self, depth: int = 50, return_layers: Sequence[str] = ("c3", "c4", "c5"),
-                 frozen_bn: bool = True, trainable_layers: int = 3, width: int = 64):
+                 frozen_bn: bool = True, trainable_layers: int = 3, width: int = 64, fold_bn: bool = False):
         super().__init__()
-        self.fold_bn = False
+        self.fold_bn = fold_bn
         if depth not in RESNET_SPECS:
             raise ValueError(f"ResNet depth must be one of {sorted(RESNET_SPECS)}, got {depth}")
         unknown = [name for name in return_layers if name not in LAYER_NAMES]
@@ -152,7 +159,7 @@ class ResNet(nn.Module):
         for index, (count, stride) in enumerate(zip(counts, (1, 2, 2, 2))):
             blocks = []
             for i in range(count):
-                blocks.append(block(in_channels, channels, stride if i == 0 else 1, frozen_bn))
+                blocks.append(block(in_channels, channels, stride if i == 0 else 1, frozen_bn, fold_bn))
                 in_channels = channels * block.expansion
             setattr(self, f"layer{index + 1}", nn.Sequential(*blocks))
             self.stage_channels[f"c{index + 2}"] = in_channels

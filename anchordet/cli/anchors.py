@@ -1,9 +1,10 @@
 """``anchordet anchors``: does a model's anchor configuration fit a dataset?
 
-Builds the model of a config, takes its own anchor generator and training matcher
-(``anchors.model_anchors``) and runs them over the dataset's gt boxes, resized as training
-resizes them (``anchors.analysis``). Optionally searches anchor sizes and ratios
-(``anchors.suggest``) and draws plots (``anchors.plots``). See docs/anchors.md.
+Builds the model of a config, takes its training anchors and matcher (its ``training_anchors``,
+through ``analysis.anchors.model_anchors``) and runs them over the dataset's gt boxes, resized as
+training resizes them (``analysis.anchors.coverage``). Optionally searches anchor sizes and
+ratios (``analysis.anchors.suggest``) and draws plots (``analysis.anchors.plots``). See
+docs/anchors.md.
 """
 from __future__ import annotations
 
@@ -39,22 +40,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from anchordet.anchors.analysis import analyze_coverage, read_dataset_boxes
-    from anchordet.anchors.model_anchors import detector_anchors
+    from anchordet.analysis.anchors.coverage import analyze_coverage, read_dataset_boxes
+    from anchordet.analysis.anchors.model_anchors import detector_anchors
 
     if args.max_images is not None and args.max_images < 1:
         raise UserError(f"--max-images must be >= 1, got {args.max_images}")
     config = load_config_or_fail(args.config, args.overrides)
     data = dataclasses.replace(config.data, dataset=args.data) if args.data else config.data
-    anchors = detector_anchors(config.model.build())
     dataset = read_dataset_boxes(data, args.split, args.max_images)
     if not dataset.images:
         raise UserError(f"{data.dataset}: split {args.split!r} has no images")
+    anchors = detector_anchors(config.model.build(), config.model.factory, dataset.images[0].input_size)
     report = analyze_coverage(dataset.images, anchors.at)
     result = report_dict(report, dataset, anchors, data, args.split)
     suggestion = None
     if args.suggest:
-        from anchordet.anchors.suggest import sample_images, suggest_anchors
+        from anchordet.analysis.anchors.suggest import sample_images, suggest_anchors
 
         suggestion = suggest_anchors(anchors, sample_images(dataset.images, args.search_images))
         after = analyze_coverage(dataset.images, anchors.with_generator(suggestion.generator).at)
@@ -65,13 +66,14 @@ def run(args) -> int:
                                 "search_images": min(args.search_images, len(dataset.images)),
                                 "after": _rounded(after.summary()), "after_by_size": _by_size(after)}
     if args.plots:
-        from anchordet.anchors.plots import plot_best_iou, plot_box_shapes
+        from anchordet.analysis.anchors.plots import plot_best_iou, plot_box_shapes
 
         generators = {"current": anchors.generator}
         if suggestion is not None and suggestion.generator is not anchors.generator:
             generators["suggested"] = suggestion.generator
         reports = {"current": report} if suggestion is None else {"current": report, "suggested": after}
-        result["plots"] = [str(plot_best_iou(reports, args.plots, anchors.matcher)),
+        matcher = anchors.at(dataset.images[0].input_size).matcher
+        result["plots"] = [str(plot_best_iou(reports, args.plots, matcher)),
                            str(plot_box_shapes(report, generators, args.plots))]
     print(json.dumps(result, indent=1) if args.json else format_report(result))
     return 0
@@ -87,11 +89,12 @@ def _by_size(report) -> dict:
 
 def report_dict(report, dataset, anchors, data, split: str) -> dict:
     """Everything the report shows, as plain JSON values."""
-    matcher = anchors.matcher
+    from anchordet.analysis.anchors.model_anchors import anchors_per_location
+
+    matcher = anchors.at(dataset.images[0].input_size).matcher
     counts, edges = report.best_iou_histogram(10)
     sizes = Counter(tuple(i.input_size) for i in dataset.images)
-    per_location = (anchors.generator.num_anchors_per_location if anchors.kind != "ssd"
-                    else anchors.generator.num_boxes_per_location)
+    per_location = anchors_per_location(anchors.generator)
     return {
         "detector": anchors.kind,
         "anchors_per_location": per_location,

@@ -90,6 +90,14 @@ def score_threshold(value: str) -> float:
     return number
 
 
+def add_precision_argument(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=default,
+                        help="the network's arithmetic: fp32, bf16 autocast (CPUs with AVX512_BF16 / AMX, "
+                             "GPUs) or fp16 autocast (GPUs); losses, box decoding and NMS stay fp32; falls back to "
+                             "fp32 with one line where the device has no native support"
+                             + (f" (default {default})" if default else " (default: the config's run.precision)"))
+
+
 def load_model_for_inference(weights: str, device: str):
     """(model in eval mode on ``device``, model config, ``InferenceSettings``, device) from a
     weights file (.safetensors) or a training checkpoint (.pt)."""

@@ -1,8 +1,13 @@
-"""``anchordet data digits``: write the built-in digits dataset as a COCO dataset.
+"""``anchordet data digits`` and ``anchordet data convert``.
 
-Layout under ``--out``: ``images/{train,val}/*.png``, ``annotations/instances_{train,val}.json``
-and ``data.yaml`` (``format: coco``), which ``load_dataset_spec`` and every COCO tool read.
-``--preview PNG`` draws a few val (test) scenes with their boxes.
+``data digits``: write the built-in digits dataset as a COCO dataset. Layout under ``--out``:
+``images/{train,val}/*.png``, ``annotations/instances_{train,val}.json`` and ``data.yaml``
+(``format: coco``), which ``load_dataset_spec`` and every COCO tool read. ``--preview PNG`` draws
+a few val (test) scenes with their boxes.
+
+``data convert SRC.yaml --to coco|voc|yolo|csv --out DIR``: write any readable dataset (a
+dataset YAML, or ``digits``) in another format, with its data.yaml (``anchordet.data.convert``:
+what each format keeps). DIR must not exist (or be empty); it appears only when complete.
 """
 from __future__ import annotations
 
@@ -23,9 +28,27 @@ from anchordet.visualize import PALETTE, save_grid, save_picture, to_pil
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("data", help="write the built-in digits dataset as a COCO dataset",
+    parser = subparsers.add_parser("data", help="write the digits dataset, or convert a dataset to another format",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=["digits"], help="the built-in dataset")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add_digits_parser(actions)
+    convert = actions.add_parser("convert", help="write a dataset in COCO, VOC, YOLO or CSV form",
+                                 description="Write every split of SRC (a dataset YAML, or 'digits') in another "
+                                             "format under --out, with its data.yaml. YOLO and CSV cannot mark "
+                                             "ignored (crowd / difficult) boxes: those are left out, and counted.")
+    convert.add_argument("source", metavar="SRC", help="dataset YAML (docs/data.md) or 'digits'")
+    convert.add_argument("--to", required=True, choices=["coco", "voc", "yolo", "csv"], help="the format to write")
+    convert.add_argument("--out", required=True, type=Path, help="new folder for the converted dataset")
+    convert.add_argument("--link", action="store_true",
+                         help="hard-link the image files instead of copying them (copies across file systems)")
+    convert.set_defaults(_action=run_convert)
+    return parser
+
+
+def add_digits_parser(actions) -> None:
+    parser = actions.add_parser("digits", help="write the built-in digits dataset as a COCO dataset",
+                                description="Write the built-in digits dataset as a COCO dataset (and/or a preview).")
+    parser.set_defaults(_action=run_digits)
     parser.add_argument("--out", type=Path, help="output folder (images, COCO JSONs, data.yaml)")
     parser.add_argument("--num-train", type=int, default=2000, help="train scenes (default 2000)")
     parser.add_argument("--num-val", type=int, default=200, help="val scenes, drawn from the test split (default 200)")
@@ -35,10 +58,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="side of a pasted digit in pixels (default 20 56)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preview", type=Path, help="also write a PNG of 6 val scenes with their boxes")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    return args._action(args)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from anchordet.data.convert import convert
+    from anchordet.data.spec import load_dataset_spec
+
+    spec = load_dataset_spec(args.source)
+    counts = convert(spec, args.to, args.out, link=args.link)
+    for split, count in counts.items():
+        dropped = (f" ({count['dropped_ignored']} ignored boxes left out: {args.to.upper()} cannot mark them)"
+                   if count["dropped_ignored"] else "")
+        print(f"{split}: {count['images']} images, {count['boxes']} boxes{dropped}")
+    print(f"wrote {args.to} dataset to {args.out} (describe it with {args.out / 'data.yaml'})")
+    return 0
+
+
+def run_digits(args: argparse.Namespace) -> int:
     if args.out is None and args.preview is None:
         raise UserError("give --out DIR (write the dataset) and/or --preview PNG (draw sample scenes)")
     if args.num_train < 0 or args.num_val < 0:
@@ -49,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         for split, dataset in splits.items():
             write_split(dataset, args.out, split)
-        spec = {"format": "coco", "root": ".", "names": list(DigitsDataset.class_names),
+        spec = {"format": "coco", "root": ".", "names": list(splits["train"].class_names),
                 **{s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in splits}}
         atomic_write_text(args.out / "data.yaml", yaml.safe_dump(spec, sort_keys=False))
         print(f"wrote {args.num_train} train and {args.num_val} val scenes to {args.out} "

@@ -72,11 +72,18 @@ def run(args) -> int:
     for index in range(min(6, len(test_set))):
         save_picture(to_pil(test_set[index].image), test_images / f"scene_{index}.png")
     weights = Path(config.run.out_dir) / "model.safetensors"
-    predict.run(argparse.Namespace(inputs=[str(test_images)], weights=str(weights), out=str(out / "predictions"),
-                                   score_thresh=0.3, batch_size=6, min_size=None, max_size=None, device=args.device))
+    predict.run(_predict_arguments(predict, [str(test_images), "--weights", str(weights), "--out",
+                                             str(out / "predictions"), "--score-thresh", "0.3", "--batch-size", "6",
+                                             "--device", args.device]))
     run_dir = Path(config.run.out_dir)
     final = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "eval"][-1]
     print(f"\ntest scenes: COCO AP {final['AP']:.3f}, AP50 {final['AP50']:.3f} "
           f"(all numbers in {run_dir / 'metrics.jsonl'})")
     print(f"weights: {weights}\ncurves: {run_dir / 'curves.png'}\npictures: {out / 'predictions'}")
     return 0
+
+
+def _predict_arguments(predict, argv: list[str]) -> argparse.Namespace:
+    """``predict``'s arguments parsed by its own parser, so every option it has gets its default."""
+    parser = argparse.ArgumentParser(prog="anchordet")
+    return predict.add_parser(parser.add_subparsers()).parse_args(argv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, positive_int
+from anchordet.cli.common import add_device_argument, add_precision_argument, positive_int
 from anchordet.cli.main import UserError
 from anchordet.cli.score import add_analysis_arguments, check_analysis_arguments
 
@@ -28,6 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--digits-val-images", type=positive_int, default=None,
                         help="for --data digits: number of test scenes (default: as trained, or 300)")
     add_device_argument(parser)
+    add_precision_argument(parser)
     add_analysis_arguments(parser)  # --analyze: the error analysis of `anchordet score`, into OUT/analysis/
     return parser
 
@@ -38,7 +39,7 @@ def run(args) -> int:
     from anchordet.predictor import load
 
     check_analysis_arguments(args)
-    predictor = load(args.weights, args.device)  # the object `predict` and Python users get
+    predictor = load(args.weights, args.device, precision=args.precision)  # the object `predict` and Python users get
     dataset = _dataset(args, predictor.settings, predictor.transform)
     if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "

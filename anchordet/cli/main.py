@@ -22,11 +22,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("anchordet.cli.predict", "run a model on images and draw / save its detections"),
     "presets": ("anchordet.cli.presets", "list the configuration presets"),
     "score": ("anchordet.cli.score", "score a COCO results file against COCO ground truth"),
-    "data": ("anchordet.cli.data", "write the built-in digits dataset as a COCO dataset"),
+    "data": ("anchordet.cli.data", "write the digits dataset, or convert a dataset to another format"),
     "check-data": ("anchordet.cli.check_data", "check a dataset's annotations and images"),
     "anchors": ("anchordet.cli.anchors", "does a model's anchor configuration fit a dataset?"),
     "convert": ("anchordet.cli.convert", "convert torchvision weights to anchordet safetensors"),
     "export": ("anchordet.cli.export", "export a model to ONNX or TorchScript"),
+    "benchmark": ("anchordet.cli.benchmark", "speed of a model per precision and batch size (images/s, GFLOP/s)"),
 }
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from anchordet.cli.common import add_config_arguments, add_procs_argument, load_config_or_fail, resolve_procs
+from anchordet.cli.common import (add_config_arguments, add_precision_argument, add_procs_argument,
+                                  load_config_or_fail, resolve_procs)
 from anchordet.cli.main import UserError
 
 
@@ -19,8 +20,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_config_arguments(parser, required=False)
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue a run from its last.pt (its config is used; --set still applies)")
+    parser.add_argument("--weights", metavar="FILE_OR_NAME",
+                        help="fine-tune: start a new run (fresh optimizer and schedule) from these weights: an "
+                             "anchordet .safetensors / .pt, a torchvision retinanet_resnet50_fpn / ssd300_vgg16 "
+                             "state dict (.pth) or weights name (RetinaNet_ResNet50_FPN_Weights.COCO_V1). Tensors "
+                             "of the same shape load; classes whose names match keep their rows. Same as "
+                             "--set model.init_weights=FILE")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     add_procs_argument(parser, default=1)
+    add_precision_argument(parser, default=None)  # same as --set run.precision=...
     return parser
 
 
@@ -29,6 +37,8 @@ def run(args) -> int:
     from anchordet.engine.trainer import TrainingDiverged, train
 
     config = _config_for(args)
+    if args.precision:
+        config = _with_precision(config, args.precision)
     try:
         outcome = train(config, resume=args.resume, progress=not args.no_progress,
                         processes=resolve_procs(args.procs, config.run.device))
@@ -48,6 +58,8 @@ def run(args) -> int:
 
 
 def _config_for(args):
+    if args.resume and args.weights:
+        raise UserError("--weights starts a new run from other weights; --resume continues a run: give one of them")
     if args.resume:
         from anchordet.config.schema import ConfigError, ExperimentConfig, apply_overrides
         from anchordet.engine.checkpoint import load_checkpoint
@@ -59,4 +71,15 @@ def _config_for(args):
             raise UserError(str(exc)) from exc
     if not args.config:
         raise UserError("give --config PRESET_OR_YAML (see `anchordet presets`) or --resume CHECKPOINT")
-    return load_config_or_fail(args.config, args.overrides)
+    config = load_config_or_fail(args.config, args.overrides)
+    if args.weights:
+        import dataclasses
+
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, init_weights=args.weights))
+    return config
+
+
+def _with_precision(config, precision: str):
+    import dataclasses
+
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, precision=precision))

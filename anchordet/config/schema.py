@@ -26,7 +26,7 @@ from anchordet.errors import UserError
 
 
 class ConfigError(UserError):
-    """A configuration the user wrote is wrong: printed as one line by the CLI."""
+    """A configuration the user wrote is wrong: printed as one line by the CLI (a ``UserError``)."""
 
 
 # The detector factories a config can name: an explicit table, imported lazily so that the CLI
@@ -57,16 +57,30 @@ def model_factory(name: str) -> Callable:
 @dataclass(frozen=True)
 class ModelConfig:
     """``factory``: a key of MODEL_FACTORIES; ``args``: its keyword arguments (num_classes
-    included), as plain YAML values. Fields not given take the factory's defaults."""
+    included), as plain YAML values. Fields not given take the factory's defaults.
+
+    ``sync_batch_norm`` (``model.sync_batch_norm`` in YAML, next to the factory's arguments but
+    not one of them): under DDP, trainable BatchNorm layers use the statistics of the global
+    batch (``engine/sync_bn.py``); with one process BatchNorm already sees the whole batch. The
+    network and its weights are the same either way, so weights files do not record it.
+
+    ``init_weights`` (``model.init_weights``, ``train --weights``; not a factory argument either): a
+    new run starts from these weights (``anchordet.engine.init_weights``: an anchordet weights file
+    or checkpoint, a torchvision RetinaNet / SSD300 state dict or weights name); None: the
+    factory's initialisation. Weights files do not record it.
+    """
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
+    sync_batch_norm: bool = False
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str)))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm,
+                     self.init_weights))
 
     @property
     def num_classes(self) -> int:
@@ -99,6 +113,11 @@ class DigitsOptions:
         train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
             each train scene before its digits, so that the detector learns that a round thing is
             not a 0 nor a straight one a 1. Test scenes have none.
+        classes: the digits that appear, train and test (a subset for transfer experiments:
+            (5, 6, 7, 8, 9)); label k is digit ``classes[k]``, named and with category id the
+            digit. All ten draw exactly the scenes of the full dataset.
+        fixed_train: the same ``num_train`` train scenes every epoch (a small fixed training set,
+            as in a fine-tuning experiment) instead of new ones.
     """
 
     num_train: int = 2000
@@ -108,8 +127,14 @@ class DigitsOptions:
     digit_size: tuple[int, int] = (20, 56)
     seed: int = 0
     train_clutter: tuple[int, int] = (0, 4)
+    classes: tuple[int, ...] = tuple(range(10))
+    fixed_train: bool = False
 
     def __post_init__(self) -> None:
+        classes = tuple(int(c) for c in self.classes)
+        if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
+            raise ConfigError(f"digits classes {list(self.classes)} must be distinct digits 0..9 (at least one)")
+        object.__setattr__(self, "classes", classes)
         for name in ("digits_per_image", "digit_size", "train_clutter"):
             value = tuple(getattr(self, name))  # YAML gives lists
             if len(value) != 2:
@@ -193,21 +218,34 @@ def _check_sizes(min_sizes: tuple, max_size: int) -> None:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """SGD with momentum; lr = base_lr * batch_size / base_batch_size (Goyal et al. 2017).
+    """SGD with momentum; lr = base_lr * effective batch / base_batch_size (Goyal et al. 2017),
+    where the effective batch is batch_size * accumulate_steps.
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: the global batch (all processes together).
+        batch_size: the global batch of one forward / backward pass (all processes together).
+        accumulate_steps: gradient accumulation: add up the gradients of this many batches
+            before each optimizer step (an effective batch of batch_size * accumulate_steps for
+            the memory of batch_size). Warmup, schedule, ``run.stop_after_iters`` and the logged
+            iterations count optimizer steps. Losses normalized by a per-batch count (RetinaNet
+            and SSD: the positives) are normalized per accumulated batch, so the gradient equals
+            that of the effective batch exactly when the counts are equal (the test), else
+            closely.
         warmup_iters, warmup_factor: linear warmup from base_lr * warmup_factor.
         schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
         clip_grad_norm: 0 disables clipping.
-        amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
         optimizer: "sgd" (momentum; the papers' recipes) or "adamw" (converges faster from scratch,
             for small models without pretrained backbones; ``momentum`` is then beta1).
+        ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
+            (``engine/ema.py``; e.g. 0.999); evaluation during training, best / last weights
+            and predictions from checkpoints use the average. 0: off. The decay ramps up as
+            (1 + t) / (10 + t) over the first optimizer steps t and is reached after
+            9 d / (1 - d) of them (890 for 0.99).
     """
 
     epochs: int = 12
     batch_size: int = 16
+    accumulate_steps: int = 1
     base_lr: float = 0.01
     base_batch_size: int = 16
     momentum: float = 0.9
@@ -218,24 +256,33 @@ class SolverConfig:
     steps: tuple[int, ...] = (8, 11)
     gamma: float = 0.1
     clip_grad_norm: float = 0.0
-    amp: str = "none"
     optimizer: str = "sgd"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
         _check_choice("solver.optimizer", self.optimizer, ("sgd", "adamw"))
         _check_choice("solver.schedule", self.schedule, ("step", "cosine"))
-        _check_choice("solver.amp", self.amp, ("none", "bf16", "fp16"))
         if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
         if not (math.isfinite(self.base_lr) and self.base_lr > 0):
             raise ConfigError(f"solver.base_lr must be a number > 0, got {self.base_lr}")
         _check_ranges("solver", self, momentum=(0, 1), weight_decay=(0, None), warmup_iters=(0, None),
                       warmup_factor=(0, 1), gamma=(0, None), clip_grad_norm=(0, None))
+        if self.accumulate_steps < 1:
+            raise ConfigError(f"solver.accumulate_steps: must be >= 1 (1: no accumulation), got {self.accumulate_steps}")
+        if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"solver.ema_decay: must be in (0, 1), e.g. 0.999 (0 turns the average off), "
+                              f"got {self.ema_decay}")
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Images per optimizer step: batch_size * accumulate_steps."""
+        return self.batch_size * self.accumulate_steps
 
     @property
     def lr(self) -> float:
-        return self.base_lr * self.batch_size / self.base_batch_size
+        return self.base_lr * self.effective_batch_size / self.base_batch_size
 
 
 @dataclass(frozen=True)
@@ -247,7 +294,13 @@ class RunConfig:
         eval_every: evaluate on the val split every N epochs (0: only at the end).
         metric: "coco" or "voc07" / "voc" (selects the best checkpoint: AP or mAP).
         log_every: iterations between progress lines in metrics.jsonl.
-        channels_last: use the channels_last memory format on CUDA.
+        channels_last: the channels_last memory format for the network: "auto" (where it was
+            measured faster for the detector family, CPU and CUDA; ``engine.acceleration``),
+            true or false.
+        precision: "fp32", "bf16" (autocast around the network: CPU with AVX512_BF16 / AMX, or
+            CUDA) or "fp16" (CUDA, with a grad scaler); losses, anchors, box coding, NMS and
+            evaluation stay in fp32. Falls back to fp32 with one line where the device has no
+            native support (``engine.precision``).
         threads: torch CPU threads (0: torch's default).
         stop_after_iters: stop (with a checkpoint, resumable) after this many iterations of this
             run, as an interruption would; 0 runs to the end. For time-sliced / preemptible jobs.
@@ -257,6 +310,9 @@ class RunConfig:
             schedule runs to its end instead of being cut. The chosen count replaces
             ``solver.epochs`` (and this flag goes off) in config.yaml and the checkpoints: a
             resume continues the same schedule. ``anchordet demo`` uses it.
+        patience: early stopping: end training (as finished, with the weights of the last
+            epoch; best.safetensors holds the best) after this many evaluations in a row
+            without a better ``metric`` headline (AP or mAP); 0: off. Needs ``eval_every``.
     """
 
     out_dir: str = "runs/exp"
@@ -265,19 +321,28 @@ class RunConfig:
     eval_every: int = 1
     metric: str = "coco"
     log_every: int = 20
-    channels_last: bool = True
+    channels_last: bool | str = "auto"
+    precision: str = "fp32"
     threads: int = 0
     stop_after_iters: int = 0
     max_minutes: float = 0.0
     fit_epochs_to_budget: bool = False
+    patience: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
         check_device(self.device, "run.device")
         _check_ranges("run", self, eval_every=(0, None), log_every=(1, None), threads=(0, None),
                       stop_after_iters=(0, None), max_minutes=(0, None))
+        _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
+        if self.channels_last not in (True, False, "auto"):
+            raise ConfigError(f"run.channels_last: {self.channels_last!r} is not one of auto, true, false")
         if self.fit_epochs_to_budget and self.max_minutes <= 0:
             raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
+        if self.patience < 0:
+            raise ConfigError(f"run.patience: must be >= 0 (0: no early stopping), got {self.patience}")
+        if self.patience and self.eval_every < 1:
+            raise ConfigError("run.patience counts evaluations: set run.eval_every >= 1 (it is 0: only at the end)")
 
 
 @dataclass(frozen=True)
@@ -289,7 +354,9 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return {
-            "model": {"factory": self.model.factory, **self.model.args},
+            "model": {"factory": self.model.factory, **self.model.args,
+                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {}),
+                      **({"init_weights": self.model.init_weights} if self.model.init_weights else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
             "run": _section_dict(self.run),
@@ -303,16 +370,33 @@ class ExperimentConfig:
         unknown = set(values) - {"model", "data", "solver", "run"}
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
+        values = _translate_solver_amp(values)
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
+        sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
+        init_weights = coerce(model_values.pop("init_weights", None), str | None, f"{source}: model.init_weights")
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values),
+            ModelConfig(factory, model_values, sync_batch_norm, init_weights or None),
             section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
             section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
         )
+
+
+def _translate_solver_amp(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Configs and checkpoints written before run.precision had solver.amp ("none", "bf16",
+    "fp16", CUDA only): read it as run.precision ("none" is fp32)."""
+    solver = values.get("solver")
+    if not isinstance(solver, Mapping) or "amp" not in solver:
+        return values
+    solver = dict(solver)
+    amp = solver.pop("amp")
+    run = dict(values.get("run") or {})
+    if amp != "none":
+        run.setdefault("precision", amp)
+    return {**values, "solver": solver, "run": run}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,4 +1,4 @@
-"""Datasets (COCO, VOC, YOLO, the built-in digits), transforms, collation and checks.
+"""Datasets (COCO, VOC, YOLO, CSV, the built-in digits), transforms, collation and checks.
 
 Start from ``load_dataset_spec`` / ``build_dataset`` (docs/data.md). The names below are imported
 on first use, so that ``anchordet.data.spec`` / ``validate`` and the format readers (what
@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    **dict.fromkeys(("CocoDataset", "RecordDataset", "VocDataset", "YoloDataset"), "anchordet.data.datasets"),
+    **dict.fromkeys(("CocoDataset", "CsvDataset", "RecordDataset", "VocDataset", "YoloDataset"),
+                    "anchordet.data.datasets"),
     **dict.fromkeys(("Batch", "Sample", "collate"), "anchordet.data.collate"),
     "DigitsDataset": "anchordet.data.digits",
     "DigitsOptions": "anchordet.config.schema",
@@ -17,7 +18,7 @@ _LAZY = {
     **dict.fromkeys(("DatasetSpec", "build_dataset", "digits_spec", "load_dataset_spec"), "anchordet.data.spec"),
 }
 
-__all__ = ["Batch", "CocoDataset", "DatasetSpec", "DigitsDataset", "DigitsOptions", "RecordDataset", "Sample",
+__all__ = ["Batch", "CocoDataset", "CsvDataset", "DatasetSpec", "DigitsDataset", "DigitsOptions", "RecordDataset", "Sample",
            "VocDataset", "YoloDataset", "build_dataset", "collate", "digits_spec", "load_dataset_spec", "load_image"]
 
 

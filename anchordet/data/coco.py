@@ -124,13 +124,3 @@ def _is_number(value) -> bool:
 def write_coco_json(path: str | os.PathLike, gt: dict) -> Path:
     """Write a COCO dict atomically (a crash never leaves half a file)."""
     return atomic_write_json(path, gt)
-
-
-def __getattr__(name: str):
-    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
-    # files (check-data) never imports torch; they stay importable from here.
-    if name in ("RecordDataset", "CocoDataset"):
-        from anchordet.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,8 @@
-"""The torch datasets of the file formats: ``RecordDataset`` and its COCO, VOC and YOLO readers.
+"""The torch datasets of the file formats: ``RecordDataset`` and its COCO, VOC, YOLO and CSV readers.
 
 ``anchordet.data.coco`` / ``voc`` / ``yolo`` parse files into a ``RecordSet`` without torch (what
-``anchordet check-data`` needs); the classes here turn records into ``Sample`` tensors. They are
-also importable from their format's module (``from anchordet.data.coco import CocoDataset``).
+``anchordet check-data`` needs); the classes here turn records into ``Sample`` tensors (also
+importable from the package: ``from anchordet.data import CocoDataset``).
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ import torch
 from torch.utils.data import Dataset
 
 from anchordet.data.coco import read_coco_records
+from anchordet.data.csv_format import read_csv_records
 from anchordet.data.collate import Sample
 from anchordet.data.image_io import ImageReadError, load_image
 from anchordet.data.validate import (
     RecordSet, check_records, header_sizes, report_or_raise, size_mismatch, stated_or_header_size,
 )
-from anchordet.data.voc import read_voc_records
+from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
 from anchordet.errors import InputSkipped, UserError
 from anchordet.structures.boxes import clip_boxes, nonempty_mask
@@ -189,23 +190,35 @@ class VocDataset(RecordDataset):
     """A VOC split.
 
     Args:
-        root: the folder holding JPEGImages, Annotations and ImageSets (e.g. VOCdevkit/VOC2007).
-        image_set: name of ``ImageSets/Main/<image_set>.txt`` (train, val, trainval, test).
+        root: the folder holding JPEGImages, Annotations and ImageSets (e.g. VOCdevkit/VOC2007),
+            or a list of such folders read one after the other (07+12: [VOC2007, VOC2012]).
+        image_set: name of ``ImageSets/Main/<image_set>.txt`` (train, val, trainval, test), or a
+            list as long as ``root`` (one per folder).
         class_names: the K class names, in label order (VOC files name classes, not ids).
         transforms, skip_bad_annotations: as ``CocoDataset``.
     """
 
     ignore_key = "difficult"
 
-    def __init__(self, root: str | os.PathLike, image_set: str, class_names: list[str], transforms=None,
-                 skip_bad_annotations: bool = False):
-        self.root = Path(root)
-        records = read_voc_records(root, image_set, class_names)
-        super().__init__(records, transforms, skip_bad_annotations, what=f"the VOC annotations in {self.root}")
+    def __init__(self, root: str | os.PathLike | list, image_set: str | list[str], class_names: list[str],
+                 transforms=None, skip_bad_annotations: bool = False):
+        roots = [Path(r) for r in root] if isinstance(root, (list, tuple)) else [Path(root)]
+        image_sets = list(image_set) if isinstance(image_set, (list, tuple)) else [image_set] * len(roots)
+        if len(image_sets) != len(roots):
+            raise ValueError(f"VOC dataset: {len(roots)} folders but {len(image_sets)} image sets")
+        self.roots = roots
+        self.root = roots[0]
+        records = read_voc_sets(list(zip(roots, image_sets)), class_names)
+        where = ", ".join(str(r) for r in roots)
+        super().__init__(records, transforms, skip_bad_annotations, what=f"the VOC annotations in {where}")
 
     @property
     def image_root(self) -> Path:
-        return self.root / "JPEGImages"
+        """JPEGImages of the one folder; with several, their common parent (e.g. VOCdevkit), so
+        gt file names say which set an image is from (VOC2012/JPEGImages/2008_000008.jpg)."""
+        if len(self.roots) == 1:
+            return self.root / "JPEGImages"
+        return Path(os.path.commonpath([str(r.resolve()) for r in self.roots]))
 
 
 class YoloDataset(RecordDataset):
@@ -228,4 +241,25 @@ class YoloDataset(RecordDataset):
 
     @property
     def image_root(self) -> Path | None:
+        return self._root
+
+
+class CsvDataset(RecordDataset):
+    """A split in the CSV format of yhenon/pytorch-retinanet (``anchordet.data.csv_format``).
+
+    Args:
+        annotations: the ``path,x1,y1,x2,y2,class_name`` file.
+        class_names, category_ids: from the class list file (``read_class_list``); ids None: 0..K-1.
+        images_dir: folder relative image paths start from (None: the annotations file's folder).
+        transforms, skip_bad_annotations: as ``CocoDataset``.
+    """
+
+    def __init__(self, annotations: str | os.PathLike, class_names: list[str], category_ids: list[int] | None = None,
+                 images_dir: str | os.PathLike | None = None, transforms=None, skip_bad_annotations: bool = False):
+        self._root = Path(images_dir) if images_dir is not None else Path(annotations).parent
+        records = read_csv_records(annotations, class_names, category_ids, images_dir)
+        super().__init__(records, transforms, skip_bad_annotations, what=str(annotations))
+
+    @property
+    def image_root(self) -> Path:
         return self._root

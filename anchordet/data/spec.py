@@ -2,16 +2,20 @@
 
 A YAML file names the format, the class names and the splits (docs/data.md)::
 
-    format: coco            # coco | voc | yolo | digits
+    format: coco            # coco | voc | yolo | csv | digits
     root: .                 # relative paths are relative to the YAML file's folder
     names: [cat, dog]       # optional for coco (then read from the train JSON's categories)
     train: {images: images/train, annotations: annotations/instances_train.json}
     val:   {images: images/val,   annotations: annotations/instances_val.json}
 
-VOC splits are ``{root: VOCdevkit/VOC2007, image_set: trainval}``; YOLO splits are
+VOC splits are ``{root: VOCdevkit/VOC2007, image_set: trainval}``, or a list of those read as one
+split (07+12: ``[{root: VOCdevkit/VOC2007, image_set: trainval}, {root: VOCdevkit/VOC2012,
+image_set: trainval}]``); YOLO splits are
 ``{images: images/train, labels: labels/train}`` or, as in an ultralytics data YAML (``path``,
 ``train``, ``val``, ``names`` as a list or a {index: name} dict, no ``format`` key), a folder or
-an image-list file. Errors name the YAML file and the key.
+an image-list file. CSV (yhenon/pytorch-retinanet) splits are an annotations file, or
+``{annotations: train.csv, images: FOLDER}``, with a top-level ``classes: classes.csv`` (or
+``names``). Errors name the YAML file and the key.
 """
 from __future__ import annotations
 
@@ -23,12 +27,13 @@ import yaml
 
 from anchordet.config.schema import DigitsOptions
 from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
+from anchordet.data.csv_format import read_class_list, read_csv_records
 from anchordet.data.validate import RecordSet, read_text
-from anchordet.data.voc import read_voc_records
+from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
 from anchordet.errors import UserError
 
-FORMATS = ("coco", "voc", "yolo", "digits")
+FORMATS = ("coco", "voc", "yolo", "csv", "digits")
 SPLITS = ("train", "val", "test")
 
 
@@ -40,7 +45,8 @@ class DatasetSpec:
         format: "coco", "voc", "yolo" or "digits".
         class_names: label k is ``class_names[k]``.
         splits: split name -> options with absolute paths (coco: images, annotations; voc: root,
-            image_set; yolo: images, labels (None: the ultralytics images -> labels rule)).
+            image_set, each a list with one entry per (root, image set) pair; yolo: images, labels
+            (None: the ultralytics images -> labels rule)).
         source: the YAML file, or "digits".
         digits: options of the built-in dataset (format "digits" only).
     """
@@ -60,7 +66,8 @@ def digits_spec(options: DigitsOptions = DigitsOptions()) -> DatasetSpec:
     """The built-in digits dataset (no files). ``val`` is the fixed test split."""
     from anchordet.data.digits import CLASS_NAMES  # torch: only the digits dataset needs it
 
-    return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
+    return DatasetSpec("digits", [CLASS_NAMES[d] for d in options.classes], {"train": {}, "val": {}}, "digits",
+                       options)
 
 
 def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
@@ -105,7 +112,10 @@ class _SpecReader:
         if not isinstance(root, str):
             raise self.error("root", f"must be a folder path, got {root!r}")
         self.root = (self.path.parent / root).resolve()
-        names = self._names(required=fmt != "coco")
+        names = self._names(required=fmt not in ("coco", "csv"))
+        if fmt == "csv":
+            self.classes = self._csv_classes(names)
+            names = names or self.classes[0]
         splits = {s: getattr(self, f"_{fmt}_split")(s, self.data[s]) for s in SPLITS if self.data.get(s) is not None}
         if not splits:
             raise self.error("train", "no split given: add 'train' and/or 'val'")
@@ -149,11 +159,20 @@ class _SpecReader:
                 "annotations": self._file(f"{split}.annotations", value["annotations"])}
 
     def _voc_split(self, split: str, value) -> dict:
-        value = self._need(split, value, ("image_set",))
-        root = self._file(f"{split}.root", value["root"]) if "root" in value else self.root
+        if isinstance(value, list):
+            if not value:
+                raise self.error(split, "an empty list: give {root: ..., image_set: ...} entries")
+            pairs = [self._voc_pair(f"{split}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            pairs = [self._voc_pair(split, value)]
+        return {"root": [r for r, _ in pairs], "image_set": [s for _, s in pairs]}
+
+    def _voc_pair(self, key: str, value) -> tuple[Path, str]:
+        value = self._need(key, value, ("image_set",))
+        root = self._file(f"{key}.root", value["root"]) if "root" in value else self.root
         if not isinstance(value["image_set"], str):
-            raise self.error(f"{split}.image_set", f"must be a name such as 'trainval', got {value['image_set']!r}")
-        return {"root": root, "image_set": value["image_set"]}
+            raise self.error(f"{key}.image_set", f"must be a name such as 'trainval', got {value['image_set']!r}")
+        return root, value["image_set"]
 
     def _yolo_split(self, split: str, value) -> dict:
         if isinstance(value, dict):
@@ -163,6 +182,27 @@ class _SpecReader:
         if isinstance(value, list):
             return {"images": [self._file(f"{split}[{i}]", v) for i, v in enumerate(value)], "labels": None}
         return {"images": self._file(split, value), "labels": None}
+
+    def _csv_classes(self, names: list[str] | None) -> tuple[list[str], list[int]]:
+        """(names, ids) from the ``classes`` file (the yhenon / keras-retinanet class list), or
+        ids 0..K-1 for ``names``; with both, the file's order must be ``names``."""
+        if self.data.get("classes") is None:
+            if names is None:
+                raise self.error("classes", "required for format csv (a 'class_name,id' file), or give 'names'")
+            return names, list(range(len(names)))
+        listed, ids = read_class_list(self._file("classes", self.data["classes"]))
+        if names is not None and names != listed:
+            raise self.error("names", f"{names} differ from the class list {listed} (by increasing id)")
+        return listed, ids
+
+    def _csv_split(self, split: str, value) -> dict:
+        if isinstance(value, dict):
+            value = self._need(split, value, ("annotations",))
+            images = self._file(f"{split}.images", value["images"]) if value.get("images") is not None else None
+            annotations = self._file(f"{split}.annotations", value["annotations"])
+        else:
+            annotations, images = self._file(split, value), None
+        return {"annotations": annotations, "images": images, "category_ids": list(self.classes[1])}
 
     def _coco_names(self, splits: dict) -> list[str]:
         first = splits.get("train") or next(iter(splits.values()))
@@ -188,13 +228,14 @@ def _check_split(spec: DatasetSpec, split: str) -> dict:
 
 
 def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annotations: bool = False):
-    """The dataset of one split: a ``CocoDataset``, ``VocDataset``, ``YoloDataset`` or ``DigitsDataset``.
+    """The dataset of one split: a ``CocoDataset``, ``VocDataset``, ``YoloDataset``, ``CsvDataset`` or
+    ``DigitsDataset``.
 
     Every one returns ``Sample``s and has ``class_names``, ``num_classes``, ``category_ids``,
     ``coco_ground_truth()`` and ``set_epoch(epoch)``.
     """
     # torch datasets imported here: reading specs and records (check-data) stays torch-free
-    from anchordet.data.datasets import CocoDataset, VocDataset, YoloDataset
+    from anchordet.data.datasets import CocoDataset, CsvDataset, VocDataset, YoloDataset
     from anchordet.data.digits import DigitsDataset
 
     options = _check_split(spec, split)
@@ -204,6 +245,9 @@ def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annot
         return CocoDataset(options["images"], options["annotations"], transforms, spec.class_names, skip_bad_annotations)
     if spec.format == "voc":
         return VocDataset(options["root"], options["image_set"], spec.class_names, transforms, skip_bad_annotations)
+    if spec.format == "csv":
+        return CsvDataset(options["annotations"], spec.class_names, options["category_ids"], options["images"],
+                          transforms, skip_bad_annotations)
     return YoloDataset(options["images"], options["labels"], spec.class_names, transforms, skip_bad_annotations)
 
 
@@ -213,7 +257,9 @@ def read_records(spec: DatasetSpec, split: str) -> RecordSet:
     if spec.format == "coco":
         return read_coco_records(options["annotations"], options["images"], spec.class_names)
     if spec.format == "voc":
-        return read_voc_records(options["root"], options["image_set"], spec.class_names)
+        return read_voc_sets(list(zip(options["root"], options["image_set"])), spec.class_names)
+    if spec.format == "csv":
+        return read_csv_records(options["annotations"], spec.class_names, options["category_ids"], options["images"])
     if spec.format == "yolo":
         return read_yolo_records(options["images"], options["labels"], spec.class_names)
     raise UserError("the digits dataset is generated: it has no files to check")

@@ -64,8 +64,15 @@ def resize_image_and_boxes(image: Tensor, targets: Targets, size: tuple[int, int
     if (new_h, new_w) != (height, width):
         image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False,
                               antialias=new_h < height or new_w < width)[0].clamp(0, 1)
-    scale = torch.tensor([new_w / width, new_h / height, new_w / width, new_h / height], dtype=targets.boxes.dtype)
-    return clip_and_drop(image, targets.with_boxes(targets.boxes * scale))
+    return clip_and_drop(image, targets.with_boxes(scale_boxes(targets.boxes, (height, width), (new_h, new_w))))
+
+
+def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
+    """Boxes (N, 4) xyxy of an image of ``from_size`` (h, w) in the pixels of the same image
+    resized to ``to_size``: exact per-axis ratios (no clipping)."""
+    (height, width), (new_h, new_w) = from_size, to_size
+    scale = torch.tensor([new_w / width, new_h / height, new_w / width, new_h / height], dtype=boxes.dtype)
+    return boxes * scale
 
 
 def keep_ratio_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
@@ -107,6 +114,13 @@ class ResizeKeepRatio:
         size = keep_ratio_size(int(image.shape[-2]), int(image.shape[-1]), min_size, self.max_size)
         return resize_image_and_boxes(image, targets, size)
 
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of (height, width) is resized to, for a single ``min_size`` (a
+        multi-scale resize draws one per image)."""
+        if len(self.min_sizes) != 1:
+            raise ValueError(f"{self!r} draws its shorter side per image: no single output size")
+        return keep_ratio_size(height, width, self.min_sizes[0], self.max_size)
+
     def __repr__(self) -> str:
         return f"ResizeKeepRatio({self.min_sizes}, {self.max_size})"
 
@@ -121,6 +135,9 @@ class Resize:
 
     def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
         return resize_image_and_boxes(image, targets, self.size)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.size
 
     def __repr__(self) -> str:
         return f"Resize({self.size})"
@@ -281,15 +298,21 @@ def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compo
     kind = data.train_transform if train else data.eval_transform
     if train and kind == "ssd":
         return SSDAugmentation(data.fixed_size, hflip=data.hflip)
-    if kind == "resize":
-        steps: list[Transform] = [ResizeKeepRatio(data.min_sizes if train else data.eval_min_size, data.max_size)]
-    elif kind == "fixed":
-        steps = [Resize((data.fixed_size, data.fixed_size))]
-    elif kind is None and not train:
-        steps = []
-    else:
-        raise ValueError(f"unknown {'train' if train else 'eval'} transform {kind!r}; expected resize, fixed"
-                         + (" or ssd" if train else ""))
+    if kind is None and not train:
+        return Compose([])
+    steps: list[Transform] = [resize_step(data, kind, train)]
     if train and data.hflip:
         steps.append(RandomHorizontalFlip(0.5))
     return Compose(steps)
+
+
+def resize_step(data: DataConfig | InferenceSettings, kind: str, train: bool = False) -> ResizeKeepRatio | Resize:
+    """The resize of a pipeline of ``kind``: "resize" -> ``ResizeKeepRatio`` (training draws from
+    ``data.min_sizes``, otherwise ``data.eval_min_size``, the largest); "fixed" and "ssd" ->
+    ``Resize((fixed_size, fixed_size))`` (where ``SSDAugmentation`` ends). Without ``train`` it is
+    deterministic: what the anchor analysis resizes boxes with."""
+    if kind == "resize":
+        return ResizeKeepRatio(data.min_sizes if train else data.eval_min_size, data.max_size)
+    if kind in ("fixed", "ssd"):
+        return Resize((data.fixed_size, data.fixed_size))
+    raise ValueError(f"unknown transform {kind!r}; expected resize, fixed or ssd")

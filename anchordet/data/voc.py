@@ -5,6 +5,8 @@ continuous box is ``(xmin - 1, ymin - 1, xmax, ymax)`` in anchordet's 0-based pi
 (as Detectron and mmdetection do). ``difficult`` objects are kept with ``ignore=True`` and
 written as ``"difficult": 1`` in the gt dict, so the VOC evaluator ignores them as the devkit
 does. Image ids are the positions in the image-set file (0, 1, ...); ``file_name`` keeps the name.
+Several (root, image set) pairs read as one split (VOC 07 trainval + 12 trainval, the usual
+training set): ``read_voc_sets``, image ids running on from one set to the next.
 The dataset class (``VocDataset``) is in ``anchordet.data.datasets``; reading here is torch-free.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Sequence
 
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet, read_text
 from anchordet.errors import UserError
@@ -19,15 +22,24 @@ from anchordet.errors import UserError
 
 def read_voc_records(root: str | os.PathLike, image_set: str, class_names: list[str]) -> RecordSet:
     """Parse a VOC image set into a ``RecordSet`` (unreadable XML files become problems)."""
-    root = Path(root)
+    return read_voc_sets([(root, image_set)], class_names)
+
+
+def read_voc_sets(sets: Sequence[tuple[str | os.PathLike, str]], class_names: list[str]) -> RecordSet:
+    """Parse several (root, image set) pairs into one ``RecordSet``: the images of each set in
+    turn, image ids 0, 1, ... over all of them (so 07 and 12 ids never collide)."""
     if not class_names:
-        raise UserError(f"VOC dataset {root}: class names are required (VOC files name the classes)")
-    set_file = root / "ImageSets" / "Main" / f"{image_set}.txt"
-    if not set_file.is_file():
-        raise FileNotFoundError(f"VOC image set file not found: {set_file}")
-    stems = [line.split()[0] for line in read_text(set_file).splitlines() if line.strip()]
+        raise UserError(f"VOC dataset {Path(sets[0][0]) if sets else ''}: class names are required "
+                        "(VOC files name the classes)")
+    stems = []
+    for root, image_set in sets:
+        set_file = Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
+        if not set_file.is_file():
+            raise FileNotFoundError(f"VOC image set file not found: {set_file}")
+        lines = read_text(set_file).splitlines()
+        stems += [(Path(root), line.split()[0]) for line in lines if line.strip()]
     records, problems = [], []
-    for image_id, stem in enumerate(stems):
+    for image_id, (root, stem) in enumerate(stems):
         parsed = _parse_voc_xml(root, stem, image_id, problems)
         if parsed is not None:
             records.append(parsed)
@@ -85,13 +97,3 @@ def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -
     written = f"<bndbox> xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g} (1-based pixels)"
     return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written,
                             f"object {index + 1}")  # counting the XML's <object>s from 1
-
-
-def __getattr__(name: str):
-    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
-    # files (check-data) never imports torch; they stay importable from here.
-    if name in ("VocDataset",):
-        from anchordet.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

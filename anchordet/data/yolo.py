@@ -100,13 +100,3 @@ def _parse_line(line: str, number: int, source: str, image_id: int) -> Annotatio
         return Problem("malformed", source, image_id, f"line {number}", f"class {fields[0]!r} is not an integer index")
     return AnnotationRecord(number, int(values[0]), box, False, None, None, source, f"line {line.strip()!r}",
                             f"line {number}")
-
-
-def __getattr__(name: str):
-    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
-    # files (check-data) never imports torch; they stay importable from here.
-    if name in ("YoloDataset",):
-        from anchordet.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

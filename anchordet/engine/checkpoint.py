@@ -54,11 +54,12 @@ def set_rng_states(states: dict) -> None:
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer, scheduler, scaler, epoch: int,
                     iteration: int, iteration_in_epoch: int, config: ExperimentConfig,
-                    best_metric: float | None = None, extra: dict | None = None) -> Path:
+                    best_metric: float | None = None, extra: dict | None = None, ema: dict | None = None) -> Path:
     """Everything needed to continue training exactly where it stopped.
 
     ``epoch``/``iteration_in_epoch``: the next batch to train is batch ``iteration_in_epoch`` of
-    ``epoch``; ``iteration``: optimizer steps done so far.
+    ``epoch``; ``iteration``: optimizer steps done so far; ``ema``: ``ModelEMA.state_dict()``
+    (the weights average, ``solver.ema_decay``), or None.
     """
     state = {
         "version": CHECKPOINT_VERSION,
@@ -74,6 +75,8 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer, scheduler,
         "best_metric": best_metric,
         "extra": extra or {},
     }
+    if ema is not None:
+        state["ema"] = ema
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -166,8 +169,9 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
         from anchordet.backbones.weights import read_safetensors
 
         state = read_safetensors(path)
-    else:
-        state = checkpoint["model"]
+    else:  # a training checkpoint: its weights average when it has one, as the weights files hold
+        ema = checkpoint.get("ema")
+        state = ema["module"] if isinstance(ema, dict) and ema.get("module") else checkpoint["model"]
     load_model_state(model, state, path, f" its metadata describes ({model_config.factory})")
     return model.to(device).eval(), model_config
 
@@ -195,8 +199,10 @@ def _written_metadata(path: str | Path) -> tuple[object, dict | str | None, dict
         model = parse_json_field(metadata["anchordet_model"], str(path), "anchordet_model")
         return model, metadata.get(METADATA_KEY), None
     state = load_checkpoint(path)
-    extra = state.get("extra")
-    return state["config"].get("model"), extra.get("inference") if isinstance(extra, dict) else None, state
+    extra, model = state.get("extra"), state["config"].get("model")
+    if isinstance(model, dict):  # how training ran and where it started: not part of the network
+        model = {k: v for k, v in model.items() if k not in ("sync_batch_norm", "init_weights")}
+    return model, extra.get("inference") if isinstance(extra, dict) else None, state
 
 
 def _safetensors_metadata(path: Path) -> dict:

@@ -45,12 +45,13 @@ def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size:
 
     sampler = EpochSampler(len(dataset), batch_size * dist_utils.world_size(), seed=0, epoch=0, shuffle=False,
                            rank=dist_utils.rank(), world_size=dist_utils.world_size(), drop_last=False)
-    loader = make_loader(dataset, sampler, batch_size, num_workers, size_divisible, seed=0, epoch=0)
+    loader = make_loader(dataset, sampler, batch_size, num_workers, size_divisible, seed=0, epoch=0,
+                         pin_memory=device.type == "cuda")
     results = []
     was_training = model.training
     model.eval()
     for batch in loader:
-        detections = model.predict(batch.images.to(device))
+        detections = model.predict(batch.images.to(device, non_blocking=True))
         for det, image_size, orig_size, image_id in zip(detections, batch.images.image_sizes, batch.orig_sizes,
                                                         batch.image_ids):
             det = rescale_detections(det.to("cpu"), image_size, orig_size)

@@ -6,7 +6,9 @@ epochs, ``_train_epoch`` the batches, ``_step`` one optimizer step.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -19,13 +21,17 @@ from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ExperimentConfig
 from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
+from anchordet.engine.acceleration import accelerate_for_training, configure_cuda, fixed_input_size
 from anchordet.engine.checkpoint import (
     changed_model_options, load_checkpoint, load_model_state, save_checkpoint, save_weights, set_rng_states,
 )
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
+from anchordet.engine.early_stopping import EarlyStopping
+from anchordet.engine.ema import ModelEMA
 from anchordet.engine.evaluate import evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
+from anchordet.engine.sync_bn import convert_sync_batch_norm
 from anchordet.errors import UserError
 from anchordet.files import atomic_write_text
 
@@ -47,18 +53,27 @@ def epochs_that_fit(seconds_per_iter: float, seconds_used: float, iterations_don
     return max(min_epochs, min(max_epochs, fitting))
 
 
+def _chunks(iterable, size: int):
+    """Lists of ``size`` consecutive items (the last one may be shorter)."""
+    iterator = iter(iterable)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the iteration and the images."""
 
 
 @dataclass
 class TrainOutcome:
-    """How ``fit`` ended: "finished", "stopped" (budget / stop_after_iters) or "interrupted" (Ctrl-C)."""
+    """How ``fit`` ended: "finished", "stopped" (budget / stop_after_iters) or "interrupted" (Ctrl-C).
+    ``early_stopped``: finished before ``solver.epochs`` by ``run.patience``."""
 
     status: str
     iteration: int
     last_checkpoint: Path | None
     best_metric: float | None
+    early_stopped: bool = False
 
 
 class LossModule(nn.Module):
@@ -78,6 +93,7 @@ class Trainer:
         run, solver = config.run, config.solver
         self.device = resolve_device(run.device)
         dist_utils.init_from_environment(self.device)
+        configure_cuda(self.device, fixed_input_size(config.data))
         self.world = dist_utils.world_size()
         if solver.batch_size % self.world:
             raise UserError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
@@ -89,44 +105,47 @@ class Trainer:
         self.progress = progress and self.is_main
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
-        self._maybe_channels_last()
+        if config.model.sync_batch_norm and self.world > 1:
+            convert_sync_batch_norm(self.model)
+        # channels_last and the network's precision (fp32 / bf16 / fp16 autocast, losses in fp32)
+        self.precision = accelerate_for_training(self.model, self.device, run.precision, run.channels_last,
+                                                 say=self._say)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
+        if config.model.init_weights and not resume:  # fine-tuning: before the optimizer sees the weights
+            from anchordet.engine.init_weights import initialise_from
+
+            summary = initialise_from(self.model, config.model.init_weights, list(self.val_set.class_names), config.model)
+            if self.is_main:
+                print(summary.line(), flush=True)
         self.train_groups = aspect_groups(config.data, self.train_set)
-        self.iters_per_epoch = len(self.train_set) // solver.batch_size
+        self.iters_per_epoch = len(self.train_set) // solver.effective_batch_size  # optimizer steps
         if self.iters_per_epoch == 0:
             raise UserError(f"the training set has {len(self.train_set)} images, fewer than one batch "
-                            f"(solver.batch_size={solver.batch_size})")
+                            f"(solver.batch_size={solver.batch_size} x solver.accumulate_steps="
+                            f"{solver.accumulate_steps})")
         self.optimizer = build_optimizer(self.model, solver)
+        self.ema = ModelEMA(self.model, solver.ema_decay) if solver.ema_decay else None
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
         self.scheduler = build_scheduler(self.optimizer, lambda: self.config.solver, self.iters_per_epoch)
-        self.amp_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.scaler = self.precision.grad_scaler()  # fp16 on CUDA only
         self.wrapped = LossModule(self.model)
         if self.world > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(self.wrapped, device_ids=device_ids)
         self.epoch, self.iteration, self.batch_in_epoch, self.best_metric = 0, 0, 0, None
+        self.early_stopping = EarlyStopping(run.patience)
         if resume:
             self._restore(resume)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main)
 
     # ----------------------------------------------------------------------------------- set-up
-    def _amp_dtype(self) -> torch.dtype | None:
-        amp = self.config.solver.amp
-        if amp == "none":
-            return None
-        if self.device.type != "cuda":
-            import warnings
+    def _say(self, line: str) -> None:
+        """One line on the main process's stderr (e.g. a precision fallback)."""
+        if self.is_main:
+            import sys
 
-            warnings.warn(f"solver.amp={amp} needs CUDA; training in float32 on {self.device}")
-            return None
-        return torch.bfloat16 if amp == "bf16" else torch.float16
-
-    def _maybe_channels_last(self) -> None:
-        # channels_last helps convolutions on CUDA (tensor cores); on CPU it is a wash or slower.
-        if self.config.run.channels_last and self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+            print(line, file=sys.stderr, flush=True)
 
     def _restore(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
@@ -143,6 +162,9 @@ class Trainer:
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.batch_in_epoch, self.best_metric = int(state["iteration_in_epoch"]), state["best_metric"]
         set_rng_states(state["rng"])
+        self.early_stopping.load_state_dict(state.get("extra", {}).get("early_stopping", {}))
+        if self.ema is not None and state.get("ema"):  # else (EMA turned on at resume) it starts here
+            self.ema.load_state_dict(state["ema"])
 
     # ------------------------------------------------------------------------------------ loop
     def fit(self) -> TrainOutcome:
@@ -153,7 +175,7 @@ class Trainer:
         self.iterations_this_run = 0
         self._fit_clock = None  # set at iteration FIT_MEASURE_FROM by run.fit_epochs_to_budget
         try:
-            while self.epoch < self.config.solver.epochs:
+            while self.epoch < self.config.solver.epochs and not self.early_stopping.due:
                 if not self._train_epoch():
                     return self._stop("stopped")
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
@@ -168,15 +190,17 @@ class Trainer:
         """Train the rest of the current epoch; False when a budget stopped it midway."""
         solver, run = self.config.solver, self.config.run
         self.train_set.set_epoch(self.epoch)
+        steps = solver.accumulate_steps  # loader batches per optimizer step; batch_in_epoch counts steps
         sampler = EpochSampler(len(self.train_set), solver.batch_size, seed=run.seed, epoch=self.epoch,
                                shuffle=True, rank=dist_utils.rank(), world_size=self.world,
-                               start_batch=self.batch_in_epoch, groups=self.train_groups, batch_numbers=True)
+                               start_batch=self.batch_in_epoch * steps, num_batches=self.iters_per_epoch * steps,
+                               groups=self.train_groups, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
-                             self._size_divisible(), run.seed, self.epoch)
+                             self._size_divisible(), run.seed, self.epoch, pin_memory=self.device.type == "cuda")
         bar = self._progress_bar()
         window_start, window_images = time.monotonic(), 0
         self.model.train()
-        for batch in loader:
+        for batch in _chunks(loader, steps):
             if self._budget_spent():
                 return False
             losses = self._step(batch)
@@ -184,26 +208,28 @@ class Trainer:
             self.iteration += 1
             self.iterations_this_run += 1
             self._maybe_fit_epochs_to_budget()
-            window_images += len(batch) * self.world
+            window_images += sum(len(b) for b in batch) * self.world
             speed = window_images / max(time.monotonic() - window_start, 1e-9)
             self._log_step(losses, speed, bar)
         if bar is not None:
             bar.close()
         return True
 
-    def _step(self, batch) -> dict[str, float]:
-        images = batch.images.to(self.device)
-        targets = [t.to(self.device) for t in batch.targets]
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            losses = self.wrapped(images, targets)
-        total = sum(losses.values())
-        self._check_finite(total, losses, batch)
+    def _step(self, batches: list) -> dict[str, float]:
+        """One optimizer step on ``solver.accumulate_steps`` loader batches: each batch's loss
+        divided by their number is backpropagated and the gradients add up (under DDP they are
+        all-reduced with the last batch only). Returns the losses averaged over the batches."""
         self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for k, batch in enumerate(batches):
+            with self._gradient_sync(k == len(batches) - 1):
+                losses, total = self._forward(batch)
+                share = total / len(batches)  # exact for one batch: x / 1 == x
+                (self.scaler.scale(share) if self.scaler is not None else share).backward()
+            for key, value in [*losses.items(), ("loss", total)]:
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
         if self.scaler is not None:
-            self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            total.backward()
         if self.config.solver.clip_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.solver.clip_grad_norm)
         if self.scaler is not None:
@@ -212,16 +238,28 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        values["loss"] = float(total.detach())
-        return values
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return {k: v / len(batches) for k, v in sums.items()}
+
+    def _forward(self, batch) -> tuple[dict, torch.Tensor]:
+        """The losses of one loader batch and their sum, checked finite."""
+        images = batch.images.to(self.device, non_blocking=True)
+        targets = [t.to(self.device) for t in batch.targets]
+        losses = self.wrapped(images, targets)  # the network parts run in self.precision (their hooks)
+        total = sum(losses.values())
+        self._check_finite(total, losses, batch)
+        return losses, total
+
+    def _gradient_sync(self, last: bool):
+        """DDP all-reduces gradients in the backward of the last accumulated batch only."""
+        if self.world > 1 and not last:
+            return self.wrapped.no_sync()
+        return contextlib.nullcontext()
 
     def _check_finite(self, total: torch.Tensor, losses: dict, batch) -> None:
         """Stop before a non-finite loss reaches the weights: the last checkpoint stays the last good one."""
-        finite = torch.isfinite(total.detach()).float()
-        if self.world > 1:  # every process must stop together
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if bool(finite):
+        if dist_utils.all_processes(bool(torch.isfinite(total.detach()))):  # every process stops together
             return
         parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
         last = self.out_dir / "last.pt"
@@ -256,10 +294,7 @@ class Trainer:
         run = self.config.run
         over_iters = run.stop_after_iters and self.iterations_this_run >= run.stop_after_iters
         over_time = run.max_minutes and (time.monotonic() - self.started) > 60 * run.max_minutes
-        spent = torch.tensor(float(bool(over_iters or over_time)))
-        if self.world > 1:
-            torch.distributed.all_reduce(spent, op=torch.distributed.ReduceOp.MAX)
-        return bool(spent)
+        return dist_utils.any_process(bool(over_iters or over_time))
 
     def _maybe_fit_epochs_to_budget(self) -> None:
         """``run.fit_epochs_to_budget``: after timing iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of
@@ -278,10 +313,7 @@ class Trainer:
                                  iterations_done=self.iteration, budget_seconds=60 * run.max_minutes,
                                  iters_per_epoch=self.iters_per_epoch, min_epochs=self.epoch + 1,
                                  max_epochs=self.config.solver.epochs)
-        if self.world > 1:
-            agreed = torch.tensor(epochs, dtype=torch.int64)
-            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
-            epochs = int(agreed)
+        epochs = dist_utils.min_over_processes(epochs)
         self.config = dataclasses.replace(
             self.config, solver=dataclasses.replace(self.config.solver, epochs=epochs),
             run=dataclasses.replace(run, fit_epochs_to_budget=False))
@@ -291,6 +323,11 @@ class Trainer:
             from tqdm import tqdm
 
             tqdm.write(f"{per_iter:.3f} s per iteration: {epochs} epochs fit the {run.max_minutes:g}-minute budget")
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What evaluation and the weights files use: the EMA of the weights (``solver.ema_decay``) or the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _size_divisible(self) -> int:
         return int(getattr(self.model, "size_divisible", 32))
@@ -304,7 +341,7 @@ class Trainer:
         self._save("last.pt")
 
     def _evaluate(self) -> None:
-        result = evaluate_dataset(self.model, self.val_set, self.config.run.metric, self.device,
+        result = evaluate_dataset(self.eval_model, self.val_set, self.config.run.metric, self.device,
                                   batch_size=max(1, self.config.solver.batch_size // self.world))
         improved = False
         if result is not None:
@@ -316,10 +353,12 @@ class Trainer:
                 print(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.scalars().items()
                                                           if k in ("AP", "AP50", "AP75", "mAP")), flush=True)
         improved = bool(dist_utils.all_gather_objects(improved)[0])
+        if self.early_stopping.record(improved, self.epoch):
+            self._report_early_stop()
         if improved:
             self._save("best.pt")
             if self.is_main:
-                save_weights(self.out_dir / "best.safetensors", self.model, self.config.model,
+                save_weights(self.out_dir / "best.safetensors", self.eval_model, self.config.model,
                              self._inference_settings().to_metadata())
 
     def _save(self, name: str) -> Path | None:
@@ -328,7 +367,9 @@ class Trainer:
             save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                             scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
                             iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
-                            extra={"inference": self._inference_settings().to_dict()})
+                            ema=self.ema.state_dict() if self.ema is not None else None,
+                            extra={"inference": self._inference_settings().to_dict(),
+                                   "early_stopping": self.early_stopping.state_dict()})
         dist_utils.barrier()
         return path
 
@@ -351,10 +392,24 @@ class Trainer:
 
     def _finish(self) -> TrainOutcome:
         if self.is_main:
-            save_weights(self.out_dir / "model.safetensors", self.model, self.config.model,
+            save_weights(self.out_dir / "model.safetensors", self.eval_model, self.config.model,
                          self._inference_settings().to_metadata())
             plot_curves(self.logger.metrics_path, self.out_dir / "curves.png")
-        return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric)
+        return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric,
+                            self.early_stopping.due)
+
+    def _report_early_stop(self) -> None:
+        stop = self.early_stopping
+        self.logger.log("early_stop", self.iteration, {"epoch": self.epoch, "patience": stop.patience,
+                                                       "best": self.best_metric, "best_epoch": stop.best_epoch})
+        if self.is_main:
+            print(f"early stop after epoch {self.epoch}: no better {self.config.run.metric} "
+                  f"{_headline_name(self.config.run.metric)} in {stop.patience} evaluations (best "
+                  f"{self.best_metric:.4f} after epoch {stop.best_epoch})", flush=True)
+
+
+def _headline_name(metric: str) -> str:
+    return "AP" if metric == "coco" else "mAP"
 
 
 def train(config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True,

@@ -167,18 +167,27 @@ def image_pairs(det_image: np.ndarray, det_xywh: np.ndarray, gt_image: np.ndarra
     counts = per_image[det_image]
     total = int(counts.sum())
     pair_det = np.repeat(np.arange(len(det_image)), counts)
-    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    pair_gt = order[np.repeat((np.cumsum(per_image) - per_image)[det_image], counts) + offsets]
+    # position of each pair's gt in ``order``: its image's first gt, plus the rank within the det
+    position = np.arange(total)
+    position -= np.repeat(np.cumsum(counts) - counts - (np.cumsum(per_image) - per_image)[det_image], counts)
+    pair_gt = order[position]
+    # millions of pairs: a few reused buffers (page faults on fresh arrays cost more than the math)
     x, y, w, h = det_xywh.T
     gx, gy, gw, gh = gt_xywh.T
-    iw = np.minimum(np.repeat(w + x, counts), (gw + gx)[pair_gt])
-    iw -= np.maximum(np.repeat(x, counts), gx[pair_gt])
-    ih = np.minimum(np.repeat(h + y, counts), (gh + gy)[pair_gt])
-    ih -= np.maximum(np.repeat(y, counts), gy[pair_gt])
-    inter = iw * ih
-    union = np.repeat(w * h, counts) + (gw * gh)[pair_gt] - inter
-    iou = np.divide(inter, union, out=np.zeros(total), where=(iw > 0) & (ih > 0))
-    return pair_det, pair_gt, iou
+    iw, ih, a, b = (np.empty(total) for _ in range(4))
+    np.minimum(np.take(w + x, pair_det, out=a), np.take(gw + gx, pair_gt, out=b), out=iw)
+    iw -= np.maximum(np.take(x, pair_det, out=a), np.take(gx, pair_gt, out=b), out=a)
+    np.minimum(np.take(h + y, pair_det, out=a), np.take(gh + gy, pair_gt, out=b), out=ih)
+    ih -= np.maximum(np.take(y, pair_det, out=a), np.take(gy, pair_gt, out=b), out=a)
+    overlap = iw > 0
+    overlap &= ih > 0
+    iw *= ih  # the intersection
+    np.take(w * h, pair_det, out=a)
+    a += np.take(gw * gh, pair_gt, out=b)
+    a -= iw  # the union: det area + gt area - intersection, as coco_iou
+    ih.fill(0.0)
+    np.divide(iw, a, out=ih, where=overlap)
+    return pair_det, pair_gt, ih
 
 
 def _top_per_image(image: np.ndarray, score: np.ndarray, max_dets: int) -> np.ndarray:
@@ -265,13 +274,19 @@ def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[starts], starts
 
 
-def _segment_max(values, starts):
-    """Max of each segment (values grouped), and the index of its first maximum."""
-    seg_max = np.maximum.reduceat(values, starts)
+def _first_max_gt(values, pair_gt, starts, seg_max, wanted):
+    """For the segments ``wanted`` (bool per segment), the gt of the first pair whose value is
+    the segment's max (tidecv's argmax over an image's gts); -1 elsewhere."""
     counts = np.diff(np.append(starts, len(values)))
-    is_max = values == np.repeat(seg_max, counts)
-    first = np.minimum.reduceat(np.where(is_max, np.arange(len(values)), len(values)), starts)
-    return seg_max, first
+    rows = np.repeat(wanted, counts)
+    local_start = np.cumsum(np.where(wanted, counts, 0)) - np.where(wanted, counts, 0)
+    sub = values[rows]
+    is_max = sub == np.repeat(seg_max[wanted], counts[wanted])
+    first = np.full(len(wanted), -1, np.int64)
+    if len(sub):
+        first_pos = np.minimum.reduceat(np.where(is_max, np.arange(len(sub)), len(sub)), local_start[wanted])
+        first[wanted] = pair_gt[rows][first_pos]
+    return first
 
 
 def _error_types(pair_det, pair_gt, pair_iou, same, gt_used, tp, num_dets, pos_thresh, bg_thresh):
@@ -283,15 +298,18 @@ def _error_types(pair_det, pair_gt, pair_iou, same, gt_used, tp, num_dets, pos_t
     if len(pair_det) == 0:
         return error, target
     dets_with_gt, starts = _sorted_unique(pair_det)
-    cls_max, cls_first = _segment_max(np.where(same, pair_iou, 0.0), starts)
-    other_max, other_first = _segment_max(np.where(same, 0.0, pair_iou), starts)
-    dupe_max = np.maximum.reduceat(np.where(same & gt_used[pair_gt], pair_iou, 0.0), starts)
+    same_iou = np.where(same, pair_iou, 0.0)
+    other_iou = np.where(same, 0.0, pair_iou)
+    cls_max = np.maximum.reduceat(same_iou, starts)
+    other_max = np.maximum.reduceat(other_iou, starts)
+    dupe_max = np.maximum.reduceat(np.where(gt_used[pair_gt], same_iou, 0.0), starts)
     all_max = np.maximum.reduceat(pair_iou, starts)
     kind = np.select(
         [(bg_thresh <= cls_max) & (cls_max <= pos_thresh), other_max >= pos_thresh, dupe_max >= pos_thresh,
          all_max <= bg_thresh], [LOC, CLS, DUPE, BKG], BOTH).astype(np.int8)
-    goal = np.where(kind == LOC, pair_gt[cls_first], np.where(kind == CLS, pair_gt[other_first], -1))
     keep = unmatched[dets_with_gt]
+    goal = np.maximum(_first_max_gt(same_iou, pair_gt, starts, cls_max, keep & (kind == LOC)),
+                      _first_max_gt(other_iou, pair_gt, starts, other_max, keep & (kind == CLS)))
     error[dets_with_gt[keep]] = kind[keep]
     target[dets_with_gt[keep]] = goal[keep]
     return error, target

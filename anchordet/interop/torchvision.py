@@ -6,7 +6,7 @@ or a state dict (with ``arch`` named). ``to_torchvision`` goes back. The convers
 mapping (``_our_to_tv_key_*``) plus three value changes, all exact:
 
 * labels: torchvision's logits are indexed by label (for the COCO models the COCO category id,
-  0..90, with 0 and ten ids unused); ours are 0..K-1 (DESIGN.md contract 3). ``labels`` (the
+  0..90, with 0 and ten ids unused); ours are 0..K-1 (docs/design.md contract 3). ``labels`` (the
   torchvision label of each of our classes, default: the 80 COCO ids for 91 logits, else
   1..C-1) selects the class-logit channels. For SSD, torchvision's background logit 0 becomes
   our last logit K. Going back, unused channels get weight 0 and bias ``UNUSED_LOGIT_BIAS``, so

@@ -1,6 +1,6 @@
 """``ImageBatch``: images of different sizes padded into one tensor, sizes kept.
 
-Resizing is the data pipeline's job (DESIGN.md contract 4); this only pads. Pixel values stay
+Resizing is the data pipeline's job (docs/design.md contract 4); this only pads. Pixel values stay
 in [0, 1]: each detector normalizes (mean/std) as the first step of ``forward``, so that an
 exported network takes the same [0, 1] images as ``predict``. Padding is 0 (black) at the
 right and bottom, so pixel coordinates are unchanged by padding.
@@ -52,8 +52,7 @@ class ImageBatch:
             images = [img[:, :h, :w] for img, (h, w) in zip(images.tensor, images.image_sizes)]
         images = _as_image_list(images)
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        max_h = _round_up(max(h for h, _ in sizes), size_divisible)
-        max_w = _round_up(max(w for _, w in sizes), size_divisible)
+        max_h, max_w = padded_size((max(h for h, _ in sizes), max(w for _, w in sizes)), size_divisible)
         first = images[0]
         if all(s == (max_h, max_w) for s in sizes) and isinstance(images, Tensor):
             return ImageBatch(images, sizes)
@@ -63,12 +62,13 @@ class ImageBatch:
         return ImageBatch(batch, sizes)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple)
+def padded_size(image_size: tuple[int, int], size_divisible: int) -> tuple[int, int]:
+    """(height, width) rounded up to multiples of ``size_divisible``: what ``from_images`` pads to."""
+    return tuple(int(math.ceil(side / size_divisible) * size_divisible) for side in image_size)
 
 
 def _as_image_list(images: "Tensor | Sequence[Tensor]") -> "Tensor | list[Tensor]":
-    """Validate images (DESIGN.md contract 6) and return a 4-D tensor or a list of 3-D ones."""
+    """Validate images (docs/design.md contract 6) and return a 4-D tensor or a list of 3-D ones."""
     expected = "a float tensor (B, 3, H, W) or a list of float tensors (3, H, W) with values in [0, 1]"
     if isinstance(images, Tensor):
         if images.ndim != 4 or images.shape[1] != 3:

@@ -97,9 +97,8 @@ def test_block_forward_matches_reference(depth, frozen_bn, train, fold):
     """Every block's forward (in-place add/ReLU; BN folded into the convs when ``fold`` and the
     BN is fixed) against the plain module-by-module forward, outputs and gradients."""
     torch.manual_seed(0)
-    model = ResNet(depth, ("c3",), frozen_bn=frozen_bn, trainable_layers=5, width=8)
-    if fold:
-        fold_batch_norms(model)
+    model = ResNet(depth, ("c3",), frozen_bn=frozen_bn, trainable_layers=5, width=8, fold_bn=fold)
+    assert all(block.fold_bn is fold for block in model.layer1)
     with torch.no_grad():
         for name, buf in model.named_buffers():
             if name.endswith("running_mean"):
@@ -131,6 +130,7 @@ def test_folded_resnet_matches_plain_and_folds():
                 m.register_forward_hook(lambda *args: calls.append(1))
         got = fold_batch_norms(model)(x)
     assert calls == [] and model.fold_bn and model.layer3[0].fold_bn
+    assert not any("fold_bn" in vars(cls) for cls in (ResNet, type(model.layer3[0])))  # a per-model setting
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
 

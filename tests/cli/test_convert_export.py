@@ -116,9 +116,6 @@ def test_user_errors_exit_2_with_one_line(converted_file, tv_model, tmp_path, ca
     assert "nothing was converted" in err and "missing" in err and "retinanet_resnet50_fpn" in err
     assert main(["convert", str(wrong), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "--arch is required" in capsys.readouterr().err
-    assert main(["export", "--weights", str(converted_file), "--format", "torchscript", "--postprocess",
-                 "--out", str(tmp_path / "m.pt")]) == 2
-    assert "--postprocess is for --format onnx" in capsys.readouterr().err
     assert main(["export", "--weights", str(converted_file), "--format", "onnx", "--size", "100", "128",
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "multiples of 32" in capsys.readouterr().err

@@ -22,6 +22,9 @@ def test_overrides_are_typed_by_the_dataclass_and_the_factory():
     ("solver.schedule=linear", "solver.schedule: 'linear' is not one of step, cosine"),
     ("nodots=1", "section.key"),
     ("solver.epochs", "expected section.key=value"),
+    ("run.precision=fp8", "run.precision: 'fp8' is not one of fp32, bf16, fp16"),
+    ("run.channels_last=sometimes", "run.channels_last: 'sometimes' is not one of auto, true, false"),
+    ("solver.amp=bf16", "unknown key solver.amp"),  # gone: run.precision replaces it
 ])
 def test_bad_overrides_name_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
@@ -59,6 +62,39 @@ def test_values_out_of_range_are_refused_when_the_config_is_read(override, messa
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         load_config("retinanet_digits", [override])
     assert load_config("retinanet_digits", ["run.device=cuda:1"]).run.device == "cuda:1"
+
+
+def test_precision_and_channels_last_options(tmp_path):
+    config = load_config("retinanet_digits")
+    assert config.run.precision == "fp32" and config.run.channels_last == "auto"  # defaults
+    config = load_config("retinanet_digits", ["run.precision=bf16", "run.channels_last=false"])
+    assert config.run.precision == "bf16" and config.run.channels_last is False
+    path = tmp_path / "config.yaml"  # saved with the run
+    path.write_text(config.to_yaml())
+    assert load_config(str(path)).run == config.run
+
+
+@pytest.mark.parametrize("amp, precision", [("none", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")])
+def test_configs_written_with_solver_amp_read_it_as_run_precision(amp, precision):
+    values = PRESETS["retinanet_digits"].to_dict()
+    values["solver"]["amp"] = amp
+    del values["run"]["precision"]
+    config = ExperimentConfig.from_dict(values)
+    assert config.run.precision == precision and "amp" not in config.to_dict()["solver"]
+
+
+
+def test_voc_presets_read_the_voc_templates():
+    from pathlib import Path
+
+    import yaml as _yaml
+
+    templates = Path(__file__).resolve().parents[2] / "docs" / "datasets"
+    for name, config in PRESETS.items():
+        if name.endswith("_voc"):
+            assert (templates / config.data.dataset).is_file(), name
+    train = _yaml.safe_load((templates / "voc0712.yaml").read_text())["train"]
+    assert train == [{"root": "VOC2007", "image_set": "trainval"}, {"root": "VOC2012", "image_set": "trainval"}]
 
 
 def test_digits_options_are_one_nested_section():

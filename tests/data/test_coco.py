@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from anchordet.data.coco import CocoDataset, write_coco_json
+from anchordet.data.coco import write_coco_json
+from anchordet.data.datasets import CocoDataset
 from anchordet.structures.boxes import box_xyxy_to_xywh
 
 

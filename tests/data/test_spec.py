@@ -3,12 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
-from anchordet.data.coco import CocoDataset, write_coco_json
 from anchordet.config.schema import DigitsOptions
+from anchordet.data.coco import write_coco_json
+from anchordet.data.datasets import CocoDataset, VocDataset, YoloDataset
 from anchordet.data.digits import DigitsDataset
 from anchordet.data.spec import build_dataset, digits_spec, load_dataset_spec
-from anchordet.data.voc import VocDataset
-from anchordet.data.yolo import YoloDataset
 
 
 def _coco_files(root):
@@ -49,7 +48,7 @@ def test_voc_and_yolo_yaml(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("format: tfrecord\n", r"key 'format': must be one of coco, voc, yolo, digits; got 'tfrecord'"),
+    ("format: tfrecord\n", r"key 'format': must be one of coco, voc, yolo, csv, digits; got 'tfrecord'"),
     ("format: voc\nval: {image_set: val}\n", r"key 'names': required"),
     ("format: coco\nval: {images: imgs}\n", r"key 'val.annotations': missing"),
     ("format: yolo\nnames: {0: a, 2: b}\nval: images\n", r"key 'names': as a mapping its keys must be 0..1"),

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anchordet.data.voc import VocDataset
+from anchordet.data.datasets import VocDataset
 
 NAMES = ["cat", "dog", "person"]
 
@@ -65,7 +65,7 @@ def test_an_xml_without_size_still_gets_the_outside_the_image_check(tmp_path):
     """<size> missing: the box is checked against the image file's size (header when the dataset
     is built, the decoded image in check-data), not let through (issue 19 item 11)."""
     from anchordet.data.validate import check_image_files, check_records
-    from anchordet.data.voc import read_voc_records
+    from anchordet.data.voc import read_voc_sets
 
     _write_voc(tmp_path, {"a": ((20, 30), [_object("dog", (1, 2, 10, 12)), _object("cat", (5, 5, 60, 18))])})
     xml = tmp_path / "Annotations" / "a.xml"
@@ -73,9 +73,51 @@ def test_an_xml_without_size_still_gets_the_outside_the_image_check(tmp_path):
     with pytest.raises(ValueError, match=r"a.xml, image 0, object 2: box \[4, 4, 60, 18\] .* lies outside the image "
                                          r"\(width 30, height 20\)"):
         VocDataset(tmp_path, "trainval", NAMES)
-    records = read_voc_records(tmp_path, "trainval", NAMES)
+    records = read_voc_sets([(tmp_path, "trainval")], NAMES)
     clean, problems = check_records(records)
     assert problems == []  # no size stated and no file read: nothing to check against yet
     found, sizes = check_image_files(clean)
     assert sizes == {0: (20, 30)} and [p.kind for p in found] == ["box-outside-image"]
     assert found[0].annotation == "object 2"
+
+
+def test_07_plus_12_reads_both_sets_as_one_split(tmp_path):
+    """The docs/datasets/voc0712.yaml template next to a VOCdevkit with a 2007 and a 2012 set:
+    one train split of both (ids running on, names and difficult flags kept), val = 07 test."""
+    import shutil
+    from pathlib import Path
+
+    from anchordet.data.spec import build_dataset, load_dataset_spec, read_records
+
+    devkit = tmp_path / "VOCdevkit"
+    _write_voc(devkit / "VOC2007", {"000005": ((20, 30), [_object("dog", (1, 2, 10, 12))]),
+                                    "000007": ((16, 16), [])})
+    (devkit / "VOC2007" / "ImageSets" / "Main" / "test.txt").write_text("000007\n")
+    _write_voc(devkit / "VOC2012", {"2008_000008": ((24, 18), [_object("cat", (3, 4, 9, 20), difficult=1)])})
+    template = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "voc0712.yaml"
+    shutil.copy(template, tmp_path / "voc0712.yaml")
+    spec = load_dataset_spec(tmp_path / "voc0712.yaml")
+    assert spec.splits["train"]["root"] == [(devkit / "VOC2007").resolve(), (devkit / "VOC2012").resolve()]
+    train = build_dataset(spec, "train")
+    assert len(train) == 3 and train.class_names[:3] == ["aeroplane", "bicycle", "bird"]
+    assert [train[i].image_id for i in range(3)] == [0, 1, 2]
+    last = train[2]
+    assert last.file_name.endswith("VOC2012/JPEGImages/2008_000008.jpg")
+    assert last.targets.labels.tolist() == [spec.class_names.index("cat")] and last.targets.ignore.tolist() == [True]
+    gt = train.coco_ground_truth()
+    assert [i["file_name"] for i in gt["images"]] == ["VOC2007/JPEGImages/000005.jpg", "VOC2007/JPEGImages/000007.jpg",
+                                                      "VOC2012/JPEGImages/2008_000008.jpg"]
+    assert [a.get("difficult", 0) for a in gt["annotations"]] == [0, 1]
+    assert len(build_dataset(spec, "val")) == 1
+    assert len(read_records(spec, "train").images) == 3  # what check-data reads
+
+
+def test_a_list_of_sets_needs_entries_with_image_sets(tmp_path):
+    from anchordet.data.spec import load_dataset_spec
+
+    (tmp_path / "a.yaml").write_text("format: voc\nnames: [a]\ntrain: []\n")
+    with pytest.raises(ValueError, match=r"a.yaml: key 'train': an empty list"):
+        load_dataset_spec(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("format: voc\nnames: [a]\ntrain: [{root: VOC2007, image_set: x}, {root: VOC2012}]\n")
+    with pytest.raises(ValueError, match=r"b.yaml: key 'train\[1\].image_set': missing"):
+        load_dataset_spec(tmp_path / "b.yaml")

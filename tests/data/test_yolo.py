@@ -4,7 +4,8 @@ import torch
 from PIL import Image
 
 from anchordet.data.spec import build_dataset, load_dataset_spec
-from anchordet.data.yolo import YoloDataset, label_path
+from anchordet.data.datasets import YoloDataset
+from anchordet.data.yolo import label_path
 
 
 def _write_yolo(root):

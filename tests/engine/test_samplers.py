@@ -57,10 +57,10 @@ def test_multi_scale_batches_are_one_size_on_every_rank_and_on_resume():
     dataset = SeededItems(build_dataset(data, "train"), seed=1)
     dataset.set_epoch(1)
 
-    def sizes(rank, world, start):
+    def sizes(rank, world, start, workers=0):
         sampler = EpochSampler(len(dataset), 4, seed=1, epoch=1, shuffle=True, rank=rank, world_size=world,
                                start_batch=start, batch_numbers=True)
-        loader = make_loader(dataset, sampler, 4 // world, 0, 32, seed=1, epoch=1)
+        loader = make_loader(dataset, sampler, 4 // world, workers, 32, seed=1, epoch=1)
         return [(b, tuple(batch.images.image_sizes)) for b, batch in zip(range(start, 99), loader)]
 
     straight = sizes(0, 1, 0)
@@ -72,6 +72,7 @@ def test_multi_scale_batches_are_one_size_on_every_rank_and_on_resume():
     halves = [sizes(r, 2, 0) for r in range(2)]
     assert [(b, s * 2) for b, s in halves[0]] == straight and halves[0] == halves[1]
     assert sizes(0, 1, 2) == straight[2:]
+    assert sizes(0, 1, 0, workers=2) == straight  # each worker process sets the size on its own copy
 
 
 def test_multi_scale_augmentation_of_an_item_is_its_own():

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from anchordet.anchors.analysis import read_dataset_boxes, resize_for_training
+from anchordet.analysis.anchors.coverage import read_dataset_boxes, resize_for_training
 from anchordet.config.schema import DataConfig
 
 

@@ -18,7 +18,7 @@ from typing import Iterable, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from anchordet.anchors.model_anchors import ModelAnchors
+from anchordet.analysis.anchors.model_anchors import ModelAnchors
 from anchordet.matching.iou_matcher import POSITIVE, IoUMatcher
 from anchordet.structures.boxes import box_area, box_iou
 
@@ -343,19 +343,16 @@ class DatasetBoxes(NamedTuple):
 
 def resize_for_training(boxes: Tensor, image_size: tuple[int, int], data) -> tuple[Tensor, tuple[int, int]]:
     """Boxes (N, 4) of an image of ``image_size`` (h, w) -> boxes in the training input, and its
-    size, as ``data.train_transform`` resizes (``DataConfig``): "resize" keeps the ratio
-    (``keep_ratio_size``; with several ``data.min_size`` the largest, the eval size), "fixed" and "ssd" end at (fixed_size, fixed_size). Random parts (flip,
-    SSD crops and zoom-out) are left out: they move boxes, the analysis wants the typical scale."""
-    from anchordet.data.transforms import keep_ratio_size
-    from anchordet.structures.boxes import clip_boxes, nonempty_mask
+    size: the data pipeline's resize of ``data.train_transform`` (``data.transforms.resize_step``:
+    "resize" keeps the ratio, with several ``data.min_size`` at the largest, the eval size;
+    "fixed" and "ssd" end at (fixed_size, fixed_size)), applied to the boxes alone. Random parts
+    (flip, SSD crops and zoom-out) are left out: they move boxes, the analysis wants the typical
+    scale."""
+    from anchordet.data.transforms import resize_step, scale_boxes
+    from anchordet.structures.boxes import clip_boxes
 
-    height, width = image_size
-    if data.train_transform == "resize":
-        new = keep_ratio_size(height, width, data.eval_min_size, data.max_size)  # multi-scale: the largest
-    else:
-        new = (data.fixed_size, data.fixed_size)
-    scale = torch.tensor([new[1] / width, new[0] / height] * 2, dtype=torch.float32)
-    boxes = clip_boxes(boxes.float().reshape(-1, 4) * scale, new)
+    new = resize_step(data, data.train_transform).output_size(*image_size)
+    boxes = clip_boxes(scale_boxes(boxes.float().reshape(-1, 4), image_size, new), new)
     return boxes, new
 
 

@@ -22,9 +22,9 @@ from typing import Sequence
 
 import torch
 
-from anchordet.anchors.analysis import AnnotatedImage, CoverageReport, analyze_coverage
+from anchordet.analysis.anchors.coverage import AnnotatedImage, CoverageReport, analyze_coverage
+from anchordet.analysis.anchors.model_anchors import DetectorAnchors
 from anchordet.anchors.grid import GridAnchorGenerator
-from anchordet.anchors.model_anchors import DetectorAnchors
 
 SIZE_FACTORS = tuple(2 ** (k / 4) for k in range(-16, 7))  # x1/16 .. x2.8 in quarter octaves
 RATIO_SPREADS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)  # ratio between neighbouring aspect ratios

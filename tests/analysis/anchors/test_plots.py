@@ -3,9 +3,9 @@ import math
 import torch
 from PIL import Image
 
-from anchordet.anchors.analysis import CoverageReport
+from anchordet.analysis.anchors.coverage import CoverageReport
 from anchordet.anchors.grid import GridAnchorGenerator
-from anchordet.anchors.plots import anchor_shapes, plot_best_iou, plot_box_shapes
+from anchordet.analysis.anchors.plots import anchor_shapes, plot_best_iou, plot_box_shapes
 from anchordet.anchors.ssd import SSDDefaultBoxes
 from anchordet.matching.iou_matcher import IoUMatcher
 

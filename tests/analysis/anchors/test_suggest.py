@@ -5,21 +5,17 @@ import pytest
 import torch
 import yaml
 
-from anchordet.anchors.analysis import AnnotatedImage, analyze_coverage
+from anchordet.analysis.anchors.coverage import AnnotatedImage, analyze_coverage
 from anchordet.anchors.grid import GridAnchorGenerator, retinanet_anchor_sizes
-from anchordet.anchors.model_anchors import DetectorAnchors
 from anchordet.anchors.ssd import SSDDefaultBoxes
-from anchordet.anchors.suggest import AnchorChoice, make_generator, overrides, sample_images, suggest_anchors
+from anchordet.analysis.anchors.suggest import AnchorChoice, make_generator, overrides, sample_images, suggest_anchors
 from anchordet.matching.iou_matcher import IoUMatcher
-
-
-def _ceil_sizes(strides):
-    return lambda size: [(math.ceil(size[0] / s), math.ceil(size[1] / s)) for s in strides]
+from helpers import layout_anchors
 
 
 def _retina(base=(32, 64, 128, 256, 512)):
     generator = GridAnchorGenerator(retinanet_anchor_sizes(base), (0.5, 1.0, 2.0), (8, 16, 32, 64, 128))
-    return DetectorAnchors("retinanet", generator, IoUMatcher(0.5, 0.4, "ties"), _ceil_sizes(generator.strides), 32)
+    return layout_anchors("retinanet", generator, IoUMatcher(0.5, 0.4, "ties"), generator.strides, 32)
 
 
 def _tiny_box_images(count=12, side=10.0):
@@ -73,14 +69,14 @@ def test_retinanet_overrides_rebuild_the_suggested_generator_through_the_config(
 
 def test_ssd_and_rpn_overrides_are_factory_values():
     ssd = SSDDefaultBoxes((8, 16), (18, 30), (30, 46), ((1.5, 2.5), (2.0,)))
-    anchors = DetectorAnchors("ssd", ssd, IoUMatcher(0.5, 0.5, "force"), _ceil_sizes(ssd.steps), 1, 64)
+    anchors = layout_anchors("ssd", ssd, IoUMatcher(0.5, 0.5, "force"), ssd.steps, 1, 64)
     generator = make_generator(anchors, AnchorChoice(factor=2.0, ratios=0.5))
     assert generator.min_sizes == (36.0, 60.0) and generator.max_sizes == (60.0, 92.0)
     assert generator.aspect_ratios == ((1.5, 2.0), (1.5,))  # 1 + 0.5 i, the same count per level
     values = {s.split("=", 1)[0]: yaml.safe_load(s.split("=", 1)[1]) for s in overrides(anchors, generator)}
     assert values == {"model.min_sizes": [36, 60], "model.max_sizes": [60, 92], "model.aspect_ratios": [[1.5, 2], [1.5]]}
     rpn = GridAnchorGenerator(((128.0, 256.0, 512.0),), (0.5, 1.0, 2.0), (16,))
-    anchors = DetectorAnchors("rpn", rpn, IoUMatcher(0.7, 0.3, "ties"), _ceil_sizes((16,)), 16, None, 0.0)
+    anchors = layout_anchors("rpn", rpn, IoUMatcher(0.7, 0.3, "ties"), (16,), 16, None, 0.0)
     generator = make_generator(anchors, AnchorChoice(factor=0.25))
     assert overrides(anchors, generator) == ["model.anchor_sizes=[32, 64, 128]", "model.anchor_aspect_ratios=[0.5, 1, 2]"]
 

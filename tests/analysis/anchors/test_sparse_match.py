@@ -4,26 +4,22 @@ import math
 import pytest
 import torch
 
-from anchordet.anchors.analysis import (AnnotatedImage, analyze_coverage, candidate_anchors, match_statistics,
+from anchordet.analysis.anchors.coverage import (AnnotatedImage, analyze_coverage, candidate_anchors, match_statistics,
                                         sparse_match_statistics)
 from anchordet.anchors.grid import GridAnchorGenerator, retinanet_anchor_sizes
-from anchordet.anchors.model_anchors import DetectorAnchors
 from anchordet.anchors.ssd import SSDDefaultBoxes
 from anchordet.matching.iou_matcher import IoUMatcher
-
-
-def _ceil_sizes(strides):
-    return lambda size: [(math.ceil(size[0] / s), math.ceil(size[1] / s)) for s in strides]
+from helpers import layout_anchors
 
 
 RETINA = GridAnchorGenerator(retinanet_anchor_sizes((16, 32, 64, 128, 256)), (0.5, 1.0, 2.0), (8, 16, 32, 64, 128))
 SSD = SSDDefaultBoxes((8, 16, 32, 64), (18, 30, 46, 66), (30, 46, 66, 96), ((1.5, 2.5),) * 4)
 RPN = GridAnchorGenerator(((32.0, 64.0, 128.0),), (0.5, 1.0, 2.0), (16,))
 LAYOUTS = {
-    "retinanet": DetectorAnchors("retinanet", RETINA, IoUMatcher(0.5, 0.4, "ties"), _ceil_sizes(RETINA.strides), 32),
-    "retinanet_no_low_quality": DetectorAnchors("retinanet", RETINA, IoUMatcher(0.5, 0.4), _ceil_sizes(RETINA.strides), 32),
-    "ssd": DetectorAnchors("ssd", SSD, IoUMatcher(0.5, 0.5, "force"), _ceil_sizes(SSD.steps), 1, 128),
-    "rpn": DetectorAnchors("rpn", RPN, IoUMatcher(0.7, 0.3, "ties"), _ceil_sizes(RPN.strides), 16, None, 0.0),
+    "retinanet": layout_anchors("retinanet", RETINA, IoUMatcher(0.5, 0.4, "ties"), RETINA.strides, 32),
+    "retinanet_no_low_quality": layout_anchors("retinanet", RETINA, IoUMatcher(0.5, 0.4), RETINA.strides, 32),
+    "ssd": layout_anchors("ssd", SSD, IoUMatcher(0.5, 0.5, "force"), SSD.steps, 1, 128),
+    "rpn": layout_anchors("rpn", RPN, IoUMatcher(0.7, 0.3, "ties"), RPN.strides, 16, None, 0.0),
 }
 
 
@@ -87,6 +83,6 @@ def test_analyze_coverage_model_path_equals_tensor_path():
         boxes = _random_boxes(generator, 4, size, torch.zeros(0, 4))
         images.append(AnnotatedImage(i, size, boxes, torch.arange(4) % 2))
     fast = analyze_coverage(images, layout.at, chunk_size=2)
-    plain = analyze_coverage(images, lambda s: layout.at(s).boxes, layout.matcher)
+    plain = analyze_coverage(images, lambda s: layout.at(s).boxes, layout.at((64, 64)).matcher)
     for field in ("image_ids", "labels", "boxes", "best_iou", "num_positive", "num_confident"):
         assert torch.equal(getattr(fast, field), getattr(plain, field)), field

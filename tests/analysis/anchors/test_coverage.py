@@ -1,6 +1,6 @@
 import torch
 
-from anchordet.anchors.analysis import AnnotatedImage, analyze_coverage, match_statistics
+from anchordet.analysis.anchors.coverage import AnnotatedImage, analyze_coverage, match_statistics
 from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.matching.iou_matcher import IoUMatcher
 
