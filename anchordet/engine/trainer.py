@@ -149,6 +149,11 @@ class Trainer:
 
     def _restore(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
+        missing = [k for k in ("optimizer", "scheduler", "epoch", "iteration", "iteration_in_epoch", "rng")
+                   if k not in state]
+        if missing:
+            raise UserError(f"{path}: not a resumable training checkpoint (no {', '.join(missing)}); "
+                            f"to start from its weights use --weights")
         changed = changed_model_options(dict(state["config"].get("model") or {}), self.config.to_dict()["model"])
         load_model_state(self.model, state["model"], path, changed)
         try:

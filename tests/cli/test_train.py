@@ -37,3 +37,15 @@ def test_resume_with_other_trainable_layers_names_the_optimizer_state(last_check
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "the optimizer state does not fit" in err and "model.trainable_layers=5, now 3" in err
+
+
+def test_resume_from_a_checkpoint_without_training_state_is_one_line(last_checkpoint, tmp_path, capsys):
+    import torch
+
+    state = torch.load(last_checkpoint, weights_only=True)
+    stripped = tmp_path / "weights_only.pt"
+    torch.save({"model": state["model"], "config": state["config"]}, stripped)
+    code = main(["train", "--no-progress", "--resume", str(stripped), "--set", f"run.out_dir={tmp_path / 'r'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "not a resumable training checkpoint (no optimizer, scheduler, epoch" in err
