@@ -10,9 +10,7 @@ grow with the video's length.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -22,6 +20,7 @@ from torch import Tensor
 
 from anchordet.errors import UserError
 from anchordet.files import target_mode
+from anchordet.progress import Progress
 
 DEFAULT_FPS = Fraction(25)
 PROGRESS_EVERY_S = 10.0  # seconds between progress lines when stderr is not a terminal
@@ -184,36 +183,16 @@ class VideoWriter:
         Path(self._tmp).unlink(missing_ok=True)
 
 
-class FrameProgress:
-    """Frames done and frames per second: a tqdm bar on a terminal, else one line every
-    ``PROGRESS_EVERY_S`` seconds (a log file gets lines, not carriage-return frames)."""
+class FrameProgress(Progress):
+    """Frames done and frames per second (``anchordet.progress``): a tqdm bar on a terminal, else
+    one line every ``PROGRESS_EVERY_S`` seconds and one at the end."""
 
     def __init__(self, name: str, total: int | None = None, stream=None, enabled: bool = True):
-        self.name, self.stream, self.enabled = name, stream or sys.stderr, enabled
-        self.count, self.started, self.last_line = 0, time.monotonic(), time.monotonic()
-        self.bar = None
-        if enabled and getattr(self.stream, "isatty", lambda: False)():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=name, unit="frame", file=self.stream, leave=False, dynamic_ncols=True)
+        super().__init__(total, name, every=0, every_s=PROGRESS_EVERY_S, unit="frame", enabled=enabled, stream=stream)
 
     @property
     def fps(self) -> float:
-        return self.count / max(time.monotonic() - self.started, 1e-9)
-
-    def update(self, frames: int) -> None:
-        self.count += frames
-        if self.bar is not None:
-            self.bar.update(frames)
-        elif self.enabled and time.monotonic() - self.last_line >= PROGRESS_EVERY_S:
-            self.last_line = time.monotonic()
-            print(f"{self.name}: {self.count} frames, {self.fps:.1f} frames/s", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.enabled:
-            print(f"{self.name}: {self.count} frames, {self.fps:.1f} frames/s", file=self.stream, flush=True)
+        return self.rate
 
 
 def frames_of(source: Any, on_bad_frame) -> tuple[Iterator[tuple[int, Tensor]], Fraction, int | None, str]:

@@ -10,7 +10,8 @@
 # side-by-side speed rows against torchvision on CUDA (benchmarks/speed.py, 4 set-ups, memory
 # for RetinaNet); `anchordet benchmark` of the digits RetinaNet. Record the figures in
 # BENCHMARKS.md with the GPU's name. Exit status 0 when every step passed.
-# GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1 runs the same steps small on a CPU (a dry run of the script).
+# GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1 GPU_CHECK_TIME_SCALE=20 runs the same steps small on a CPU,
+# with 20 times the time limits (a dry run of the script itself).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-${PYTHON:-.venv/bin/python}}
@@ -22,10 +23,13 @@ DEVICE=${GPU_CHECK_DEVICE:-cuda}
 ANCHORDET=("$PY" -m anchordet.cli.main)
 DIGITS=(--set data.num_workers=4 --set run.device="$DEVICE" --set solver.epochs=1 --set run.eval_every=1)
 SPEED=(--repeats 10 --train-repeats 5)
+SPEED_MODELS=(retinanet ssd frcnn)
+TIME_SCALE=${GPU_CHECK_TIME_SCALE:-1}
 BENCH=(--batch-size 1 32 --repeats 10)
 if [ -n "${GPU_CHECK_QUICK:-}" ]; then  # small: to check the script itself
-    DIGITS+=(--set data.digits_train_images=64 --set data.digits_val_images=8 --set data.num_workers=0)
+    DIGITS+=(--set data.digits.num_train=64 --set data.digits.num_val=8 --set data.num_workers=0)
     SPEED=(--repeats 1 --train-repeats 1 --size-scale 0.25)
+    SPEED_MODELS=(retinanet)
     BENCH=(--batch-size 2 --repeats 1)
 fi
 failed=()
@@ -35,7 +39,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, echo the t
     shift 2
     echo "== $name (limit ${limit}s): $*"
     start=$(date +%s)
-    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout "$(( limit * TIME_SCALE ))" "$@" > "$OUT/$name.log" 2>&1
     rc=$?
     echo "   exit $rc after $(( $(date +%s) - start )) s"
     tail -n 20 "$OUT/$name.log" | sed 's/^/   | /'
@@ -60,7 +64,7 @@ step 06_predict_bf16 25 bash -c "${ANCHORDET[*]} data digits --out '$OUT/scenes'
     --precision bf16 --device $DEVICE --out '$OUT/predict_bf16'"
 SETUPS=(fp32 fp32+cl bf16+cl fp16+cl)
 [ "$DEVICE" = cuda ] || SETUPS=(fp32 fp32+cl bf16+cl)
-step 07_speed_rows 105 "$PY" benchmarks/speed.py --device "$DEVICE" --models retinanet ssd frcnn --no-jit --no-memory \
+step 07_speed_rows 105 "$PY" benchmarks/speed.py --device "$DEVICE" --models "${SPEED_MODELS[@]}" --no-jit --no-memory \
     --setups "${SETUPS[@]}" "${SPEED[@]}"
 step 08_speed_memory 40 "$PY" benchmarks/speed.py --device "$DEVICE" --models retinanet --no-jit --memory-only \
     --setups fp32 bf16+cl "${SPEED[@]}"

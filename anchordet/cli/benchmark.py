@@ -123,7 +123,7 @@ def _model(args):
     model_args = {k: v for k, v in config.model.args.items() if k != "backbone_weights"}
     model = ModelConfig(config.model.factory, model_args).build().eval()
     data = config.data
-    settings = {"eval_transform": data.eval_transform, "min_size": data.min_size, "fixed_size": data.fixed_size}
+    settings = {"eval_transform": data.eval_transform, "min_size": data.eval_min_size, "fixed_size": data.fixed_size}
     return model, f"{args.config} (random weights)", tuple(args.size) if args.size else _size(model, settings)
 
 

@@ -42,7 +42,10 @@ def run(args) -> int:
     from anchordet.cli.common import load_config_or_fail, resolve_procs
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
+    from anchordet.engine.interrupt import exit_status
+    from anchordet.engine.launch import ChildProcessFailed
     from anchordet.engine.logger import read_metrics
+    from anchordet.engine.run_folder import RunFolder
     from anchordet.engine.trainer import train
     from anchordet.visualize import save_picture, to_pil
 
@@ -56,13 +59,19 @@ def run(args) -> int:
     print(f"training {DEMO_PRESET} for at most {config.solver.epochs} epochs of {config.data.digits.num_train} "
           f"scenes ({budget}, {processes} process{'es' if processes > 1 else ''}); "
           f"evaluating on {config.data.digits.num_val} unseen test scenes", flush=True)
+    if RunFolder(config.run.out_dir).previous_run():
+        print(f"replacing the previous demo run in {config.run.out_dir}", flush=True)
     try:  # a budget stop still scores and keeps what was learned (finish_on_budget)
-        outcome = train(config, processes=processes, finish_on_budget=True)
+        outcome = train(config, processes=processes, finish_on_budget=True, overwrite=True)
     except KeyboardInterrupt:
         outcome = None
+    except ChildProcessFailed as exc:  # the first failing process's own exception, as with one process
+        if exc.exception is None:
+            raise
+        raise exc.exception from exc
     if outcome is None or outcome.status == "interrupted":
         print(f"training interrupted; resume with: anchordet train --resume {Path(config.run.out_dir) / 'last.pt'}")
-        return 130
+        return exit_status(outcome.stop_signal if outcome is not None else 0)
     if outcome.status == "stopped":
         print(f"the {args.minutes:g}-minute budget stopped training at iteration {outcome.iteration}; "
               f"continue with: anchordet train --resume {outcome.last_checkpoint} --set run.max_minutes=0")

@@ -293,7 +293,8 @@ class RunConfig:
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         eval_every: evaluate on the val split every N epochs (0: only at the end).
         metric: "coco" or "voc07" / "voc" (selects the best checkpoint: AP or mAP).
-        log_every: iterations between progress lines in metrics.jsonl.
+        log_every: iterations between records in metrics.jsonl, and between progress lines when the
+            output is not a terminal (anchordet.progress).
         channels_last: the channels_last memory format for the network: "auto" (where it was
             measured faster for the detector family, CPU and CUDA; ``engine.acceleration``),
             true or false.

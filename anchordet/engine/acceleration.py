@@ -34,13 +34,28 @@ CHANNELS_LAST_FASTER: dict[str, dict[str, bool]] = {
 FOLD_BN_FOR_INFERENCE = True
 
 
-def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device | str) -> bool:
+def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device | str,
+                          training: bool = False) -> bool:
     """``setting`` True / False as given; "auto": the measured default of ``model``'s class on
-    ``device`` (off for a class never measured)."""
+    ``device`` (off for a class never measured, and off for CPU training of a model with a
+    convolution that oneDNN's NHWC backward crashes on: ``nhwc_backward_crashes``)."""
     if setting != "auto":
         return bool(setting)
-    table = CHANNELS_LAST_FASTER.get(torch.device(device).type, {})
-    return table.get(type(model).__name__, False)
+    device_type = torch.device(device).type
+    if training and device_type == "cpu" and nhwc_backward_crashes(model):
+        return False
+    return CHANNELS_LAST_FASTER.get(device_type, {}).get(type(model).__name__, False)
+
+
+def nhwc_backward_crashes(model: nn.Module) -> bool:
+    """True when ``model`` has a 1x1 stride-2 convolution with fewer than 16 input channels (a
+    narrow ResNet's downsample). With torch 2.14.1 on an Intel Xeon (AVX-512 / AMX, 2026-12-01)
+    the backward of such a convolution in channels_last segfaults the process from 64x64
+    inputs on (``Conv2d(8, 16, 1, 2)`` on a (4, 8, 64, 64) NHWC input; 16 or more input channels
+    never did, contiguous inputs never do), so "auto" keeps these models contiguous for CPU
+    training. The detectors of the presets (ResNet width >= 16) are not affected."""
+    return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride == (2, 2) and m.in_channels < 16
+               for m in model.modules())
 
 
 def use_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
@@ -76,7 +91,7 @@ def accelerate_for_training(model: nn.Module, device: torch.device, precision: s
     """Set ``model`` (already on ``device``) up for training: memory format and precision.
     BN folding is left as the model has it (a trainable BN cannot be folded). Returns the
     precision that runs (``resolve_precision``; ``say`` gets its fallback line)."""
-    use_channels_last(model, resolve_channels_last(channels_last, model, device))
+    use_channels_last(model, resolve_channels_last(channels_last, model, device, training=True))
     resolved = resolve_precision(precision, device, **({} if say is None else {"say": say}))
     apply_precision(model, resolved)
     return resolved
@@ -100,7 +115,8 @@ def fixed_input_size(data) -> bool:
     or a keep-ratio resize to min_size == max_size of square scenes (the digits dataset)."""
     if data.train_transform in ("fixed", "ssd"):
         return True
-    return data.dataset == "digits" and data.min_size == data.max_size
+    sizes = set(data.min_size) if isinstance(data.min_size, tuple) else {data.min_size}  # multi-scale: a list
+    return data.dataset == "digits" and sizes == {data.max_size}
 
 
 def configure_cuda(device: torch.device, fixed_size: bool) -> None:

@@ -100,7 +100,7 @@ def test_precision_option_reaches_the_model_and_fp16_on_cpu_falls_back(tmp_path,
     write_weights(tmp_path / "w.safetensors")
     folder = tmp_path / "images"
     folder.mkdir()
-    to_pil(DigitsDataset("test", 1, DigitsConfig(canvas_size=64))[0].image).save(folder / "scene.png")
+    to_pil(DigitsDataset("test", DigitsOptions(num_val=1, canvas_size=64))[0].image).save(folder / "scene.png")
     base = ["predict", "--weights", str(tmp_path / "w.safetensors"), str(folder), "--score-thresh", "0.0",
             "--device", "cpu"]
     assert main(base + ["--out", str(tmp_path / "fp32")]) == 0

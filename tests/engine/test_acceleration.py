@@ -153,6 +153,19 @@ def test_fixed_input_size_and_cudnn_benchmark_only_on_cuda():
     assert A.fixed_input_size(DataConfig(train_transform="fixed"))
     assert A.fixed_input_size(DataConfig(dataset="digits", min_size=256, max_size=256))
     assert not A.fixed_input_size(DataConfig(dataset="coco.yaml", min_size=800, max_size=1333))
+    assert not A.fixed_input_size(DataConfig(dataset="digits", min_size=(192, 256), max_size=256))  # multi-scale
     before = torch.backends.cudnn.benchmark
     A.configure_cuda(torch.device("cpu"), True)
     assert torch.backends.cudnn.benchmark == before
+
+
+def test_auto_keeps_narrow_resnets_contiguous_for_cpu_training():
+    """The oneDNN NHWC backward of a 1x1 stride-2 conv with < 16 input channels segfaulted here
+    (torch 2.14.1, Intel Xeon AMX): "auto" keeps such models contiguous for CPU training only."""
+    narrow = retinanet_resnet18_fpn(num_classes=3, backbone_width=8, fpn_channels=16, head_channels=16)
+    wide = retinanet_resnet18_fpn(num_classes=3, backbone_width=16, fpn_channels=16, head_channels=16)
+    assert A.nhwc_backward_crashes(narrow) and not A.nhwc_backward_crashes(wide)
+    assert A.resolve_channels_last("auto", narrow, "cpu", training=True) is False
+    assert A.resolve_channels_last("auto", narrow, "cpu") is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
+    assert A.resolve_channels_last("auto", wide, "cpu", training=True) is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
+    assert A.resolve_channels_last("auto", narrow, "cuda", training=True) is A.CHANNELS_LAST_FASTER["cuda"]["RetinaNet"]

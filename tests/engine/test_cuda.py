@@ -17,7 +17,7 @@ from anchordet.engine.precision import apply_precision, resolve_precision
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
-        "data.digits_train_images=16", "data.digits_val_images=4", "data.digits_canvas_size=64",
+        "data.digits.num_train=16", "data.digits.num_val=4", "data.digits.canvas_size=64",
         "data.min_size=64", "data.max_size=64", "data.num_workers=1", "solver.batch_size=4", "solver.warmup_iters=2",
         "run.log_every=1", "run.device=cuda"]
 

@@ -150,18 +150,22 @@ def test_faster_rcnn_parts_and_roi_pooling_inputs_are_float32(monkeypatch):
                                     rpn_allowed_border=None, rpn_min_size=0.0, rpn_post_nms_top_n_test=20,
                                     roi_output_size=6, roi_pool="align")
     apply_precision(model, BF16)
-    pooled_inputs, pooler = [], model.roi_pooler
+    from anchordet.ops.roi_pool import RoIPooler
 
-    def pool(features, boxes):
-        pooled_inputs.append((features.dtype, torch.is_autocast_enabled("cpu")))
-        return pooler(features, boxes)
+    pooled_inputs = []
+    for name in ("__call__", "pool_flat"):  # every way the detector pools
+        original = getattr(RoIPooler, name)
 
-    monkeypatch.setattr(model, "roi_pooler", pool)
+        def spy(self, features, *args, original=original):
+            pooled_inputs.append((features.dtype, torch.is_autocast_enabled("cpu")))
+            return original(self, features, *args)
+
+        monkeypatch.setattr(RoIPooler, name, spy)
     convs = _conv_dtypes(model)
     images, targets = make_scenes(2, 64, min_side=16, max_side=30)
     losses = model.loss(images, targets)
     model.eval().predict(images)
-    assert set(convs) == {torch.bfloat16} and set(pooled_inputs) == {(torch.float32, False)}
+    assert set(convs) == {torch.bfloat16} and pooled_inputs and set(pooled_inputs) == {(torch.float32, False)}
     assert all(v.dtype == torch.float32 for v in losses.values())
 
 
