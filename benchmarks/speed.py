@@ -1,14 +1,25 @@
 """Speed of anchordet's detectors side by side with torchvision's, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/speed.py [--models retinanet ssd frcnn] [--threads 1]
-        [--repeats 5] [--train-repeats 3] [--no-memory | --memory-only] [--device cpu|cuda] [--amp]
+        [--repeats 5] [--train-repeats 3] [--setups fp32 fp32+cl bf16+cl] [--no-memory | --memory-only]
+        [--device cpu|cuda]
 
 Pairs (issue 9): RetinaNet-R50-FPN 2x3x640x832 (torchvision's weights converted with
 ``from_torchvision``: identical weights), SSD300-VGG16 8x3x300x300 (identical weights),
 Faster R-CNN: ours R50-C4 against torchvision's R50-FPN 1x3x800x800 (the nearest model a user
 would pick; different networks, different weights). For the ResNet models "ours+fold" is ours
-after ``anchordet.ops.fuse.fold_batch_norms`` (frozen BN folded into the convs; opt-in); for
-inference on CPU "ours+jit" is ``anchordet.export.optimize.optimize_for_cpu_inference`` (opt-in).
+after ``anchordet.ops.fuse.fold_batch_norms`` (frozen BN folded into the convs; the default of
+``anchordet predict`` / ``anchordet.load``); for fp32 inference on CPU "ours+jit" is
+``anchordet.export.optimize.optimize_for_cpu_inference`` (opt-in).
+
+Set-ups (issue 21), applied alike to both sides: "fp32" (NCHW, what torchvision runs by default),
+"fp32+cl" (channels_last weights: NHWC convolution kernels), "bf16+cl" / "fp16+cl" (autocast
+around the network modules only: backbone, FPN, heads; their outputs cast back to float32, so
+anchors, losses and post-processing stay fp32: ``anchordet.engine.precision.apply_precision``
+with each side's module names). Every row gives ours against torchvision in the same set-up and
+against torchvision's fp32 NCHW (the issue's baseline), and the network part's achieved GFLOP/s
+against the machine's peak (``anchordet.engine.benchmark.matmul_peak_gflops``: a 2048^2 matmul
+in the same precision; FLOPs of one call by ``torch.utils.flop_counter``).
 
 torchvision's models are built as its factories build them for training from ImageNet or COCO
 weights (FrozenBatchNorm2d, 3 trainable ResNet stages), without loading weights, and with
@@ -21,16 +32,14 @@ call each. A training step is loss + backward + SGD step. "outside" is the part 
 spent inside the network modules' forward (backbone, FPN, heads; hooks on them), nor in backward
 and the optimizer step: anchors, targets, losses, post-processing, input handling (and for
 Faster R-CNN, proposals, RoI sampling and RoI pooling).
-Peak memory: each (model, mode) in a fresh subprocess, the first call after building: the
+Peak memory: each (model, set-up, mode) in a fresh subprocess, the first call after building: the
 resident set's high-water mark during the call minus the resident size before it (CPU; the mark
 is reset through /proc/self/clear_refs), or torch.cuda.max_memory_allocated (GPU).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -107,6 +116,25 @@ def build_pair(name: str, which: str = "both"):
     return ours, (tv if which != "ours" else None)
 
 
+SETUPS = {"fp32": ("fp32", False), "fp32+cl": ("fp32", True), "bf16+cl": ("bf16", True), "fp16+cl": ("fp16", True)}
+# torchvision's network modules (its RetinaNet's "backbone" includes the FPN).
+TV_PARTS = ("backbone", "head", "rpn.head", "roi_heads.box_head", "roi_heads.box_predictor")
+
+
+def setup_precision(setup: str, device: str):
+    from anchordet.engine.precision import resolve_precision
+
+    return resolve_precision(SETUPS[setup][0], device)
+
+
+def prepare(model: nn.Module, setup: str, is_tv: bool, device: str) -> nn.Module:
+    """``model`` itself in the memory format and precision of ``setup`` (see the docstring)."""
+    from anchordet.engine.precision import NETWORK_PARTS, apply_precision
+
+    model.to(memory_format=torch.channels_last if SETUPS[setup][1] else torch.contiguous_format)
+    return apply_precision(model, setup_precision(setup, device), TV_PARTS if is_tv else NETWORK_PARTS)
+
+
 def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.Tensor | None = None,
                  jit: bool = False) -> dict[str, nn.Module]:
     """"ours" as built; "ours+fold" (BN folded into the convs) where the backbone is a ResNet;
@@ -120,12 +148,12 @@ def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.
     if name in ("retinanet", "frcnn"):
         variants["ours+fold"] = fold_batch_norms(copy.deepcopy(ours))
     if mode == "infer" and jit:
-        from anchordet.export.optimize import NETWORK_PARTS, _get_path
+        from anchordet.detectors.parts import network_parts
 
         fast = optimize_for_cpu_inference(ours, images)
-        for part in NETWORK_PARTS:  # hooks cannot go on ScriptModules: wrap them
-            if isinstance(_get_path(fast, part), torch.jit.ScriptModule):
-                fast.set_submodule(part, _Hookable(_get_path(fast, part)))
+        for part, module in network_parts(fast).items():  # hooks cannot go on ScriptModules: wrap them
+            if isinstance(module, torch.jit.ScriptModule):
+                fast.set_submodule(part, _Hookable(module))
         variants["ours+jit"] = fast
     return variants
 
@@ -189,7 +217,6 @@ class Runner:
     images: torch.Tensor
     targets: list
     name: str
-    amp: bool = False
     network_s: float = 0.0
     _starts: dict = field(default_factory=dict)
 
@@ -215,11 +242,6 @@ class Runner:
         _sync(self.images.device)
         self.network_s += time.perf_counter() - self._starts.pop(id(module))
 
-    def _autocast(self):
-        if self.amp and self.images.is_cuda:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def _start(self, train: bool) -> float:
         """Set the mode, zero the network time, and return the start time of a timed call."""
         self.model.train(train)
@@ -229,24 +251,22 @@ class Runner:
 
     def infer(self) -> dict:
         start = self._start(train=False)
-        with self._autocast():
-            if self.is_tv:
-                with torch.no_grad():
-                    self.model(list(self.images))
-            else:
-                self.model.predict(self.images)
+        if self.is_tv:
+            with torch.no_grad():
+                self.model(list(self.images))
+        else:
+            self.model.predict(self.images)
         _sync(self.images.device)
         total = time.perf_counter() - start
         return {"total": total, "network": self.network_s, "outside": total - self.network_s}
 
     def train_step(self) -> dict:
         start = self._start(train=True)
-        with self._autocast():
-            if self.is_tv:
-                losses = self.model(list(self.images), self.tv_targets)
-            else:
-                losses = self.model.loss(self.images, self.targets)
-            loss = sum(losses.values())
+        if self.is_tv:
+            losses = self.model(list(self.images), self.tv_targets)
+        else:
+            losses = self.model.loss(self.images, self.targets)
+        loss = sum(losses.values())
         _sync(self.images.device)
         forward_done = time.perf_counter()
         loss.backward()
@@ -287,7 +307,7 @@ def _status_kib(field_name: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field_name + ":"))
 
 
-def memory_probe(name: str, side: str, mode: str, device: str) -> dict:
+def memory_probe(name: str, side: str, setup: str, mode: str, device: str) -> dict:
     """Peak memory of one call on a model built in this fresh process. CPU: the high-water mark
     of the resident set is reset (``/proc/self/clear_refs`` 5, Linux) after building, so model
     construction does not count; the figure is VmHWM after the call minus VmRSS before it."""
@@ -298,6 +318,7 @@ def memory_probe(name: str, side: str, mode: str, device: str) -> dict:
     ours, tv = build_pair(name, "tv" if side == "tv" else "ours")
     images, targets = make_inputs(name, device)
     model = (tv if side == "tv" else our_variants(name, ours, mode, images, side == "ours+jit")[side]).to(device)
+    prepare(model, setup, side == "tv", device)
     runner = Runner(model, side == "tv", images, targets, name)
     del ours, tv
     gc.collect()
@@ -316,12 +337,15 @@ def memory_probe(name: str, side: str, mode: str, device: str) -> dict:
     return {"peak_mib": (_status_kib("VmHWM") - before) / 1024, "rss_before_mib": before / 1024}
 
 
-def measure_memory(name: str, mode: str, args) -> dict:
-    result = {}
+def sides_of(name: str, mode: str, setup: str, jit: bool) -> list[str]:
     sides = ["ours"] + (["ours+fold"] if name in ("retinanet", "frcnn") else [])
-    sides += (["ours+jit"] if mode == "infer" and args.jit else []) + ["tv"]
-    for side in sides:
-        cmd = [sys.executable, __file__, "--memory-probe", name, side, mode, "--device", args.device,
+    return sides + (["ours+jit"] if mode == "infer" and jit and setup == "fp32" else []) + ["tv"]
+
+
+def measure_memory(name: str, mode: str, setup: str, args) -> dict:
+    result = {}
+    for side in sides_of(name, mode, setup, args.jit):
+        cmd = [sys.executable, __file__, "--memory-probe", name, side, setup, mode, "--device", args.device,
                "--threads", str(args.threads), "--size-scale", str(args.size_scale)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         result[side] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
@@ -332,68 +356,119 @@ def measure_memory(name: str, mode: str, args) -> dict:
 # main
 
 
+def _runners(name: str, ours: nn.Module, tv: nn.Module, mode: str, images, targets, args) -> dict[str, Runner]:
+    """"SETUP/SIDE" -> its runner, every set-up of ``args.setups`` for both sides."""
+    import copy
+
+    runners = {}
+    for setup in args.setups:
+        models = our_variants(name, copy.deepcopy(ours), mode, images, args.jit and setup == "fp32")
+        models["tv"] = copy.deepcopy(tv)
+        for side, model in models.items():
+            if side != "ours+jit":  # TorchScript-frozen parts keep their own layout
+                prepare(model, setup, side == "tv", args.device)
+            runners[f"{setup}/{side}"] = Runner(model, side == "tv", images, targets, name)
+    return runners
+
+
+def _flops(runner: Runner, mode: str) -> int:
+    from anchordet.engine.benchmark import count_flops
+
+    return count_flops(runner.infer if mode == "infer" else runner.train_step)
+
+
 def bench_model(name: str, args) -> list[dict]:
+    from anchordet.engine.benchmark import matmul_peak_gflops
+
     torch.manual_seed(0)
     ours, tv = build_pair(name)
     images, targets = make_inputs(name, args.device)
     ours, tv = ours.to(args.device), tv.to(args.device)
     batch = SIZES[name][0]
+    baseline = "fp32/tv"  # the issue's reference: torchvision as it runs by default
     rows = []
     for mode, repeats in (("infer", args.repeats), ("train", args.train_repeats)):
         if repeats == 0:
             continue
-        runners = {key: Runner(model, False, images, targets, name, args.amp)
-                   for key, model in our_variants(name, ours, mode, images, args.jit).items()}
-        runners["tv"] = Runner(tv, True, images, targets, name, args.amp)
+        runners = _runners(name, ours, tv, mode, images, targets, args)
+        if baseline not in runners:
+            runners[baseline] = Runner(copy_of(tv), True, images, targets, name)
         fn = "infer" if mode == "infer" else "train_step"
         runs = dict(zip(runners, interleaved([getattr(r, fn) for r in runners.values()], repeats)))
         med = {key: median_of(value) for key, value in runs.items()}
-        mem = measure_memory(name, mode, args) if args.memory else {}
+        flops = {"ours": _flops(runners[next(k for k in runners if k.endswith("/ours"))], mode),
+                 "tv": _flops(runners[baseline], mode)}
+        peaks = {setup: matmul_peak_gflops(setup_precision(setup, args.device), torch.device(args.device))
+                 for setup in args.setups}
         for key in runners:
-            if key == "tv":
+            setup, side = key.split("/")
+            if side == "tv" or setup not in args.setups:
                 continue
-            row = {"model": name, "variant": key, "mode": mode, "batch": batch, "size": SIZES[name][1:],
-                   "ours_img_s": batch / med[key]["total"], "tv_img_s": batch / med["tv"]["total"],
-                   "ours_outside": med[key]["outside"] / med[key]["total"],
-                   "tv_outside": med["tv"]["outside"] / med["tv"]["total"],
-                   "ours_outside_s": med[key]["outside"], "tv_outside_s": med["tv"]["outside"],
-                   "ours_all_s": [r["total"] for r in runs[key]], "tv_all_s": [r["total"] for r in runs["tv"]]}
-            row["ratio"] = row["ours_img_s"] / row["tv_img_s"]
-            if mem:
-                row["ours_peak_mib"], row["tv_peak_mib"] = mem[key], mem["tv"]
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            mem = measure_memory(name, mode, setup, args) if args.memory else {}
+            rows.append(_row(name, setup, side, mode, batch, med, runs, flops, peaks[setup], mem, baseline))
+            print(json.dumps(rows[-1]), flush=True)
         for runner in runners.values():
             runner.close()
     return rows
 
 
+def copy_of(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def _network_gflops(flops: int, med: dict) -> float:
+    return flops / max(med["total"] - med["outside"], 1e-12) / 1e9
+
+
+def _row(name, setup, side, mode, batch, med, runs, flops, peak, mem, baseline) -> dict:
+    ours, tv, base = med[f"{setup}/{side}"], med[f"{setup}/tv"], med[baseline]
+    row = {"model": name, "setup": setup, "variant": side, "mode": mode, "batch": batch, "size": SIZES[name][1:],
+           "ours_img_s": batch / ours["total"], "tv_img_s": batch / tv["total"], "tv_fp32_img_s": batch / base["total"],
+           "ours_outside": ours["outside"] / ours["total"], "tv_outside": tv["outside"] / tv["total"],
+           "gflop_per_call": {"ours": flops["ours"] / 1e9, "tv": flops["tv"] / 1e9},
+           "ours_network_gflops": _network_gflops(flops["ours"], ours), "peak_gflops": peak,
+           "tv_network_gflops": _network_gflops(flops["tv"], tv),
+           "ours_all_s": [r["total"] for r in runs[f"{setup}/{side}"]], "tv_all_s": [r["total"] for r in runs[f"{setup}/tv"]]}
+    row["ratio"] = row["ours_img_s"] / row["tv_img_s"]
+    row["ratio_vs_tv_fp32"] = row["ours_img_s"] / row["tv_fp32_img_s"]
+    if mem:
+        row["ours_peak_mib"], row["tv_peak_mib"] = mem[side], mem["tv"]
+    return row
+
+
 def memory_rows(name: str, args) -> list[dict]:
     rows = []
     for mode in ("infer", "train"):
-        mem = measure_memory(name, mode, args)
-        for key in mem:
-            if key != "tv":
-                rows.append({"model": name, "variant": key, "mode": mode, "ours_peak_mib": mem[key],
-                             "tv_peak_mib": mem["tv"]})
-                print(json.dumps(rows[-1]), flush=True)
+        for setup in args.setups:
+            mem = measure_memory(name, mode, setup, args)
+            for key in mem:
+                if key != "tv":
+                    rows.append({"model": name, "setup": setup, "variant": key, "mode": mode,
+                                 "ours_peak_mib": mem[key], "tv_peak_mib": mem["tv"]})
+                    print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def print_table(rows: list[dict], args) -> None:
-    print(f"\ndevice {args.device}{' (AMP fp16)' if args.amp else ''}, torch threads {torch.get_num_threads()}, "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print("| model (batch x size) | ours | mode | ours img/s | torchvision img/s | ratio | outside ours / tv "
-          "| peak MiB ours / tv |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    from anchordet.engine.benchmark import machine_info
+
+    info = machine_info(torch.device(args.device))
+    print(f"\ndevice {info.get('gpu', info['device'])}, CPU {info['cpu']} [{' '.join(info['cpu_flags'])}], "
+          f"torch threads {info['threads']}, torch {info['torch']}")
+    print("| model (batch x size) | set-up | ours | mode | ours img/s | tv img/s (same set-up) | ratio "
+          "| vs tv fp32 | network GFLOP/s ours / tv (peak) | outside ours / tv | peak MiB ours / tv |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         mem = (f"{r['ours_peak_mib']:.0f} / {r['tv_peak_mib']:.0f}" if "ours_peak_mib" in r else "-")
         if "ours_img_s" not in r:
-            print(f"| {r['model']} | {r['variant']} | {r['mode']} | | | | | {mem} |")
+            print(f"| {r['model']} | {r['setup']} | {r['variant']} | {r['mode']} | | | | | | | {mem} |")
             continue
-        print(f"| {r['model']} ({r['batch']}x{r['size'][0]}x{r['size'][1]}) | {r['variant']} | {r['mode']} "
-              f"| {r['ours_img_s']:.3f} | {r['tv_img_s']:.3f} | {r['ratio']:.2f} | {100 * r['ours_outside']:.1f}% / "
-              f"{100 * r['tv_outside']:.1f}% | {mem} |")
+        print(f"| {r['model']} ({r['batch']}x{r['size'][0]}x{r['size'][1]}) | {r['setup']} | {r['variant']} "
+              f"| {r['mode']} | {r['ours_img_s']:.3f} | {r['tv_img_s']:.3f} | {r['ratio']:.2f} "
+              f"| {r['ratio_vs_tv_fp32']:.2f} | {r['ours_network_gflops']:.0f} / {r['tv_network_gflops']:.0f} "
+              f"({r['peak_gflops']:.0f}) | {100 * r['ours_outside']:.1f}% / {100 * r['tv_outside']:.1f}% | {mem} |")
 
 
 def _scaled(size: int, scale: float) -> int:
@@ -406,18 +481,20 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5, help="inference calls per model (after a warm-up)")
     parser.add_argument("--train-repeats", type=int, default=3, help="training steps per model (after a warm-up)")
+    parser.add_argument("--setups", nargs="+", choices=list(SETUPS), default=["fp32", "fp32+cl", "bf16+cl"],
+                        help="memory format and precision, both sides alike (default fp32 fp32+cl bf16+cl)")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--memory-only", action="store_true", help="only the peak-memory subprocesses")
     parser.add_argument("--no-jit", dest="jit", action="store_false",
-                        help="leave out the ours+jit inference variant (on by default on CPU)")
+                        help="leave out the ours+jit inference variant (fp32 on CPU, on by default)")
     parser.add_argument("--size-scale", type=float, default=1.0,
                         help="scale the issue's image sizes (for a quick check of the script only)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA only)")
-    parser.add_argument("--memory-probe", nargs=3, metavar=("MODEL", "SIDE", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", nargs=4, metavar=("MODEL", "SIDE", "SETUP", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.jit = args.jit and args.device == "cpu"
     torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.device.startswith("cuda")  # fixed input sizes: tune each conv once
     if args.size_scale != 1.0:
         for key, (batch, height, width) in SIZES.items():
             if key != "ssd":  # SSD300 takes 300x300 only

@@ -41,6 +41,26 @@ def assert_overfits(model, images, targets, max_steps: int, check_every: int, **
     assert found, f"not every box found after {step + 1} steps (loss {loss.item():.4f})"
 
 
+def collectives_in_a_process_group() -> dict:
+    """Run in each process of a 2-process gloo group (``anchordet.engine.launch.run_processes``):
+    every collective of ``anchordet.engine.distributed`` with values that differ by rank; returns
+    what each rank got (gathered), so the parent checks both."""
+    from anchordet.engine import distributed as D
+
+    D.init_from_environment(torch.device("cpu"))
+    rank = D.rank()
+    got = {
+        "device": str(D.collective_device()),
+        "sums": D.all_reduce_sums({"a": rank + 1.0, "b": 2.5}),
+        "any": [D.any_process(rank == 1), D.any_process(False)],
+        "all": [D.all_processes(rank == 0), D.all_processes(True)],
+        "min": D.min_over_processes(10 - 3 * rank),
+        "mean": float(D.reduce_mean(torch.tensor(float(rank)))),
+    }
+    D.barrier()
+    return D.all_gather_objects(got)
+
+
 TINY_RETINANET = dict(depth=18, num_classes=10, backbone_width=8, fpn_channels=16, head_channels=16, head_num_convs=1,
                       frozen_bn=False, score_thresh=0.0, max_detections=20)
 TINY_SSD = dict(num_classes=10, image_size=64, width=8, batch_norm=True, extra_layers=[[16, 32, 3, 2, 1]],
@@ -164,3 +184,37 @@ def layout_anchors(kind: str, generator, matcher, strides, size_divisible: int, 
                                generator, matcher, allowed_border)
 
     return DetectorAnchors(training_anchors, kind, generator)
+
+
+def preset_model(name: str, **args):
+    """The detector of preset ``name`` with some of its model arguments replaced (randomly
+    initialised; seed the RNG first for fixed weights)."""
+    from anchordet.config.presets import PRESETS
+    from anchordet.config.schema import ModelConfig
+
+    model = PRESETS[name].model
+    return ModelConfig(model.factory, {**model.args, **args}).build()
+
+
+def spread_faster_rcnn_heads(model):
+    """A random Faster R-CNN whose heads give spread outputs: each final layer redrawn and scaled
+    so that its outputs have a set std on sample images (objectness 1, RPN deltas 0.2, class logits
+    1, RoI deltas 0.5). The factories' N(0, 0.01) init gives near-equal scores, whose order a 1e-7
+    difference between two runtimes would flip. Returns the model."""
+    images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+
+    def rescale(layer, inputs, std):
+        layer.weight.normal_(0, 1)
+        layer.weight.mul_(std / layer(inputs).std())
+
+    with torch.no_grad():
+        rpn_features = model.rpn.head.conv(model(images).features).relu()
+        rescale(model.rpn.head.cls_logits, rpn_features, 1.0)
+        rescale(model.rpn.head.bbox_pred, rpn_features, 0.2)
+        seen = []
+        hook = model.roi_head.predictor.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        model.predict(images)
+        hook.remove()
+        rescale(model.roi_head.predictor.cls_score, seen[0], 1.0)
+        rescale(model.roi_head.predictor.bbox_pred, seen[0], 0.5)
+    return model

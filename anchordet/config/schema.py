@@ -12,6 +12,8 @@ import collections.abc
 import dataclasses
 import inspect
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from anchordet.config.metadata import MAX_CLASSES, num_classes_ok
 from anchordet.errors import UserError
 
 
@@ -60,17 +63,24 @@ class ModelConfig:
     not one of them): under DDP, trainable BatchNorm layers use the statistics of the global
     batch (``engine/sync_bn.py``); with one process BatchNorm already sees the whole batch. The
     network and its weights are the same either way, so weights files do not record it.
+
+    ``init_weights`` (``model.init_weights``, ``train --weights``; not a factory argument either): a
+    new run starts from these weights (``anchordet.engine.init_weights``: an anchordet weights file
+    or checkpoint, a torchvision RetinaNet / SSD300 state dict or weights name); None: the
+    factory's initialisation. Weights files do not record it.
     """
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
     sync_batch_norm: bool = False
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm,
+                     self.init_weights))
 
     @property
     def num_classes(self) -> int:
@@ -79,7 +89,12 @@ class ModelConfig:
     def build(self):
         """The detector, randomly initialised (backbone weights if ``backbone_weights`` is set)."""
         check_model_args(self.factory, self.args)
-        return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        try:
+            return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        except UserError:
+            raise
+        except ValueError as exc:  # a factory's or a block's check of an option's value
+            raise ConfigError(f"model ({self.factory}): {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,11 @@ class DigitsOptions:
         train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
             each train scene before its digits, so that the detector learns that a round thing is
             not a 0 nor a straight one a 1. Test scenes have none.
+        classes: the digits that appear, train and test (a subset for transfer experiments:
+            (5, 6, 7, 8, 9)); label k is digit ``classes[k]``, named and with category id the
+            digit. All ten draw exactly the scenes of the full dataset.
+        fixed_train: the same ``num_train`` train scenes every epoch (a small fixed training set,
+            as in a fine-tuning experiment) instead of new ones.
     """
 
     num_train: int = 2000
@@ -107,8 +127,14 @@ class DigitsOptions:
     digit_size: tuple[int, int] = (20, 56)
     seed: int = 0
     train_clutter: tuple[int, int] = (0, 4)
+    classes: tuple[int, ...] = tuple(range(10))
+    fixed_train: bool = False
 
     def __post_init__(self) -> None:
+        classes = tuple(int(c) for c in self.classes)
+        if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
+            raise ConfigError(f"digits classes {list(self.classes)} must be distinct digits 0..9 (at least one)")
+        object.__setattr__(self, "classes", classes)
         for name in ("digits_per_image", "digit_size", "train_clutter"):
             value = tuple(getattr(self, name))  # YAML gives lists
             if len(value) != 2:
@@ -121,6 +147,8 @@ class DigitsOptions:
             raise ConfigError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
         if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
             raise ConfigError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
+        if self.num_train < 0 or self.num_val < 0:
+            raise ConfigError(f"digits num_train and num_val must be >= 0, got {self.num_train}, {self.num_val}")
 
 
 @dataclass(frozen=True)
@@ -164,6 +192,7 @@ class DataConfig:
         if isinstance(self.min_size, (list, tuple)):
             object.__setattr__(self, "min_size", tuple(self.min_size))
         _check_sizes(self.min_sizes, self.max_size)
+        _check_ranges("data", self, fixed_size=(1, None), num_workers=(0, None))
         if self.aspect_ratio_groups < 1:
             raise ConfigError(f"data.aspect_ratio_groups: must be >= 1 (1: no grouping), got {self.aspect_ratio_groups}")
 
@@ -205,7 +234,6 @@ class SolverConfig:
         warmup_iters, warmup_factor: linear warmup from base_lr * warmup_factor.
         schedule: "step" (multiply by ``gamma`` at each epoch in ``steps``) or "cosine".
         clip_grad_norm: 0 disables clipping.
-        amp: "none", "bf16" or "fp16" (CUDA only; ignored on CPU with a warning).
         optimizer: "sgd" (momentum; the papers' recipes) or "adamw" (converges faster from scratch,
             for small models without pretrained backbones; ``momentum`` is then beta1).
         ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
@@ -228,7 +256,6 @@ class SolverConfig:
     steps: tuple[int, ...] = (8, 11)
     gamma: float = 0.1
     clip_grad_norm: float = 0.0
-    amp: str = "none"
     optimizer: str = "sgd"
     ema_decay: float = 0.0
 
@@ -236,11 +263,12 @@ class SolverConfig:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
         _check_choice("solver.optimizer", self.optimizer, ("sgd", "adamw"))
         _check_choice("solver.schedule", self.schedule, ("step", "cosine"))
-        _check_choice("solver.amp", self.amp, ("none", "bf16", "fp16"))
         if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
-        if self.base_lr <= 0:
-            raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0):
+            raise ConfigError(f"solver.base_lr must be a number > 0, got {self.base_lr}")
+        _check_ranges("solver", self, momentum=(0, 1), weight_decay=(0, None), warmup_iters=(0, None),
+                      warmup_factor=(0, 1), gamma=(0, None), clip_grad_norm=(0, None))
         if self.accumulate_steps < 1:
             raise ConfigError(f"solver.accumulate_steps: must be >= 1 (1: no accumulation), got {self.accumulate_steps}")
         if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
@@ -265,8 +293,15 @@ class RunConfig:
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         eval_every: evaluate on the val split every N epochs (0: only at the end).
         metric: "coco" or "voc07" / "voc" (selects the best checkpoint: AP or mAP).
-        log_every: iterations between progress lines in metrics.jsonl.
-        channels_last: use the channels_last memory format on CUDA.
+        log_every: iterations between records in metrics.jsonl, and between progress lines when the
+            output is not a terminal (anchordet.progress).
+        channels_last: the channels_last memory format for the network: "auto" (where it was
+            measured faster for the detector family, CPU and CUDA; ``engine.acceleration``),
+            true or false.
+        precision: "fp32", "bf16" (autocast around the network: CPU with AVX512_BF16 / AMX, or
+            CUDA) or "fp16" (CUDA, with a grad scaler); losses, anchors, box coding, NMS and
+            evaluation stay in fp32. Falls back to fp32 with one line where the device has no
+            native support (``engine.precision``).
         threads: torch CPU threads (0: torch's default).
         stop_after_iters: stop (with a checkpoint, resumable) after this many iterations of this
             run, as an interruption would; 0 runs to the end. For time-sliced / preemptible jobs.
@@ -287,7 +322,8 @@ class RunConfig:
     eval_every: int = 1
     metric: str = "coco"
     log_every: int = 20
-    channels_last: bool = True
+    channels_last: bool | str = "auto"
+    precision: str = "fp32"
     threads: int = 0
     stop_after_iters: int = 0
     max_minutes: float = 0.0
@@ -296,6 +332,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
+        check_device(self.device, "run.device")
+        _check_ranges("run", self, eval_every=(0, None), log_every=(1, None), threads=(0, None),
+                      stop_after_iters=(0, None), max_minutes=(0, None))
+        _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
+        if self.channels_last not in (True, False, "auto"):
+            raise ConfigError(f"run.channels_last: {self.channels_last!r} is not one of auto, true, false")
         if self.fit_epochs_to_budget and self.max_minutes <= 0:
             raise ConfigError("run.fit_epochs_to_budget needs a budget: set run.max_minutes > 0")
         if self.patience < 0:
@@ -314,7 +356,8 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return {
             "model": {"factory": self.model.factory, **self.model.args,
-                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {})},
+                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {}),
+                      **({"init_weights": self.model.init_weights} if self.model.init_weights else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
             "run": _section_dict(self.run),
@@ -328,22 +371,54 @@ class ExperimentConfig:
         unknown = set(values) - {"model", "data", "solver", "run"}
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, data, solver, run")
+        values = _translate_solver_amp(values)
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
         sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
+        init_weights = coerce(model_values.pop("init_weights", None), str | None, f"{source}: model.init_weights")
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values, sync_batch_norm),
+            ModelConfig(factory, model_values, sync_batch_norm, init_weights or None),
             section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
             section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
         )
 
 
+def _translate_solver_amp(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Configs and checkpoints written before run.precision had solver.amp ("none", "bf16",
+    "fp16", CUDA only): read it as run.precision ("none" is fp32)."""
+    solver = values.get("solver")
+    if not isinstance(solver, Mapping) or "amp" not in solver:
+        return values
+    solver = dict(solver)
+    amp = solver.pop("amp")
+    run = dict(values.get("run") or {})
+    if amp != "none":
+        run.setdefault("precision", amp)
+    return {**values, "solver": solver, "run": run}
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def check_device(name: str, where: str) -> str:
+    """"auto", "cpu", "cuda" or "cuda:N"; anything else (``tpu``, ``gpu``) is a ConfigError."""
+    if not (isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", name)):
+        raise ConfigError(f"{where}: {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return name
+
+
+def _check_ranges(section: str, values, **bounds: tuple[float, float | None]) -> None:
+    """Each named field must be a finite number within [low, high] (high None: no limit)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(values, name)
+        if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
+            limit = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"{section}.{name} must be {limit}, got {value!r}")
 
 
 def _section_dict(section) -> dict:
@@ -402,6 +477,9 @@ def check_model_args(factory: str, args: Mapping[str, Any], source: str = "confi
             coerce(value, hints[key], f"{source}: model.{key}")
     if "num_classes" not in args:
         raise ConfigError(f"{source}: model.num_classes is required")
+    if not num_classes_ok(args["num_classes"]):
+        raise ConfigError(f"{source}: model.num_classes must be an integer in 1..{MAX_CLASSES}, "
+                          f"got {args['num_classes']!r}")
 
 
 def _as_call_args(factory: str, args: Mapping[str, Any]) -> dict:

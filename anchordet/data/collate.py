@@ -42,6 +42,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def pin_memory(self) -> "Batch":
+        """The batch with its image tensor in page-locked memory (the DataLoader calls this with
+        ``pin_memory=True``), so that its copy to a GPU can be asynchronous (``non_blocking``)."""
+        images = ImageBatch(self.images.tensor.pin_memory(), list(self.images.image_sizes))
+        return Batch(images, self.targets, self.image_ids, self.orig_sizes, self.file_names)
+
 
 def collate(samples: Sequence[Sample], size_divisible: int = 32) -> Batch:
     """Pad images into one ``ImageBatch``; models re-pad if they need a larger multiple."""

@@ -2,11 +2,11 @@
 R-CNN box head. Two designs: VGG16 (BN or not) with RoIPool 7x7 and the fc6-fc7 head (seed
 003), and ResNet-C4 with 14x14 RoIs through layer4 and average pooling (seed 004).
 
-Raw outputs (``forward``, what export traces): only the dense, fixed-shape part, i.e. the
-stride-16 features, the RPN's objectness and deltas and the anchors (``FasterRCNNOutputs``).
-Proposals, their NMS and the RoI stage are data-dependent: ``predict`` runs them after
-``forward``, and an exported model would run them the same way (``rpn.proposals`` then
-``roi_outputs`` then ``postprocess``).
+Raw outputs (``forward``): only the dense part, i.e. the stride-16 features, the RPN's
+objectness and deltas and the anchors (``FasterRCNNOutputs``). ``flat_detections`` runs the rest
+(proposals with their NMS, RoI pooling, the RoI head, the per-class post-processing) on the whole
+batch in tensor ops whose shapes follow the data: ``predict`` is that plus padding and a split per
+image, and export traces it, both stages and their NMS inside one graph.
 
 Training (approximate joint training, Ren et al. Sec. 3.2): proposals are detached; the RoI
 head's loss reaches the backbone through the pooled features, the RPN's through its head (seed
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.anchors.training import TrainingAnchors
 from anchordet.detectors.rpn import RegionProposalNetwork, RPNOutputs
+from anchordet.engine.distributed import reduce_mean
 from anchordet.heads.roi_box import ResNetC4Head, RoIHeadOutputs, VGGBoxHead
 from anchordet.heads.rpn import RPNHead
 from anchordet.losses.fast_rcnn import fast_rcnn_loss
@@ -31,8 +32,10 @@ from anchordet.ops.meta import feature_map_sizes
 from anchordet.ops.roi_pool import RoIPooler
 from anchordet.postprocess.proposals import ProposalGenerator, ProposalSettings
 from anchordet.postprocess.roi import RoIPostprocess
+from anchordet.postprocess.select import image_sizes_tensor
 from anchordet.sampling.balanced import BalancedSampler
 from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize, padded_size
+from anchordet.structures.outputs import FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
 
@@ -110,8 +113,10 @@ class FasterRCNN(nn.Module):
         proposals = self.rpn.proposals(rpn_out, batch.image_sizes, self.rpn.train_proposals)
         sampled = self.roi_target_builder.build(proposals.boxes, targets, self.num_classes, generator)
         head = self.roi_outputs(out.features, sampled.proposals)
+        # the sampled RoIs, under DDP the mean count over processes (as the RPN's anchors)
+        normalizer = reduce_mean(sampled.labels.new_tensor(len(sampled.labels), dtype=torch.float32)).clamp(min=1)
         losses.update(fast_rcnn_loss(head.class_logits, head.box_deltas, sampled, self.num_classes,
-                                     self.roi_box_loss_beta))
+                                     self.roi_box_loss_beta, normalizer))
         return losses
 
     @staticmethod
@@ -129,12 +134,21 @@ class FasterRCNN(nn.Module):
             one ``Detections`` per image, boxes in that image's pixels, labels 0..K-1.
         """
         batch = ImageBatch.from_images(images, self.size_divisible).to(self.pixel_mean.device)
-        out = self(batch.tensor)
-        proposals = self.rpn.proposals(self.rpn_outputs(out), batch.image_sizes,
-                                       proposal_settings or self.rpn.test_proposals)
-        head = self.roi_outputs(out.features, proposals.boxes)
-        return (postprocess or self.postprocess)(head.class_logits, head.box_deltas, proposals.boxes,
-                                                 batch.image_sizes, self.roi_target_builder.box_coder)
+        return self.flat_detections(batch.tensor, batch.image_sizes, postprocess,
+                                    proposal_settings).per_image(len(batch))
+
+    def flat_detections(self, images: Tensor, image_sizes: Tensor | Sequence[tuple[int, int]],
+                        postprocess: RoIPostprocess | None = None,
+                        proposal_settings: ProposalSettings | None = None) -> FlatDetections:
+        """The traceable core of ``predict`` (and what export traces): images (B, 3, H, W) in
+        [0, 1] padded as ``forward`` wants them, image_sizes (B, 2) each image's (height, width)
+        before padding -> the batch's detections in input pixels."""
+        sizes = image_sizes_tensor(image_sizes, images.device)
+        out = self(images)
+        proposals = self.rpn.flat_proposals(self.rpn_outputs(out), sizes, proposal_settings or self.rpn.test_proposals)
+        head = self.roi_head(self.roi_pooler.pool_flat(out.features, proposals.boxes, proposals.batch_index))
+        return (postprocess or self.postprocess).flat(head.class_logits, head.box_deltas, proposals.boxes,
+                                                      proposals.batch_index, sizes, self.roi_target_builder.box_coder)
 
 
 def assemble_faster_rcnn(backbone: nn.Module, feature_channels: int, roi_head: nn.Module, num_classes: int, *,

@@ -22,7 +22,7 @@ from anchordet.matching.iou_matcher import IoUMatcher
 from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
 from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize, padded_size
-from anchordet.structures.outputs import DenseOutputs
+from anchordet.structures.outputs import DenseOutputs, FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
 
@@ -38,7 +38,11 @@ class RetinaNet(nn.Module):
         box_loss: "smooth_l1" (beta 1/9, Detectron) or "l1" (torchvision).
         postprocess: 0.05 / top 1000 per level / NMS 0.5 / 100 detections (Lin et al. Sec. 5.1).
         size_divisible: inputs are padded to this multiple (the largest stride of C5).
+
+    ``score_kind`` "sigmoid": one independent sigmoid per class (``DensePostprocess``).
     """
+
+    score_kind: str = "sigmoid"
 
     def __init__(self, backbone: nn.Module, fpn: nn.Module, head: nn.Module, num_classes: int,
                  anchor_generator: GridAnchorGenerator | None = None,
@@ -65,23 +69,15 @@ class RetinaNet(nn.Module):
 
     def forward(self, images: Tensor) -> DenseOutputs:
         """images: (B, 3, H, W) float in [0, 1], H and W multiples of ``size_divisible``."""
-        cls_per_level, box_per_level, anchors = self.forward_per_level(images)
+        features = self.fpn(self.backbone(normalize(images, self.pixel_mean, self.pixel_std)))
+        cls_per_level, box_per_level = self.head(features)
+        anchors = self.anchor_generator.grid_anchors([tuple(f.shape[-2:]) for f in features], device=images.device)
         return DenseOutputs(
             torch.cat(cls_per_level, dim=1),  # (B, A, K)
             torch.cat(box_per_level, dim=1),  # (B, A, 4)
             torch.cat(anchors),  # (A, 4)
             [a.shape[0] for a in anchors],
         )
-
-    def forward_per_level(self, images: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """``forward`` before the levels are concatenated: per level the class logits
-        (B, A_l, K), box deltas (B, A_l, 4) and anchors (A_l, 4). The exported post-processing
-        takes its per-level top-k from these (a traced split by level sizes would be constant)."""
-        features = self.fpn(self.backbone(normalize(images, self.pixel_mean, self.pixel_std)))
-        cls_per_level, box_per_level = self.head(features)
-        anchors = self.anchor_generator.grid_anchors(
-            [tuple(f.shape[-2:]) for f in features], device=images.device)
-        return cls_per_level, box_per_level, anchors
 
     def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
         """The anchors ``loss`` matches for one image of ``image_size`` (height, width, as the
@@ -109,6 +105,13 @@ class RetinaNet(nn.Module):
                                        self.box_loss, self.box_loss_beta)
         return {"loss_cls": loss_cls / normalizer, "loss_box": loss_box / normalizer}
 
+    def flat_detections(self, images: Tensor, image_sizes: Tensor,
+                        postprocess: DensePostprocess | None = None) -> FlatDetections:
+        """The traceable core of ``predict`` (and what export traces): images (B, 3, H, W) in
+        [0, 1] padded as ``forward`` wants them, image_sizes (B, 2) int64 each image's (height,
+        width) before padding -> the batch's detections in input pixels."""
+        return (postprocess or self.postprocess)(self(images), image_sizes, self.box_coder, self.score_kind)
+
     @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad)
     def predict(self, images, postprocess: DensePostprocess | None = None) -> list[Detections]:
         """Args:
@@ -118,10 +121,7 @@ class RetinaNet(nn.Module):
             one ``Detections`` per image, boxes in that image's pixels.
         """
         batch = ImageBatch.from_images(images, self.size_divisible).to(self.pixel_mean.device)
-        out = self(batch.tensor)
-        return (postprocess or self.postprocess).sigmoid(
-            out.cls_logits, out.box_deltas, out.anchors, out.num_anchors_per_level,
-            batch.image_sizes, self.box_coder)
+        return self.flat_detections(batch.tensor, batch.image_sizes, postprocess).per_image(len(batch))
 
 
 def retinanet_resnet_fpn(depth: int, num_classes: int, *,

@@ -11,7 +11,8 @@ ignored. Then 256 anchors per image are sampled, up to half positive.
 
 Losses (Ren et al. Eq. 1): binary cross-entropy on the sampled anchors and smooth L1 (beta 1/9,
 Detectron's RPN value) on the sampled positives, both summed and divided by the number of
-sampled anchors of the batch. The paper's 1/N_cls (256) and lambda/N_reg (10/2400) are about the
+sampled anchors of the batch (under DDP the mean over processes, so that the averaged gradients
+are those of one process on the global batch; RetinaNet and SSD do the same with positives). The paper's 1/N_cls (256) and lambda/N_reg (10/2400) are about the
 same factor; seed 003 instead averaged its box loss over positive coordinates, times 10, and
 detached it (``.data``): here both losses carry gradients.
 
@@ -28,10 +29,11 @@ from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.coding.box_coder import BoxCoder
+from anchordet.engine.distributed import reduce_mean
 from anchordet.losses.box import box_regression_loss
 from anchordet.losses.dense_targets import DenseTargetBuilder, DenseTargets
 from anchordet.matching.iou_matcher import IoUMatcher
-from anchordet.postprocess.proposals import (TEST_PROPOSALS, TRAIN_PROPOSALS, ProposalGenerator, Proposals,
+from anchordet.postprocess.proposals import (TEST_PROPOSALS, TRAIN_PROPOSALS, FlatProposals, ProposalGenerator, Proposals,
                                              ProposalSettings)
 from anchordet.sampling.balanced import RPN_SAMPLER, BalancedSampler
 from anchordet.structures.targets import Targets
@@ -95,7 +97,7 @@ class RegionProposalNetwork(nn.Module):
         """{"loss_rpn_cls", "loss_rpn_box"}: scalar tensors (see the module docstring)."""
         dense = self.build_targets(outputs.anchors, targets, image_sizes)
         masks = self.sampler.sample(dense.match_labels, generator)
-        normalizer = masks.sampled.sum().clamp(min=1).float()
+        normalizer = reduce_mean(masks.sampled.sum().float()).clamp(min=1)
         loss_cls = F.binary_cross_entropy_with_logits(
             outputs.objectness[masks.sampled].float(), masks.positive[masks.sampled].float(), reduction="sum")
         loss_box = box_regression_loss(outputs.box_deltas, dense.box_targets, masks.positive,
@@ -105,5 +107,10 @@ class RegionProposalNetwork(nn.Module):
     def proposals(self, outputs: RPNOutputs, image_sizes: Sequence[tuple[int, int]],
                   settings: ProposalSettings) -> Proposals:
         """Detached proposals per image (see the module docstring)."""
-        return self.proposal_generator(outputs.objectness, outputs.box_deltas, outputs.anchors,
-                                       image_sizes, self.box_coder, settings)
+        return self.flat_proposals(outputs, image_sizes, settings).per_image(len(image_sizes))
+
+    def flat_proposals(self, outputs: RPNOutputs, image_sizes: Tensor | Sequence[tuple[int, int]],
+                       settings: ProposalSettings) -> FlatProposals:
+        """``proposals`` as flat tensors (traceable; ``image_sizes`` may be a (B, 2) tensor)."""
+        return self.proposal_generator.flat(outputs.objectness, outputs.box_deltas, outputs.anchors,
+                                            image_sizes, self.box_coder, settings)

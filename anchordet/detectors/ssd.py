@@ -5,7 +5,7 @@ This file only wires blocks together; every number below is a default of a block
 with its source.
 
 Inputs are square images of a fixed size S (300 or 512): resizing is the data pipeline's job
-(DESIGN.md contract 4), so ``forward``, ``loss`` and ``predict`` reject any other size.
+(docs/design.md contract 4), so ``forward``, ``loss`` and ``predict`` reject any other size.
 Normalisation: ImageNet mean / std on [0, 1] pixels (torchvision's ImageNet VGG16 weights).
 torchvision's ssd300_vgg16 instead feeds 0..255 pixels minus a mean (``image_mean``
 (0.48235, 0.45882, 0.40784), ``image_std`` 1/255 on [0, 1] inputs): give those as
@@ -21,13 +21,14 @@ from torch import Tensor, nn
 from anchordet.anchors.ssd import SSDDefaultBoxes, paper_box_sizes
 from anchordet.anchors.training import TrainingAnchors
 from anchordet.coding.box_coder import SSD_BOX_CODER, BoxCoder
+from anchordet.engine.distributed import reduce_mean
 from anchordet.losses.dense_targets import DenseTargetBuilder
 from anchordet.losses.multibox import multibox_loss
 from anchordet.matching.iou_matcher import IoUMatcher
 from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
 from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
-from anchordet.structures.outputs import DenseOutputs
+from anchordet.structures.outputs import DenseOutputs, FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
 
@@ -45,7 +46,11 @@ class SSD(nn.Module):
         box_loss_beta: smooth L1 beta (1.0).
         postprocess: softmax, score > 0.01, NMS 0.45, 200 per image (seed 002's Detect);
             400 candidates per class before NMS (torchvision).
+
+    ``score_kind`` "softmax": one softmax over the K + 1 logits (``DensePostprocess``).
     """
+
+    score_kind: str = "softmax"
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_classes: int, default_boxes: SSDDefaultBoxes,
                  image_size: int, box_coder: BoxCoder = SSD_BOX_CODER,
@@ -93,15 +98,17 @@ class SSD(nn.Module):
 
     def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
         """MultiBox loss (``multibox_loss``): {"loss_cls", "loss_box"}, each divided by the
-        number of positives in the batch (at least 1). ``images`` as ``predict``."""
+        number of positives in the batch (at least 1; under DDP the mean over processes, as
+        RetinaNet). ``images`` as ``predict``."""
         batch = self._batch(images)
         validate_targets(list(targets), self.num_classes, len(batch))
         out = self(batch.tensor)
         dense = self.target_builder.build(out.anchors, [t.to(out.anchors.device) for t in targets])
+        normalizer = reduce_mean(dense.num_positives.float()).clamp(min=1)
         return multibox_loss(out.cls_logits, out.box_deltas, dense, self.neg_pos_ratio, self.min_negatives,
-                             self.box_loss_beta)
+                             self.box_loss_beta, normalizer)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad)
     def predict(self, images, postprocess: DensePostprocess | None = None) -> list[Detections]:
         """Args:
             images: (B, 3, S, S) float tensor or a list of (3, S, S) float tensors, in [0, 1].
@@ -110,9 +117,13 @@ class SSD(nn.Module):
             one ``Detections`` per image, boxes in its pixels, labels 0..K-1.
         """
         batch = self._batch(images)
-        out = self(batch.tensor)
-        return (postprocess or self.postprocess).softmax(
-            out.cls_logits, out.box_deltas, out.anchors, batch.image_sizes, self.box_coder)
+        return self.flat_detections(batch.tensor, batch.image_sizes, postprocess).per_image(len(batch))
+
+    def flat_detections(self, images: Tensor, image_sizes: Tensor,
+                        postprocess: DensePostprocess | None = None) -> FlatDetections:
+        """The traceable core of ``predict`` (and what export traces): images (B, 3, S, S) in
+        [0, 1], image_sizes (B, 2) int64 (S, S) each -> the batch's detections in input pixels."""
+        return (postprocess or self.postprocess)(self(images), image_sizes, self.box_coder, self.score_kind)
 
     def _batch(self, images) -> ImageBatch:
         batch = ImageBatch.from_images(images, size_divisible=1)
@@ -168,7 +179,7 @@ def ssd_vgg16(num_classes: int, *,
     Caffe SSD scripts do).
     ``min_negatives``: hard negatives mined in an image without positives (0 = torchvision).
 
-    The digits preset (``ssd_digits``) is this function with ``DIGITS_OPTIONS``.
+    The digits preset (``config.presets.SSD_DIGITS``) is this function with small options.
     """
     from anchordet.backbones.ssd_vgg import SSDVGG16, load_vgg16_weights
     from anchordet.heads.ssd import SSDHead
@@ -227,26 +238,3 @@ def ssd300_vgg16(num_classes: int, **options) -> SSD:
 def ssd512_vgg16(num_classes: int, **options) -> SSD:
     """SSD512 (24564 default boxes); ``options`` as ``ssd_vgg16``."""
     return ssd_vgg16(num_classes, image_size=512, **options)
-
-
-# A small SSD for the built-in digits dataset (128 x 128 scenes; tight digit boxes 3..42 px wide,
-# 12..42 px high, width / height 0.46..1.18 for 90% of them): four source maps of 16, 8, 4 and 2
-# cells (steps 8..64) from two extra layers. The sizes and the ratios 1.5 / 2.5 (each a wide and a
-# tall box) were chosen with the coverage analysis (analysis/anchors/) on 300 train scenes: 90%
-# of the digits reach IoU >= 0.5 with some default box, 4.6 such boxes per digit on average.
-# BatchNorm in the VGG part: from scratch, at the same CPU budget (420 CPU s = 1 thread, ~6.7k
-# scenes, batch 16, AdamW 1e-3, warmup + cosine), AP50 on 300 test scenes was 0.43 with it and
-# 0.38 without; with AdamW 3e-3 it was 0.59, and 0.70 after 600 CPU s (11k scenes).
-DIGITS_OPTIONS: dict = dict(
-    image_size=128, width=16, batch_norm=True,
-    extra_layers=((256, 512, 3, 2, 1), (128, 256, 3, 2, 1)),
-    steps=(8, 16, 32, 64),
-    min_sizes=(18, 30, 46, 66),
-    max_sizes=(30, 46, 66, 96),
-    aspect_ratios=((1.5, 2.5), (1.5, 2.5), (1.5, 2.5), (1.5, 2.5)),
-)
-
-
-def ssd_digits(num_classes: int = 10, **options) -> SSD:
-    """The digits preset: ``ssd_vgg16`` with ``DIGITS_OPTIONS`` (``options`` override them)."""
-    return ssd_vgg16(num_classes, **{**DIGITS_OPTIONS, **options})

@@ -117,10 +117,11 @@ class EpochSampler(Sampler[int]):
 
 
 def make_loader(dataset: Dataset, sampler: Sampler, local_batch: int, num_workers: int, size_divisible: int,
-                seed: int, epoch: int) -> DataLoader:
+                seed: int, epoch: int, pin_memory: bool = False) -> DataLoader:
+    """``pin_memory``: page-locked batches (for a CUDA device: asynchronous host-to-device copies)."""
     # The loader draws its workers' base seed from this generator, not from the global RNG, so the
     # model's RNG stream (dropout) is the same whether or not the run was resumed.
     generator = torch.Generator().manual_seed(seed * 104_729 + epoch)
     return DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=num_workers,
                       collate_fn=partial(collate, size_divisible=size_divisible), generator=generator,
-                      persistent_workers=False, drop_last=False)
+                      persistent_workers=False, drop_last=False, pin_memory=pin_memory)

@@ -1,33 +1,43 @@
-"""ONNX export: the network's raw outputs, optionally followed by the post-processing with ONNX
-``NonMaxSuppression``, so that an onnxruntime session returns final detections.
+"""ONNX export: the network's raw outputs, optionally followed by the post-processing (NMS as
+ONNX ``NonMaxSuppression``), so that an onnxruntime session returns final detections.
 
 Inputs: ``images`` (B, 3, H, W) float32 in [0, 1] (the model normalises inside, as ``forward``);
-RetinaNet wants H and W multiples of 32 (pad at the right and bottom with 0, as ``ImageBatch``),
-SSD exactly its square size. ``dynamic=True`` leaves B, H and W free (SSD: B only).
-With post-processing also ``image_sizes`` (B, 2) int64: each image's (height, width) before
-padding, the clipping limit (as ``predict`` clips to ``ImageBatch.image_sizes``).
+RetinaNet wants H and W multiples of 32, Faster R-CNN of 16 (pad at the right and bottom with 0,
+as ``ImageBatch``), SSD exactly its square size. ``dynamic=True`` leaves B, H and W free (SSD: B
+only). With post-processing also ``image_sizes`` (B, 2) int64: each image's (height, width)
+before padding, the clipping limit (as ``predict`` clips to ``ImageBatch.image_sizes``).
 
-Outputs without post-processing: the tensor fields of ``forward``'s ``DenseOutputs``:
-``cls_logits`` (B, A, C), ``box_deltas`` (B, A, 4), ``anchors`` (A, 4).
-With post-processing (``DetectionsModule``): ``boxes`` (N, 4) xyxy input pixels, ``scores`` (N,),
-``labels`` (N,) int64 0..K-1 and ``batch_index`` (N,) int64, sorted by score, at most
-``max_detections`` per image: the detections ``predict`` returns for each image, flattened.
+Outputs without post-processing: the tensor fields of the type ``forward`` returns
+(``raw_output_names``): RetinaNet / SSD ``cls_logits`` (B, A, C), ``box_deltas`` (B, A, 4),
+``anchors`` (A, 4); Faster R-CNN ``features`` (B, C, H/16, W/16), ``rpn_objectness`` (B, A),
+``rpn_box_deltas`` (B, A, 4), ``anchors`` (A, 4).
+With post-processing (``DetectionsModule``, i.e. the detector's ``flat_detections``): ``boxes``
+(N, 4) xyxy input pixels, ``scores`` (N,), ``labels`` (N,) int64 0..K-1 and ``batch_index`` (N,)
+int64, sorted by score, at most ``max_detections`` per image: the detections ``predict`` returns
+for each image, flattened. For Faster R-CNN that graph holds both stages: proposals (top-k,
+decode, clip, min size, NMS per image, the best per image), RoI pooling (ONNX ``MaxRoiPool`` /
+``RoiAlign``), the RoI head and the per-class post-processing.
 
 Exporter: torch.onnx's TorchScript-based exporter (``dynamo=False``). Here it is ~30 times faster
 than the torch.export-based one (3 s against 110 s for a tiny RetinaNet), keeps shapes dynamic by
-tracing size arithmetic, and maps ``torchvision.ops.nms`` onto ONNX ``NonMaxSuppression``
-(torchvision registers that translation); the torch.export-based exporter has none for NMS.
+tracing size arithmetic, and maps ``torchvision.ops.nms`` / ``roi_pool`` / ``roi_align`` onto
+ONNX operators (torchvision registers those translations); the torch.export-based exporter has
+none for NMS.
 """
 from __future__ import annotations
 
+import io
 import typing
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection._utils import _topk_min
-from torchvision.ops import batched_nms
+
+from anchordet.errors import UserError
+from anchordet.files import atomic_write_bytes
+from anchordet.structures.outputs import FlatDetections
 
 
 DEFAULT_OPSET = 17
@@ -46,91 +56,40 @@ class RawOutputsModule(nn.Module):
 
 
 def raw_output_names(detector: nn.Module) -> list[str]:
-    """Names of the tensor fields of ``detector.forward``'s output type (DenseOutputs)."""
-    from anchordet.structures.outputs import DenseOutputs
+    """Names of the tensor fields of the type ``detector.forward`` returns, in order: for RetinaNet
+    and SSD ``DenseOutputs`` (cls_logits, box_deltas, anchors), for Faster R-CNN
+    ``FasterRCNNOutputs`` (features, rpn_objectness, rpn_box_deltas, anchors)."""
+    output_type = typing.get_type_hints(type(detector).forward)["return"]
+    hints = typing.get_type_hints(output_type)
+    return [name for name in output_type._fields if hints[name] is Tensor]
 
-    hints = typing.get_type_hints(DenseOutputs)
-    return [name for name in DenseOutputs._fields if hints[name] is Tensor]
+
+DETECTION_NAMES = list(FlatDetections._fields)  # boxes, scores, labels, batch_index
 
 
 class DetectionsModule(nn.Module):
-    """Raw outputs -> final detections in tensor ops whose shapes stay dynamic under tracing.
-
-    Equal to ``DensePostprocess`` (``predict``): the same candidates (top-k then score >
-    threshold selects what threshold then top-k does), boxes clipped to each image's size before
-    padding (``image_sizes``), class-wise NMS (torchvision's, exported as NonMaxSuppression;
-    groups = image * K + class keep images apart) and the best ``max_detections`` per image.
-    """
+    """``detector.flat_detections`` as a module: the network and its post-processing, the very
+    code ``predict`` runs (``predict`` = pad + ``flat_detections`` + split per image)."""
 
     def __init__(self, detector: nn.Module):
         super().__init__()
         self.detector = detector
-        self.sigmoid = hasattr(detector, "forward_per_level")  # RetinaNet; SSD is softmax
 
     def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """images (B, 3, H, W) in [0, 1]; image_sizes (B, 2) each image's (height, width) before
         padding. Returns boxes (N, 4), scores (N,), labels (N,), batch_index (N,)."""
-        if self.sigmoid:
-            boxes, scores, labels = self._sigmoid_candidates(images, image_sizes)
-        else:
-            boxes, scores, labels = self._softmax_candidates(images, image_sizes)
-        return self._select(boxes, scores, labels)
-
-    def _sigmoid_candidates(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per level the top-k (anchor, class) pairs of each image: (B, N, 4), (B, N), (B, N)."""
-        detector = self.detector
-        cls_per_level, box_per_level, anchors_per_level = detector.forward_per_level(images)
-        boxes, scores, labels = [], [], []
-        for logits, deltas, anchors in zip(cls_per_level, box_per_level, anchors_per_level):
-            num_classes = logits.shape[-1]
-            flat = torch.sigmoid(logits.float()).flatten(1)  # (B, A_l * K)
-            top_scores, top = flat.topk(_topk_min(flat, detector.postprocess.topk_candidates, 1), dim=1)  # (B, k)
-            anchor_index = torch.div(top, num_classes, rounding_mode="floor")
-            top_deltas = torch.gather(deltas, 1, anchor_index[..., None].expand(-1, -1, 4))  # (B, k, 4)
-            boxes.append(detector.box_coder.decode(top_deltas, anchors[anchor_index]))
-            scores.append(top_scores)
-            labels.append(top % num_classes)
-        return _clip(torch.cat(boxes, 1), image_sizes), torch.cat(scores, 1), torch.cat(labels, 1)
-
-    def _softmax_candidates(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per class the top-k boxes of each image: (B, K * k, 4), (B, K * k), (B, K * k)."""
-        detector = self.detector
-        out = detector(images)
-        probs = torch.softmax(out.cls_logits.float(), dim=-1)[..., :-1].transpose(1, 2)  # (B, K, A): no background
-        boxes_all = _clip(detector.box_coder.decode(out.box_deltas, out.anchors[None]), image_sizes)  # (B, A, 4)
-        top_scores, top = probs.topk(_topk_min(probs, detector.postprocess.topk_candidates, 2), dim=2)  # (B, K, k)
-        batch, num_classes, k = top.shape
-        boxes = torch.gather(boxes_all, 1, top.reshape(batch, -1, 1).expand(-1, -1, 4))  # (B, K * k, 4)
-        labels = torch.arange(num_classes, device=top.device)[None, :, None].expand_as(top)
-        return boxes, top_scores.reshape(batch, -1), labels.reshape(batch, -1)
-
-    def _select(self, boxes: Tensor, scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(B, N, ...) candidates -> flat detections: score > threshold, NMS, best per image."""
-        post = self.detector.postprocess
-        num_classes = self.detector.num_classes
-        images = torch.arange(boxes.shape[0], device=boxes.device)  # (B,): traced from the shape, so dynamic
-        batch_index = images[:, None].expand_as(labels)  # (B, N)
-        keep = scores.flatten() > post.score_thresh
-        boxes, scores = boxes.reshape(-1, 4)[keep], scores.flatten()[keep]
-        labels, batch_index = labels.flatten()[keep], batch_index.flatten()[keep]
-        kept = batched_nms(boxes, scores, batch_index * num_classes + labels, post.nms_thresh)  # by score
-        batch_index = batch_index[kept]
-        # Rank of each detection within its image (kept is sorted by score): keep the best ones.
-        same_image = (batch_index[:, None] == images[None]).long()  # (M, B)
-        rank = (same_image.cumsum(0) * same_image).sum(1) - 1
-        best = kept[rank < post.max_detections]
-        return boxes[best], scores[best], labels[best], batch_index[rank < post.max_detections]
+        return tuple(self.detector.flat_detections(images, image_sizes))
 
 
-def _clip(boxes: Tensor, image_sizes: Tensor) -> Tensor:
-    """Clip (B, N, 4) xyxy boxes to each image's (height, width) of ``image_sizes`` (B, 2): the
-    sizes are a graph input, so each image is clipped to its own size (``clip_boxes`` takes
-    Python ints, which tracing would freeze)."""
-    limits = image_sizes.to(boxes.dtype)[:, None, :]  # (B, 1, 2): height, width
-    zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
-    x = torch.minimum(torch.maximum(boxes[..., 0::2], zero), limits[..., 1:2])  # (B, N, 2)
-    y = torch.minimum(torch.maximum(boxes[..., 1::2], zero), limits[..., 0:1])
-    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+# Dynamic axes of the raw outputs that are not (batch, anchors, ...).
+_RAW_AXES = {"anchors": {0: "num_anchors"}, "features": {0: "batch", 2: "feature_height", 3: "feature_width"}}
+
+
+def output_axes(names: Sequence[str], postprocess: bool) -> dict[str, dict[int, str]]:
+    """The free axes of each output of a dynamic export."""
+    if postprocess:
+        return {name: {0: "num_detections"} for name in names}
+    return {name: _RAW_AXES.get(name, {0: "batch", 1: "num_anchors"}) for name in names}
 
 
 def default_example_size(detector: nn.Module) -> tuple[int, int]:
@@ -141,25 +100,27 @@ def default_example_size(detector: nn.Module) -> tuple[int, int]:
 
 def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = False, dynamic: bool = False,
                 example_size: Sequence[int] | None = None, batch_size: int = 1,
-                opset: int = DEFAULT_OPSET) -> Path:
+                opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None) -> Path:
     """Write ``detector`` (eval mode) as ONNX.
 
     Args:
-        postprocess: append the post-processing (RetinaNet and SSD) so the outputs are detections.
+        postprocess: append the post-processing (``DetectionsModule``) so the outputs are detections.
         dynamic: batch, height and width free; otherwise fixed to the example's shape.
         example_size: (H, W) of the traced example (``default_example_size``).
         batch_size: B of the traced example.
+        metadata: written into the file's ``metadata_props`` (``anchordet export`` puts the
+            weights' ``anchordet_inference`` there: the eval resize and class names), besides
+            ``anchordet_size_divisible``, the multiple the input sides are padded to.
     Returns:
-        the written path.
+        the written path (written whole or not at all).
     """
     path = Path(path)
+    _check_opset(detector, opset)
     detector = detector.eval()
-    if postprocess and not hasattr(detector, "postprocess"):
-        raise ValueError(f"{type(detector).__name__}: post-processing export covers RetinaNet and SSD only")
     # The wrapper must be in eval mode too: the exporter restores the wrapper's mode afterwards,
     # recursively, which would otherwise leave the detector's BatchNorm layers in training mode.
     module = (DetectionsModule(detector) if postprocess else RawOutputsModule(detector)).eval()
-    names = ["boxes", "scores", "labels", "batch_index"] if postprocess else raw_output_names(detector)
+    names = DETECTION_NAMES if postprocess else raw_output_names(detector)
     height, width = example_size or default_example_size(detector)
     device = next(detector.parameters()).device
     example = (torch.rand(batch_size, 3, int(height), int(width), device=device),)
@@ -169,20 +130,36 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
         inputs.append("image_sizes")
     axes = None
     if dynamic:
-        square = hasattr(detector, "image_size")  # SSD: the size is part of the model
+        square = getattr(detector, "image_size", None) is not None  # SSD: the size is part of the model
         axes = {"images": {0: "batch"} if square else {0: "batch", 2: "height", 3: "width"}}
         if postprocess:
             axes["image_sizes"] = {0: "batch"}
-        for name in names:
-            axes[name] = ({0: "num_detections"} if postprocess else
-                          {0: "num_anchors"} if name == "anchors" else {0: "batch", 1: "num_anchors"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import warnings
-
+        axes.update(output_axes(names, postprocess))
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns about constants (anchor sizes, thresholds) and the exporter about its
         # own deprecation; both are expected here.
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, example, str(path), dynamo=False, input_names=inputs, output_names=names,
+        torch.onnx.export(module, example, buffer, dynamo=False, input_names=inputs, output_names=names,
                           dynamic_axes=axes, opset_version=opset)
-    return path
+    props = {"anchordet_size_divisible": str(getattr(detector, "size_divisible", 1)), **(metadata or {})}
+    return atomic_write_bytes(path, _with_metadata(buffer.getvalue(), props))
+
+
+def _check_opset(detector: nn.Module, opset: int) -> None:
+    """RoIAlign with ``aligned=True`` has an ONNX form from opset 16 on (``half_pixel``); below it
+    torchvision's translation would silently drop the half-pixel shift."""
+    pooler = getattr(detector, "roi_pooler", None)
+    if pooler is not None and pooler.kind == "align" and pooler.aligned and opset < 16:
+        raise UserError(f"opset {opset}: this model's RoIAlign (aligned=True) needs ONNX opset 16 or above")
+
+
+def _with_metadata(model_bytes: bytes, props: dict[str, str]) -> bytes:
+    """The serialized ONNX model with ``props`` added to its ``metadata_props``."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    return model.SerializeToString()

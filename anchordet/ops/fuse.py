@@ -8,10 +8,11 @@ full passes over every activation (and their backward), the ``mul`` and ``add`` 
 on CPU). The scaled weight is computed at every call, so gradients reach ``W`` as before and the
 modules and their state-dict keys stay as they are (torchvision's ImageNet weights still load).
 
-Folding is opt-in (``ResNet(fold_bn=True)``, or ``fold_batch_norms(model)`` on a built model):
-it is exact in real arithmetic but rounds differently (about 1e-6 relative on the features), so
-a torchvision-converted detector would no longer reproduce torchvision's detections to the last
-bit.
+Folding is exact in real arithmetic but rounds differently (about 1e-6 relative on the features),
+so a torchvision-converted detector no longer reproduces torchvision's detections to the last bit
+(boxes within ~1e-3 px). It is off in a built model and in training (``ResNet(fold_bn=True)`` or
+``fold_batch_norms(model)`` turn it on), and on by default for inference in ``anchordet predict`` /
+``evaluate`` / ``anchordet.load`` (``anchordet.engine.acceleration``: measured faster, BENCHMARKS.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RoI pooling: thin wrappers over ``torchvision.ops.roi_pool`` / ``roi_align`` (DESIGN.md
+"""RoI pooling: thin wrappers over ``torchvision.ops.roi_pool`` / ``roi_align`` (docs/design.md
 contract 7) taking one box tensor per image, and slow plain-torch references for the tests.
 
 - RoIPool (Girshick 2015, Sec. 2.1; seed 003's 7x7 max pooling): box corners rounded to the
@@ -76,6 +76,16 @@ class RoIPooler:
             return roi_pool(features, boxes_per_image, self.output_size, self.spatial_scale)
         return roi_align(features, boxes_per_image, self.output_size, self.spatial_scale,
                          self.sampling_ratio, self.aligned)
+
+    def pool_flat(self, features: Tensor, boxes: Tensor, batch_index: Tensor) -> Tensor:
+        """(B, C, H, W), flat boxes (R, 4) xyxy with their image (R,) -> (R, C, s, s): ``__call__``
+        for boxes that are one tensor (traceable: torchvision's (R, 5) RoI format, which its
+        ONNX translation maps onto ``MaxRoiPool`` / ``RoiAlign``)."""
+        rois = torch.cat([batch_index[:, None].to(features.dtype), boxes.to(features.dtype)], dim=1)  # (R, 5)
+        if self.kind == "pool":
+            return _tv_roi_pool(features, rois, _pair(self.output_size), self.spatial_scale)
+        return _tv_roi_align(features, rois, _pair(self.output_size), self.spatial_scale, self.sampling_ratio,
+                             self.aligned)
 
 
 def _round_half_away(x: float) -> int:

@@ -1,11 +1,19 @@
-"""Post-processing of dense heads: raw per-anchor outputs -> final ``Detections`` per image.
+"""Post-processing of dense heads: raw per-anchor outputs -> final detections of a batch.
 
-Two scoring rules share the decode / clip / NMS tail:
-  - sigmoid (RetinaNet): per level, keep scores > threshold, the top-k (anchor, class) pairs
+Two scoring rules share the decode / clip / NMS tail; the detector says which is its own
+(``score_kind``, a field of RetinaNet and SSD):
+  - "sigmoid" (RetinaNet): per level, keep scores > threshold, the top-k (anchor, class) pairs
     per level (Lin et al. 2017 Sec. 5: 0.05, 1000), then class-wise NMS (0.5) and the
     best ``max_detections``;
-  - softmax (SSD): per class, keep scores > threshold, the top-k anchors per class, then
+  - "softmax" (SSD): per class, keep scores > threshold, the top-k anchors per class, then
     class-wise NMS (0.45) and the best ``max_detections`` (seed 002's Detect: 0.01, 200).
+
+One implementation for ``predict`` and export: the whole batch in tensor ops whose shapes follow
+the inputs (top-k counts via ``_topk_min``, per-level splits from the outputs' own sizes, image
+sizes as a tensor, NMS groups image * K + class), so tracing it gives the exported graph and
+running it eagerly gives ``predict``'s detections (``FlatDetections.per_image``).
+``sigmoid_reference`` / ``softmax_reference`` are the plain per-image versions the tests compare
+against.
 """
 from __future__ import annotations
 
@@ -14,11 +22,16 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from torchvision.models.detection._utils import _topk_min
 
 from anchordet.coding.box_coder import BoxCoder
 from anchordet.ops.nms import batched_nms
-from anchordet.structures.boxes import clip_boxes
+from anchordet.postprocess.select import image_sizes_tensor, nms_best_per_image
+from anchordet.structures.boxes import clip_boxes, clip_boxes_to_sizes
+from anchordet.structures.outputs import DenseOutputs, FlatDetections
 from anchordet.structures.targets import Detections
+
+SCORE_KINDS = ("sigmoid", "softmax")
 
 
 @dataclass(frozen=True)
@@ -35,40 +48,46 @@ class DensePostprocess:
     nms_thresh: float = 0.5
     max_detections: int = 100
 
+    def __call__(self, outputs: DenseOutputs, image_sizes: Tensor | Sequence[tuple[int, int]], box_coder: BoxCoder,
+                 score_kind: str) -> FlatDetections:
+        """``forward``'s outputs -> the batch's detections, by the detector's ``score_kind``
+        ("sigmoid" or "softmax"). ``image_sizes``: (B, 2) (height, width) of each image before
+        padding (a tensor, or B pairs), the clipping limits."""
+        if score_kind == "sigmoid":
+            return self.sigmoid(outputs.cls_logits, outputs.box_deltas, outputs.anchors, outputs.num_anchors_per_level,
+                                image_sizes, box_coder)
+        if score_kind == "softmax":
+            return self.softmax(outputs.cls_logits, outputs.box_deltas, outputs.anchors, image_sizes, box_coder)
+        raise ValueError(f"score_kind must be one of {SCORE_KINDS}, got {score_kind!r}")
+
     def sigmoid(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
-                num_anchors_per_level: Sequence[int], image_sizes: Sequence[tuple[int, int]],
-                box_coder: BoxCoder) -> list[Detections]:
+                num_anchors_per_level: Sequence[int], image_sizes: Tensor | Sequence[tuple[int, int]],
+                box_coder: BoxCoder) -> FlatDetections:
         """Args:
             cls_logits: (B, A, K) logits of a sigmoid head.
             box_deltas: (B, A, 4).
             anchors: (A, 4) xyxy, levels concatenated in the order of ``num_anchors_per_level``.
-            image_sizes: B (height, width) to clip to.
+            image_sizes: (B, 2) (height, width) to clip to.
 
-        Batched over the images: per level one top-k on the logits of all images (the sigmoid
-        is monotonic, so it runs on the k kept logits only, and top-k then threshold keeps the
-        same candidates as threshold then top-k); NMS stays per image. ``sigmoid_reference`` is
-        the plain per-image version.
+        Per level one top-k on the logits of all images (the sigmoid is monotonic, so it runs on
+        the k kept logits only, and top-k then threshold keeps the same candidates as threshold
+        then top-k, which ``sigmoid_reference`` does).
         """
-        batch = cls_logits.shape[0]
-        upper = _clip_limits(image_sizes, cls_logits.device)  # (B, 1, 4)
-        boxes, scores, labels, keep = [], [], [], []
-        for lvl_logits, lvl_deltas, lvl_anchors in zip(
-            cls_logits.split(list(num_anchors_per_level), dim=1), box_deltas.split(list(num_anchors_per_level), dim=1),
-            anchors.split(list(num_anchors_per_level)),
-        ):
+        sizes = image_sizes_tensor(image_sizes, cls_logits.device)
+        counts = list(num_anchors_per_level)  # traced from the outputs' sizes, so dynamic when exported
+        boxes, scores, labels = [], [], []
+        for lvl_logits, lvl_deltas, lvl_anchors in zip(cls_logits.split(counts, dim=1), box_deltas.split(counts, dim=1),
+                                                       anchors.split(counts)):
             num_classes = lvl_logits.shape[-1]
-            flat = lvl_logits.reshape(batch, -1)  # (B, A_l * K)
-            top_logits, top = flat.topk(min(self.topk_candidates, flat.shape[1]), dim=1)  # (B, k)
-            top_scores = torch.sigmoid(top_logits.float())
+            flat = lvl_logits.flatten(1)  # (B, A_l * K)
+            top_logits, top = flat.topk(_topk_min(flat, self.topk_candidates, 1), dim=1)  # (B, k)
             anchor_index = torch.div(top, num_classes, rounding_mode="floor")  # (B, k)
             deltas = lvl_deltas.gather(1, anchor_index[..., None].expand(-1, -1, 4))  # (B, k, 4)
-            decoded = box_coder.decode(deltas, lvl_anchors[anchor_index])  # (B, k, 4)
-            boxes.append(torch.minimum(decoded.clamp(min=0), upper))
-            scores.append(top_scores)
+            boxes.append(box_coder.decode(deltas, lvl_anchors[anchor_index]))  # (B, k, 4)
+            scores.append(torch.sigmoid(top_logits.float()))
             labels.append(top % num_classes)
-            keep.append(top_scores > self.score_thresh)
-        boxes, scores, labels, keep = (torch.cat(parts, dim=1) for parts in (boxes, scores, labels, keep))
-        return [self._nms(boxes[i][keep[i]], scores[i][keep[i]], labels[i][keep[i]]) for i in range(batch)]
+        boxes = clip_boxes_to_sizes(torch.cat(boxes, dim=1), sizes[:, None])
+        return self._select(boxes, torch.cat(scores, dim=1), torch.cat(labels, dim=1), cls_logits.shape[-1])
 
     def sigmoid_reference(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
                           num_anchors_per_level: Sequence[int], image_sizes: Sequence[tuple[int, int]],
@@ -100,24 +119,35 @@ class DensePostprocess:
         return boxes, top_scores, labels
 
     def softmax(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
-                image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder) -> list[Detections]:
+                image_sizes: Tensor | Sequence[tuple[int, int]], box_coder: BoxCoder) -> FlatDetections:
         """Args:
             cls_logits: (B, A, K + 1) logits of a softmax head, background last (index K).
             box_deltas: (B, A, 4) class-agnostic deltas.
             anchors: (A, 4) xyxy.
+            image_sizes: (B, 2) (height, width) to clip to.
 
-        Softmax, decoding, clipping and the per-class top-k run on the whole batch at once; NMS
-        per image. ``softmax_reference`` is the plain per-image version.
+        Softmax, decoding and clipping of every anchor, then per class the top-k anchors.
         """
+        sizes = image_sizes_tensor(image_sizes, cls_logits.device)
         probs = torch.softmax(cls_logits.float(), dim=-1)[..., :-1]  # (B, A, K): drop background
-        upper = _clip_limits(image_sizes, cls_logits.device)  # (B, 1, 4)
-        boxes_all = torch.minimum(box_coder.decode(box_deltas, anchors).clamp(min=0), upper)  # (B, A, 4)
-        k = min(self.topk_candidates, probs.shape[1])
-        top_scores, top_anchor = probs.transpose(1, 2).topk(k, dim=2)  # (B, K, k) per class
-        labels = torch.arange(probs.shape[2], device=probs.device)[:, None].expand(-1, k)  # (K, k)
-        keep = top_scores > self.score_thresh
-        return [self._nms(boxes_all[i][top_anchor[i][keep[i]]], top_scores[i][keep[i]], labels[keep[i]])
-                for i in range(len(image_sizes))]
+        boxes_all = clip_boxes_to_sizes(box_coder.decode(box_deltas, anchors), sizes[:, None])  # (B, A, 4)
+        top_scores, top_anchor = probs.transpose(1, 2).topk(_topk_min(probs, self.topk_candidates, 1), dim=2)  # (B, K, k)
+        num_classes = probs.shape[-1]
+        boxes = boxes_all.gather(1, top_anchor.flatten(1)[..., None].expand(-1, -1, 4))  # (B, K * k, 4)
+        labels = torch.arange(num_classes, device=probs.device)[None, :, None].expand_as(top_anchor)
+        return self._select(boxes, top_scores.flatten(1), labels.flatten(1), num_classes)
+
+    def _select(self, boxes: Tensor, scores: Tensor, labels: Tensor, num_classes: int) -> FlatDetections:
+        """(B, N, 4), (B, N), (B, N) candidates -> score > threshold, class-wise NMS within each
+        image, the best ``max_detections`` of each image."""
+        num_images = boxes.shape[0]
+        batch_index = torch.arange(num_images, device=boxes.device)[:, None].expand_as(labels)
+        keep = scores.flatten() > self.score_thresh
+        boxes, scores = boxes.reshape(-1, 4)[keep], scores.flatten()[keep]
+        labels, batch_index = labels.flatten()[keep], batch_index.flatten()[keep]
+        kept = nms_best_per_image(boxes, scores, batch_index * num_classes + labels, batch_index, num_images,
+                                  self.nms_thresh, self.max_detections)
+        return FlatDetections(boxes[kept], scores[kept], labels[kept], batch_index[kept])
 
     def softmax_reference(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
                           image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder) -> list[Detections]:
@@ -137,8 +167,3 @@ class DensePostprocess:
         keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.max_detections]
         return Detections(boxes[keep], scores[keep], labels[keep])
 
-
-def _clip_limits(image_sizes: Sequence[tuple[int, int]], device) -> Tensor:
-    """(B, 1, 4) upper limits (w, h, w, h) per image, for clipping (B, N, 4) xyxy boxes."""
-    sizes = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=torch.float32, device=device)
-    return sizes[:, None, :]

@@ -5,8 +5,9 @@ under ``min_size`` removed, NMS at 0.7, and the ``post_nms_top_n`` best kept. 12
 training and 6000 / 300 for inference (Ren et al. Sec. 3.3 and 4; seed 003); the caller chooses
 by passing the settings (``RegionProposalNetwork.loss`` vs ``predict``), never ``self.training``.
 
-Vectorized over the batch (one ``batched_nms`` call grouped by image);
-``ProposalGenerator.reference`` is the plain per-image version the tests compare against.
+Vectorized over the batch in tensor ops (``ProposalGenerator.flat``, which export traces: top-k
+counts and image sizes as tensors, one ``batched_nms`` call grouped by image, no loop over
+images); ``ProposalGenerator.reference`` is the plain per-image version the tests compare against.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
+from torchvision.models.detection._utils import _topk_min
 
 from anchordet.coding.box_coder import BoxCoder
-from anchordet.ops.nms import batched_nms, nms_reference
-from anchordet.structures.boxes import clip_boxes
+from anchordet.ops.nms import nms_reference
+from anchordet.postprocess.select import image_sizes_tensor, nms_best_per_image
+from anchordet.structures.boxes import clip_boxes, clip_boxes_to_sizes
 
 
 class Proposals(NamedTuple):
@@ -27,6 +30,19 @@ class Proposals(NamedTuple):
 
     boxes: list[Tensor]
     scores: list[Tensor]
+
+
+class FlatProposals(NamedTuple):
+    """The proposals of a batch as flat tensors (what the traced / exported graph carries):
+    boxes (R, 4), objectness logits (R,) and batch_index (R,) int64, by decreasing score."""
+
+    boxes: Tensor
+    scores: Tensor
+    batch_index: Tensor
+
+    def per_image(self, batch_size: int) -> Proposals:
+        mine = [self.batch_index == i for i in range(batch_size)]
+        return Proposals([self.boxes[m] for m in mine], [self.scores[m] for m in mine])
 
 
 @dataclass(frozen=True)
@@ -51,16 +67,12 @@ class ProposalGenerator:
     nms_thresh: float = 0.7
     min_size: float = 16.0
 
-    def _top_boxes(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor,
-                   image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder, pre_nms_top_n: int):
+    def _top_boxes(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor, image_sizes: Tensor,
+                   box_coder: BoxCoder, pre_nms_top_n: int):
         """Top-k scores (B, k), decoded and clipped boxes (B, k, 4), valid mask (B, k)."""
-        k = min(pre_nms_top_n, objectness.shape[1])
-        scores, index = objectness.detach().topk(k, dim=1)  # (B, k), sorted
+        scores, index = objectness.detach().topk(_topk_min(objectness, pre_nms_top_n, 1), dim=1)  # (B, k), sorted
         deltas = box_deltas.detach().gather(1, index[..., None].expand(-1, -1, 4))  # (B, k, 4)
-        boxes = box_coder.decode(deltas, anchors[index])  # (B, k, 4)
-        sizes = torch.tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # (B, 2) as (h, w)
-        upper = sizes.flip(1).repeat(1, 2)[:, None, :]  # (B, 1, 4): w, h, w, h
-        boxes = torch.minimum(boxes.clamp(min=0), upper)
+        boxes = clip_boxes_to_sizes(box_coder.decode(deltas, anchors[index]), image_sizes[:, None])  # (B, k, 4)
         widths, heights = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
         valid = (widths >= self.min_size) & (heights >= self.min_size) & (widths > 0) & (heights > 0)
         return scores, boxes, valid
@@ -68,19 +80,24 @@ class ProposalGenerator:
     def __call__(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor,
                  image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder,
                  settings: ProposalSettings) -> Proposals:
-        """Args: objectness (B, A), box_deltas (B, A, 4), anchors (A, 4), B image sizes (h, w).
-        All images in one NMS call, grouped by image."""
-        scores, boxes, valid = self._top_boxes(objectness, box_deltas, anchors, image_sizes, box_coder,
+        """Args: objectness (B, A), box_deltas (B, A, 4), anchors (A, 4), B image sizes (h, w)."""
+        return self.flat(objectness, box_deltas, anchors, image_sizes, box_coder, settings).per_image(len(image_sizes))
+
+    def flat(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor,
+             image_sizes: Tensor | Sequence[tuple[int, int]], box_coder: BoxCoder,
+             settings: ProposalSettings) -> FlatProposals:
+        """``__call__`` for the whole batch in tensor ops (traceable; ``image_sizes`` may be a
+        (B, 2) tensor): all images in one NMS call, grouped by image."""
+        sizes = image_sizes_tensor(image_sizes, objectness.device)
+        scores, boxes, valid = self._top_boxes(objectness, box_deltas, anchors, sizes, box_coder,
                                                settings.pre_nms_top_n)
-        image_index = torch.arange(len(image_sizes), device=scores.device)[:, None].expand_as(scores)[valid]
-        boxes, scores = boxes[valid], scores[valid]
-        keep = batched_nms(boxes, scores, image_index, self.nms_thresh)  # by decreasing score
-        kept_boxes, kept_scores = [], []
-        for i in range(len(image_sizes)):
-            mine = keep[image_index[keep] == i][: settings.post_nms_top_n]
-            kept_boxes.append(boxes[mine])
-            kept_scores.append(scores[mine])
-        return Proposals(kept_boxes, kept_scores)
+        num_images = objectness.shape[0]
+        batch_index = torch.arange(num_images, device=scores.device)[:, None].expand_as(scores).flatten()
+        valid = valid.flatten()
+        boxes, scores, batch_index = boxes.reshape(-1, 4)[valid], scores.flatten()[valid], batch_index[valid]
+        kept = nms_best_per_image(boxes, scores, batch_index, batch_index, num_images, self.nms_thresh,
+                                  settings.post_nms_top_n)
+        return FlatProposals(boxes[kept], scores[kept], batch_index[kept])
 
     def reference(self, objectness: Tensor, box_deltas: Tensor, anchors: Tensor,
                   image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder,

@@ -2,8 +2,9 @@
 softmax scores, class-specific decoding of each proposal, clip to the image, score threshold,
 NMS per class, the best ``max_detections`` per image.
 
-Vectorized over the batch: one ``batched_nms`` call whose groups are (image, class) pairs.
-``RoIPostprocess.reference`` is the plain per-image, per-class loop the tests compare against.
+Vectorized over the batch in tensor ops (``RoIPostprocess.flat``, which export traces): one
+``batched_nms`` call whose groups are (image, class) pairs. ``RoIPostprocess.reference`` is the
+plain per-image, per-class loop the tests compare against.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import torch
 from torch import Tensor
 
 from anchordet.coding.box_coder import ROI_BOX_CODER, BoxCoder
-from anchordet.ops.nms import batched_nms, nms_reference
-from anchordet.structures.boxes import clip_boxes
+from anchordet.ops.nms import nms_reference
+from anchordet.postprocess.select import image_sizes_tensor, nms_best_per_image
+from anchordet.structures.boxes import clip_boxes, clip_boxes_to_sizes
+from anchordet.structures.outputs import FlatDetections
 from anchordet.structures.targets import Detections
 
 
@@ -67,20 +70,36 @@ class RoIPostprocess:
         Returns:
             B ``Detections``, scores decreasing.
         """
-        counts = [len(p) for p in proposals_per_image]
-        parts = [self.candidates(logits, deltas, proposals, size, box_coder) for logits, deltas, proposals, size
-                 in zip(class_logits.split(counts), box_deltas.split(counts), proposals_per_image, image_sizes)]
+        batch_index = torch.cat([torch.full((len(p),), i, dtype=torch.int64, device=class_logits.device)
+                                 for i, p in enumerate(proposals_per_image)])
+        proposals = torch.cat(list(proposals_per_image)).reshape(-1, 4)
+        return self.flat(class_logits, box_deltas, proposals, batch_index, image_sizes,
+                         box_coder).per_image(len(proposals_per_image))
+
+    def flat(self, class_logits: Tensor, box_deltas: Tensor, proposals: Tensor, batch_index: Tensor,
+             image_sizes: Tensor | Sequence[tuple[int, int]], box_coder: BoxCoder = ROI_BOX_CODER) -> FlatDetections:
+        """``__call__`` for the whole batch in tensor ops (traceable): one ``batched_nms`` call
+        whose groups are (image, class) pairs.
+
+        Args:
+            class_logits: (R, K + 1); box_deltas: (R, (K + 1) * 4).
+            proposals: (R, 4) xyxy; batch_index: (R,) int64 the image of each.
+            image_sizes: (B, 2) (height, width) per image (a tensor, or B pairs).
+        """
+        sizes = image_sizes_tensor(image_sizes, class_logits.device)
         num_classes = class_logits.shape[1] - 1
-        image_index = torch.cat([torch.full_like(labels, i) for i, (_, _, labels) in enumerate(parts)])
-        boxes = torch.cat([p[0] for p in parts])
-        scores = torch.cat([p[1] for p in parts])
-        labels = torch.cat([p[2] for p in parts])
-        keep = batched_nms(boxes, scores, image_index * num_classes + labels, self.nms_thresh)
-        results = []
-        for i in range(len(parts)):
-            mine = keep[image_index[keep] == i][: self.max_detections]  # keep is score-sorted
-            results.append(Detections(boxes[mine], scores[mine], labels[mine]))
-        return results
+        scores = torch.softmax(class_logits.float(), dim=-1)[:, :-1]  # (R, K): drop background
+        deltas = box_deltas.reshape(-1, num_classes + 1, 4)[:, :-1]  # (R, K, 4)
+        boxes = clip_boxes_to_sizes(box_coder.decode(deltas, proposals[:, None, :]), sizes[batch_index][:, None])
+        labels = torch.arange(num_classes, device=scores.device)[None].expand_as(scores)  # (R, K)
+        images = batch_index[:, None].expand_as(scores)
+        boxes, scores, labels, images = boxes.reshape(-1, 4), scores.flatten(), labels.flatten(), images.flatten()
+        widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        keep = (scores > self.score_thresh) & (widths >= self.min_size) & (heights >= self.min_size)
+        boxes, scores, labels, images = boxes[keep], scores[keep], labels[keep], images[keep]
+        kept = nms_best_per_image(boxes, scores, images * num_classes + labels, images, sizes.shape[0],
+                                  self.nms_thresh, self.max_detections)
+        return FlatDetections(boxes[kept], scores[kept], labels[kept], images[kept])
 
     def reference(self, class_logits: Tensor, box_deltas: Tensor, proposals_per_image: Sequence[Tensor],
                   image_sizes: Sequence[tuple[int, int]], box_coder: BoxCoder = ROI_BOX_CODER) -> list[Detections]:

@@ -1,7 +1,7 @@
 """Box conversions and geometry.
 
 Every box in anchordet is an ``(N, 4)`` float tensor in absolute pixels, ``x1, y1, x2, y2``
-(DESIGN.md, contract 2). Functions here that take or return another format say so in their
+(docs/design.md, contract 2). Functions here that take or return another format say so in their
 name (``cxcywh``, ``xywh``).
 """
 from __future__ import annotations
@@ -77,6 +77,24 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     x = boxes[..., 0::2].clamp(min=0, max=width)
     y = boxes[..., 1::2].clamp(min=0, max=height)
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+
+
+def clip_boxes_to_sizes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip xyxy boxes, each to its own image's size, with the sizes as a tensor.
+
+    Args:
+        boxes: (..., 4) xyxy, e.g. (B, N, 4) for a batch or (R, 4) for flat proposals.
+        image_sizes: (..., 2) (height, width) per box, broadcastable against ``boxes[..., :2]``:
+            (B, 1, 2) for (B, N, 4) boxes, or (R, 2) with each flat box's image size.
+    Returns:
+        boxes of the same shape, x in [0, width] and y in [0, height].
+
+    Equal to ``clip_boxes`` per image; the sizes are a tensor rather than Python ints, so a
+    traced / exported graph keeps them as an input instead of freezing the traced example's
+    (and one call clips a whole padded batch).
+    """
+    limits = image_sizes.to(boxes.dtype)[..., [1, 0, 1, 0]]  # (..., 4): width, height, width, height
+    return torch.minimum(boxes.clamp(min=0), limits)
 
 
 def nonempty_mask(boxes: Tensor, min_size: float = 0.0) -> Tensor:

@@ -116,12 +116,21 @@ def test_user_errors_exit_2_with_one_line(converted_file, tv_model, tmp_path, ca
     assert "nothing was converted" in err and "missing" in err and "retinanet_resnet50_fpn" in err
     assert main(["convert", str(wrong), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "--arch is required" in capsys.readouterr().err
-    assert main(["export", "--weights", str(converted_file), "--format", "torchscript", "--postprocess",
-                 "--out", str(tmp_path / "m.pt")]) == 2
-    assert "--postprocess is for --format onnx" in capsys.readouterr().err
     assert main(["export", "--weights", str(converted_file), "--format", "onnx", "--size", "100", "128",
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "multiples of 32" in capsys.readouterr().err
     assert main(["export", "--weights", str(tmp_path / "missing.safetensors"), "--format", "onnx",
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_convert_a_truncated_safetensors_is_one_line(tv_model, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    source = tmp_path / "retinanet_tv.safetensors"
+    save_file({k: v.contiguous() for k, v in tv_model.state_dict().items()}, str(source))
+    source.write_bytes(source.read_bytes()[:100_000])
+    assert main(["convert", str(source), "--arch", "retinanet_resnet50_fpn", "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{source}: not a readable safetensors file, truncated or damaged" in err, err
+    assert not (tmp_path / "x.safetensors").exists()

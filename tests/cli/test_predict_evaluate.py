@@ -90,3 +90,29 @@ def test_evaluate_scores_perfect_detections_as_ap_one(tmp_path, monkeypatch, cap
     assert "best F1 1.000" in capsys.readouterr().out
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert len(results) == sum(len(scenes.read_annotations(i)) for i in range(3))
+
+
+def test_precision_option_reaches_the_model_and_fp16_on_cpu_falls_back(tmp_path, monkeypatch, capsys):
+    """--precision: predict and evaluate set the network up in it; fp16 on a CPU says so in one
+    line and gives exactly the fp32 detections."""
+    import anchordet.engine.acceleration as acceleration
+
+    write_weights(tmp_path / "w.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    to_pil(DigitsDataset("test", DigitsOptions(num_val=1, canvas_size=64))[0].image).save(folder / "scene.png")
+    base = ["predict", "--weights", str(tmp_path / "w.safetensors"), str(folder), "--score-thresh", "0.0",
+            "--device", "cpu"]
+    assert main(base + ["--out", str(tmp_path / "fp32")]) == 0
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "fp16"), "--precision", "fp16"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "precision fp16" in err[0] and "running in fp32" in err[0]
+    assert (tmp_path / "fp16" / "detections.json").read_text() == (tmp_path / "fp32" / "detections.json").read_text()
+    seen = []
+    original = acceleration.accelerate_for_inference
+    monkeypatch.setattr(acceleration, "accelerate_for_inference",
+                        lambda model, device, precision, *rest: seen.append(precision) or original(model, device, precision, *rest))
+    assert main(["evaluate", "--weights", str(tmp_path / "w.safetensors"), "--data", "digits", "--precision", "bf16",
+                 "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
+    assert seen == ["bf16"] and (tmp_path / "eval" / "metrics.json").is_file()

@@ -22,6 +22,9 @@ def test_overrides_are_typed_by_the_dataclass_and_the_factory():
     ("solver.schedule=linear", "solver.schedule: 'linear' is not one of step, cosine"),
     ("nodots=1", "section.key"),
     ("solver.epochs", "expected section.key=value"),
+    ("run.precision=fp8", "run.precision: 'fp8' is not one of fp32, bf16, fp16"),
+    ("run.channels_last=sometimes", "run.channels_last: 'sometimes' is not one of auto, true, false"),
+    ("solver.amp=bf16", "unknown key solver.amp"),  # gone: run.precision replaces it
 ])
 def test_bad_overrides_name_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
@@ -38,6 +41,47 @@ def test_every_preset_is_valid_and_its_model_arguments_exist(name):
 def test_linear_scaling_rule():
     config = load_config("retinanet_digits", ["solver.batch_size=32", "solver.base_batch_size=16", "solver.base_lr=0.01"])
     assert config.solver.lr == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("override, message", [  # issue 19 item 10: refused when the config is read
+    ("model.num_classes=0", "model.num_classes must be an integer in 1..100000, got 0"),
+    ("model.num_classes=-3", "model.num_classes must be an integer in 1..100000, got -3"),
+    ("run.device=tpu", "run.device: 'tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+    ("run.device=cuda:x", "run.device: 'cuda:x' is not a device"),
+    ("solver.base_lr=.nan", "solver.base_lr must be a number > 0, got nan"),
+    ("solver.warmup_factor=2", "solver.warmup_factor must be in [0, 1], got 2.0"),
+    ("solver.weight_decay=-1", "solver.weight_decay must be >= 0"),
+    ("data.min_size=0", "data.min_size: expected a positive integer"),
+    ("data.fixed_size=0", "data.fixed_size must be >= 1, got 0"),
+    ("data.digits.num_val=-1", "digits num_train and num_val must be >= 0"),
+    ("data.num_workers=-1", "data.num_workers must be >= 0"),
+    ("run.log_every=0", "run.log_every must be >= 1"),
+    ("run.max_minutes=.inf", "run.max_minutes must be >= 0, got inf"),
+])
+def test_values_out_of_range_are_refused_when_the_config_is_read(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load_config("retinanet_digits", [override])
+    assert load_config("retinanet_digits", ["run.device=cuda:1"]).run.device == "cuda:1"
+
+
+def test_precision_and_channels_last_options(tmp_path):
+    config = load_config("retinanet_digits")
+    assert config.run.precision == "fp32" and config.run.channels_last == "auto"  # defaults
+    config = load_config("retinanet_digits", ["run.precision=bf16", "run.channels_last=false"])
+    assert config.run.precision == "bf16" and config.run.channels_last is False
+    path = tmp_path / "config.yaml"  # saved with the run
+    path.write_text(config.to_yaml())
+    assert load_config(str(path)).run == config.run
+
+
+@pytest.mark.parametrize("amp, precision", [("none", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")])
+def test_configs_written_with_solver_amp_read_it_as_run_precision(amp, precision):
+    values = PRESETS["retinanet_digits"].to_dict()
+    values["solver"]["amp"] = amp
+    del values["run"]["precision"]
+    config = ExperimentConfig.from_dict(values)
+    assert config.run.precision == precision and "amp" not in config.to_dict()["solver"]
+
 
 
 def test_voc_presets_read_the_voc_templates():

@@ -119,8 +119,8 @@ def test_different_sizes_and_empty_image_in_one_batch():
 def test_predict_uses_test_proposals_unless_overridden():
     model = tiny().eval()
     calls = []
-    original = model.rpn.proposals
-    model.rpn.proposals = lambda out, sizes, settings: calls.append(settings) or original(out, sizes, settings)
+    original = model.rpn.flat_proposals  # what predict and (through rpn.proposals) loss call
+    model.rpn.flat_proposals = lambda out, sizes, settings: calls.append(settings) or original(out, sizes, settings)
     model.predict(torch.rand(1, 3, 64, 64))
     model.predict(torch.rand(1, 3, 64, 64), proposal_settings=ProposalSettings(20, 5))
     model.loss(torch.rand(1, 3, 64, 64), [Targets()])

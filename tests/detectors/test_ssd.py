@@ -3,9 +3,9 @@ import torch
 
 from anchordet import Targets
 from anchordet.data.shapes import make_scenes
-from anchordet.detectors.ssd import SSD, ssd300_vgg16, ssd512_vgg16, ssd_digits, ssd_vgg16
+from anchordet.detectors.ssd import SSD, ssd300_vgg16, ssd512_vgg16, ssd_vgg16
 from anchordet.structures.outputs import DenseOutputs
-from helpers import assert_overfits
+from helpers import assert_overfits, preset_model
 
 # 96 px inputs: source maps 12, 6, 3, 2 (pool3 rounds 24 -> 12; two extra layers), boxes for the
 # 20..44 px rectangles of make_scenes.
@@ -58,7 +58,7 @@ def test_paper_defaults():
 
 
 def test_digits_preset_layout():
-    model = ssd_digits(10)
+    model = preset_model("ssd_digits")
     assert model.image_size == 128 and model.backbone.feature_sizes(128) == [16, 8, 4, 2]
     assert isinstance(model.backbone.features[1], torch.nn.BatchNorm2d)
     with torch.no_grad():

@@ -91,15 +91,16 @@ def test_the_trainer_groups_images_of_files_but_not_digits(tmp_path):
     from anchordet.config.load import load_config
     from anchordet.engine.trainer import Trainer
 
+    def groups(overrides):
+        trainer = Trainer(load_config("retinanet_digits", overrides), progress=False)
+        trainer.close()  # unlocks run.out_dir for the next one
+        return trainer.train_groups
+
     overrides = TINY + [f"run.out_dir={tmp_path / 'run'}", *file_dataset_overrides(tmp_path)]
-    trainer = Trainer(load_config("retinanet_digits", overrides), progress=False)
-    assert trainer.train_groups == [1, 0, 1, 1] * 4  # width >= height: group 1
-    trainer = Trainer(load_config("retinanet_digits", overrides + ["data.aspect_ratio_groups=4"]), progress=False)
-    assert trainer.train_groups == [2, 1, 2, 3] * 4  # 4/3 in [1, 1.41), 3/4 in [0.71, 1), 64/36 >= 1.41
-    trainer = Trainer(load_config("retinanet_digits", overrides + ["data.aspect_ratio_groups=1"]), progress=False)
-    assert trainer.train_groups is None
-    trainer = Trainer(load_config("retinanet_digits", TINY + [f"run.out_dir={tmp_path / 'digits'}"]), progress=False)
-    assert trainer.train_groups is None  # generated square scenes: nothing to group
+    assert groups(overrides) == [1, 0, 1, 1] * 4  # width >= height: group 1
+    assert groups(overrides + ["data.aspect_ratio_groups=4"]) == [2, 1, 2, 3] * 4  # 4/3 in [1, 1.41), 3/4 in [0.71, 1), 64/36 >= 1.41
+    assert groups(overrides + ["data.aspect_ratio_groups=1"]) is None
+    assert groups(TINY + [f"run.out_dir={tmp_path / 'digits'}"]) is None  # generated square scenes: nothing to group
 
 
 def test_nan_loss_stops_with_iteration_and_image_ids(tmp_path, monkeypatch, capsys):
@@ -279,3 +280,28 @@ def test_fit_epochs_to_budget_shortens_the_schedule_and_saves_the_count(tmp_path
 def test_fit_epochs_to_budget_needs_a_budget(capsys):
     assert main(["train", "--config", "retinanet_digits", "--set", "run.fit_epochs_to_budget=true"]) == 2
     assert "run.max_minutes" in capsys.readouterr().err
+
+
+def test_precision_bf16_trains_in_bf16_or_falls_back_to_fp32_in_one_line(tmp_path, monkeypatch, capsys):
+    """run.precision=bf16 (or --precision bf16): the network in bf16 where the CPU has it (other
+    weights than fp32 after two steps); elsewhere one line, then exactly the fp32 run."""
+    from anchordet.engine import precision as precision_module
+
+    common = ("solver.epochs=1", "run.eval_every=0", "run.stop_after_iters=2")
+    assert train(tmp_path / "fp32", *common) == 0
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    capsys.readouterr()
+    assert train(tmp_path / "fallback", *common, "run.precision=bf16") == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
+    assert len(lines) == 1 and "no native bf16" in lines[0] and "running in fp32" in lines[0]
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    args = ["train", "--no-progress", "--config", "retinanet_digits", "--precision", "bf16"]
+    for item in TINY + [f"run.out_dir={tmp_path / 'bf16'}", *common]:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["run"]["precision"] == "bf16"
+    weights = {name: load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("fp32", "fallback", "bf16")}
+    assert all(torch.equal(weights["fallback"][k], v) for k, v in weights["fp32"].items())
+    changed = [k for k, v in weights["fp32"].items() if v.is_floating_point() and not torch.equal(weights["bf16"][k], v)]
+    assert len(changed) > len(weights["fp32"]) // 2
+    assert all(torch.isfinite(v).all() for v in weights["bf16"].values() if v.is_floating_point())

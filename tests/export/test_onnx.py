@@ -10,7 +10,7 @@ import torch
 
 from anchordet.config.schema import ModelConfig
 from anchordet.export.onnx import DetectionsModule, export_onnx, raw_output_names
-from helpers import assert_detections_equal
+from helpers import assert_detections_equal, preset_model
 
 TINY_RETINANET = {"depth": 18, "num_classes": 3, "backbone_width": 8, "fpn_channels": 16, "head_channels": 16,
                   "head_num_convs": 1}
@@ -27,10 +27,8 @@ def tiny_retinanet(seed: int = 0, cls_bias: float = -2.0):
 
 
 def tiny_ssd(seed: int = 0):
-    from anchordet.detectors.ssd import ssd_digits
-
     torch.manual_seed(seed)
-    model = ssd_digits(3, width=8).eval()  # 128 x 128 inputs, 4 levels
+    model = preset_model("ssd_digits", num_classes=3, width=8).eval()  # 128 x 128 inputs, 4 levels
     with torch.no_grad():
         for conv in model.head.classification:
             conv.bias.normal_(0, 1)
@@ -109,8 +107,9 @@ def test_retinanet_postprocess_equals_predict(retinanet, tmp_path):
 
 
 def check_example_script(session, model, tmp_path):
-    """examples/onnxruntime_inference.py on a PNG whose sides are not multiples of 32 (it pads)
-    finds what ``predict`` finds on the same pixels."""
+    """examples/onnxruntime_inference.py on a file exported without inference metadata (no eval
+    resize to apply) and a PNG whose sides are not multiples of 32 (it pads) finds what
+    ``predict`` finds on the same pixels. With metadata: tests/export/test_cli_and_example.py."""
     import importlib.util
     from pathlib import Path
 
@@ -155,8 +154,6 @@ def test_ssd_raw_and_postprocess(ssd, tmp_path):
 def test_export_leaves_the_detector_in_eval_mode(tmp_path):
     """The exporter restores its wrapper's mode recursively; a wrapper left in training mode
     would switch the detector's BatchNorm layers to batch statistics after export."""
-    from anchordet.detectors.ssd import ssd_digits
-
-    model = ssd_digits(3, width=8, batch_norm=True).eval()
+    model = preset_model("ssd_digits", num_classes=3, width=8, batch_norm=True).eval()
     export_onnx(model, tmp_path / "bn.onnx", batch_size=1)
     assert not any(m.training for m in model.modules())

@@ -7,6 +7,7 @@ import torch
 
 from anchordet.config.schema import ModelConfig
 from anchordet.export.torchscript import export_torchscript
+from helpers import preset_model
 
 
 # torch.jit.load warns that TorchScript is deprecated (torch 2.14); loading it is the point here.
@@ -20,9 +21,7 @@ def test_saved_trace_equals_eager_at_other_shapes(kind, tmp_path):
                                                      "fpn_channels": 16, "head_channels": 16}).build().eval()
         example, shapes = (64, 96), [(1, 3, 64, 96), (2, 3, 128, 64)]
     else:
-        from anchordet.detectors.ssd import ssd_digits
-
-        model = ssd_digits(3, width=8).eval()
+        model = preset_model("ssd_digits", num_classes=3, width=8).eval()
         example, shapes = None, [(1, 3, 128, 128), (3, 3, 128, 128)]
     path = export_torchscript(model, tmp_path / "model.pt", example_size=example, batch_size=2)
     loaded = torch.jit.load(str(path))

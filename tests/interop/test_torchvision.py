@@ -134,6 +134,19 @@ def test_torchvision_to_ours_same_detections(tv_model, converted, image):
     assert_same_detections(theirs, ours, converted.category_ids)
 
 
+def test_inference_set_up_keeps_torchvision_detections_within_1e_3_px(tv_model, converted, image):
+    """``anchordet.load`` / predict fold the frozen BNs into the convolutions and run channels_last
+    (engine.acceleration): float rounding moves boxes by up to ~1e-3 px (1e-4 without), scores
+    stay within 1e-5; nothing else changes."""
+    from anchordet.engine.acceleration import accelerate_for_inference
+
+    with torch.no_grad():
+        theirs = tv_model(list(image))[0]
+    fast = accelerate_for_inference(copy.deepcopy(converted.model), "cpu")
+    assert fast.backbone.fold_bn and fast.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert_same_detections(theirs, fast.predict(image)[0], converted.category_ids, box_tol=1e-3, score_tol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def ours_model(converted):
     """A detector that did not come from torchvision: the converted one with new random heads."""

@@ -26,3 +26,17 @@ def test_batched_groups_do_not_suppress_each_other():
     scores = torch.tensor([0.9, 0.8])
     assert batched_nms(boxes, scores, torch.tensor([0, 1]), 0.5).tolist() == [0, 1]
     assert batched_nms(boxes, scores, torch.tensor([0, 0]), 0.5).tolist() == [0]
+
+
+def test_batched_groups_with_large_offsets_keep_exact_iou():
+    """IoU 0.50001 > 0.5 suppresses. In group 1500 torchvision shifts the boxes by 1500 * 11 =
+    16500, where float32 steps are 0.002 px: 16505.0001 rounds to 16505 and the IoU to 0.5
+    exactly (kept). The wrapper shifts in float64 and suppresses, as in group 0."""
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 5.0001]])
+    scores = torch.tensor([0.9, 0.8])
+    for group in (0, 1500):
+        groups = torch.tensor([group, group])
+        assert batched_nms(boxes, scores, groups, 0.5).tolist() == [0]
+    from torchvision.ops import batched_nms as tv_batched_nms
+
+    assert tv_batched_nms(boxes, scores, torch.tensor([1500, 1500]), 0.5).tolist() == [0, 1]  # float32 rounding

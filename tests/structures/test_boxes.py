@@ -4,7 +4,7 @@ from torchvision.ops import box_iou as tv_box_iou
 
 from anchordet.structures.boxes import (
     box_area, box_cxcywh_to_xyxy, box_ioa, box_iou, box_xywh_to_xyxy, box_xyxy_to_cxcywh,
-    box_xyxy_to_xywh, clip_boxes, nonempty_mask,
+    box_xyxy_to_xywh, clip_boxes, clip_boxes_to_sizes, nonempty_mask,
 )
 
 
@@ -59,3 +59,15 @@ def test_area_clip_nonempty():
     assert box_area(boxes).tolist() == [25 * 35, 0.0]
     assert clip_boxes(boxes, (25, 10)).tolist() == [[0.0, 0.0, 10.0, 25.0], [3.0, 3.0, 3.0, 8.0]]
     assert nonempty_mask(boxes).tolist() == [True, False]
+
+
+def test_clip_boxes_to_sizes_equals_clip_boxes_per_image():
+    boxes = random_boxes(40, size=120.0).reshape(2, 20, 4) - 10  # some outside on every side
+    sizes = [(64, 96), (100, 50)]
+    batched = clip_boxes_to_sizes(boxes, torch.tensor(sizes)[:, None])  # (B, N, 4) with (B, 1, 2)
+    for image, size in enumerate(sizes):
+        assert torch.equal(batched[image], clip_boxes(boxes[image], size))
+    flat_sizes = torch.tensor(sizes).repeat_interleave(20, dim=0)  # (R, 2): each flat box's own image
+    assert torch.equal(clip_boxes_to_sizes(boxes.reshape(-1, 4), flat_sizes), batched.reshape(-1, 4))
+    assert clip_boxes_to_sizes(torch.tensor([[-5.0, -5, 20, 30]]), torch.tensor([[25, 10]])).tolist() == [
+        [0.0, 0.0, 10.0, 25.0]]

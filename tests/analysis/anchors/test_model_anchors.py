@@ -7,6 +7,7 @@ from anchordet.anchors.grid import anchors_inside
 from anchordet.analysis.anchors.model_anchors import detector_anchors
 from anchordet.detectors.retinanet import retinanet_resnet_fpn
 from anchordet.structures.image_batch import ImageBatch
+from helpers import preset_model
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,7 @@ def test_retinanet_anchors_equal_forward(retinanet, size):
 
 
 def test_ssd_anchors_equal_forward_and_size_is_checked():
-    from anchordet.detectors.ssd import ssd_digits
-
-    model = ssd_digits(10).eval()
+    model = preset_model("ssd_digits").eval()
     anchors = model_anchors(model, "ssd_vgg16", (128, 128))
     assert torch.equal(anchors.boxes, _forward_anchors(model, (128, 128)))
     assert anchors.matcher.low_quality == "force"

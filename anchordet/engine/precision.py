@@ -1,0 +1,198 @@
+"""Numeric precision of the network: fp32, or bf16 / fp16 autocast around the network parts only.
+
+``run.precision`` / ``--precision`` (train, evaluate, predict, benchmark, ``Predictor``):
+
+* ``fp32``: everything in float32 (the default: results never change silently).
+* ``bf16``: ``torch.autocast(bfloat16)`` around the network: on CPU where the CPU computes
+  bf16 natively (AVX512_BF16 or AMX-BF16; elsewhere oneDNN emulates it, slower than fp32, so
+  the run falls back to fp32 and says so in one line), on CUDA where the GPU supports it.
+* ``fp16``: CUDA autocast with a ``GradScaler`` for training; on a CPU it falls back to fp32
+  with one line (CPU fp16 convolutions are not faster than fp32 in PyTorch's oneDNN paths).
+
+Only the network runs in lower precision: the parts named in ``NETWORK_PARTS`` (backbone, FPN,
+heads, RPN head, RoI head) run under autocast and their outputs are cast back to float32 at
+the part's boundary (``apply_precision`` installs forward hooks; state-dict keys do not change).
+Anchors, box coding, matching, losses, NMS, RoI pooling and evaluation therefore stay in float32.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from anchordet.detectors.parts import NETWORK_PARTS, network_parts
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+# What runs under autocast: the detectors' network parts (``detectors.parts.NETWORK_PARTS``).
+# Everything between and after them (anchors, RoI pooling, losses, post-processing) is float32.
+
+
+# ---------------------------------------------------------------------------------- capability
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (Linux); elsewhere torch's view of the
+    capabilities it dispatches on (``torch.backends.cpu`` / ``torch.cpu``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    capabilities = getattr(torch.cpu, "get_capabilities", lambda: {})()  # private in some releases
+    return frozenset(k for k, v in capabilities.items() if v)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 arithmetic (AVX512_BF16 dot products or AMX-BF16 tiles) and
+    torch's oneDNN can use it; without it oneDNN converts in software and bf16 is slower than fp32."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    flags = cpu_flags()
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def cuda_supports(precision: str, device: torch.device) -> bool:
+    if precision == "fp16":
+        return True
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else False
+
+
+# ---------------------------------------------------------------------------------- resolution
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What runs: ``name`` ("fp32", "bf16", "fp16") on ``device_type`` ("cpu", "cuda").
+    ``requested`` is what was asked for; ``note`` the one-line reason when they differ."""
+
+    name: str = "fp32"
+    device_type: str = "cpu"
+    requested: str = "fp32"
+    note: str | None = None
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype, None for fp32."""
+        return DTYPES.get(self.name)
+
+    @property
+    def enabled(self) -> bool:
+        return self.dtype is not None
+
+    def autocast(self):
+        """The autocast context of this precision (a disabled one for fp32)."""
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.enabled)
+
+    def grad_scaler(self):
+        """A ``GradScaler`` for fp16 on CUDA (fp16 gradients underflow without loss scaling);
+        None otherwise (bf16 has fp32's exponent range)."""
+        if self.name == "fp16" and self.device_type == "cuda":
+            return torch.amp.GradScaler("cuda")
+        return None
+
+
+def _stderr_line(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_precision(requested: str, device: torch.device | str,
+                      say: Callable[[str], None] | None = _stderr_line) -> Precision:
+    """The precision that runs for ``requested`` on ``device``: ``requested`` itself where the
+    device computes it natively, else fp32 with one line through ``say`` (None: silent) naming
+    why. Raises ValueError for a name that is not one of PRECISIONS."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    reason = _unsupported_reason(requested, device)
+    if reason is None:
+        return Precision(requested, device.type, requested)
+    note = f"precision {requested}: {reason}; running in fp32"
+    if say is not None:
+        say(note)
+    return Precision("fp32", device.type, requested, note)
+
+
+def _unsupported_reason(requested: str, device: torch.device) -> str | None:
+    if requested == "fp32":
+        return None
+    if device.type == "cuda":
+        return None if cuda_supports(requested, device) else f"{torch.cuda.get_device_name(device)} has no bf16"
+    if device.type != "cpu":
+        return f"no autocast support on {device.type} here"
+    if requested == "fp16":
+        return "fp16 autocast is for CUDA GPUs (on a CPU use bf16 where it has AVX512_BF16 or AMX)"
+    if not cpu_has_native_bf16():
+        return "this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag), where bf16 is slower than fp32"
+    return None
+
+
+# ---------------------------------------------------------------------------------- the network
+
+
+class _AutocastRegion:
+    """Forward hooks that run one module under autocast and cast its floating outputs to float32.
+
+    The pre-hook enters the autocast context, the (always-called) forward hook leaves it, also
+    when the forward raises, so autocast never leaks past the module."""
+
+    def __init__(self, precision: Precision):
+        self.precision = precision
+        self._open: list = []
+
+    def enter(self, module: nn.Module, args) -> None:
+        context = self.precision.autocast()
+        context.__enter__()
+        self._open.append(context)
+
+    def leave(self, module: nn.Module, args, output):
+        self._open.pop().__exit__(None, None, None)
+        return to_float32(output)
+
+
+def to_float32(value: Any) -> Any:
+    """``value`` with every bf16 / fp16 tensor in it (tensors, lists, tuples, named tuples,
+    dicts, nested) cast to float32; other values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in (torch.bfloat16, torch.float16) else value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
+        return type(value)(*(to_float32(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_float32(v) for k, v in value.items()}
+    return value
+
+
+def apply_precision(model: nn.Module, precision: Precision, parts: tuple[str, ...] = NETWORK_PARTS) -> nn.Module:
+    """Run ``model``'s network parts in ``precision`` (replacing an earlier call's setting;
+    fp32 removes it). Returns ``model``. Raises ValueError when lower precision is asked for a
+    model with none of the parts (it would silently run in fp32)."""
+    for handle in getattr(model, "_anchordet_precision_hooks", ()):
+        handle.remove()
+    model._anchordet_precision_hooks = []
+    model.anchordet_precision = precision
+    if not precision.enabled:
+        return model
+    found = network_parts(model, parts)
+    if not found:
+        raise ValueError(f"{type(model).__name__} has none of the network parts {list(parts)}: "
+                         f"precision {precision.name} would not apply")
+    for module in found.values():
+        region = _AutocastRegion(precision)
+        model._anchordet_precision_hooks += [module.register_forward_pre_hook(region.enter),
+                                             module.register_forward_hook(region.leave, always_call=True)]
+    return model
+
+
+def precision_of(model: nn.Module) -> Precision:
+    """The precision ``apply_precision`` set on ``model`` (fp32 when never set)."""
+    return getattr(model, "anchordet_precision", Precision())
