@@ -54,26 +54,6 @@ def nesting_depth(value: Any) -> int:
     return depth
 
 
-def model_values(value: Any, source: str) -> tuple[str, dict]:
-    """(factory, arguments) from the parsed ``anchordet_model`` value, checked against the
-    factory's signature and ``MAX_CLASSES`` (``check_model_args``)."""
-    from anchordet.config.schema import ConfigError, check_model_args, model_factory
-
-    if not isinstance(value, dict):
-        raise UserError(f"{source}: metadata anchordet_model must be a JSON object, got {type(value).__name__}")
-    args = dict(value)
-    factory = args.pop("factory", None)
-    if not isinstance(factory, str):
-        raise UserError(f"{source}: metadata anchordet_model has no 'factory' (the detector function's name)")
-    try:
-        model_factory(factory)
-        check_model_args(factory, args, f"{source}: metadata anchordet_model")
-    except ConfigError as exc:
-        message = str(exc)
-        raise UserError(message if message.startswith(source) else f"{source}: {message}") from None
-    return factory, args
-
-
 def check_inference_fields(settings, source: str, num_classes: int | None) -> None:
     """The values of an ``InferenceSettings`` read from a file: the resize's sides in
     1..MAX_SIDE (a resize to 1e9 pixels would allocate terabytes), ``min_size <= max_size``,

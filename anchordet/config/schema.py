@@ -581,3 +581,21 @@ def _override_target(values: dict, parts: list[str], item: str) -> dict:
             raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} has no fields")
         target = target[key]
     return target
+
+
+def model_values(value: Any, source: str) -> tuple[str, dict]:
+    """(factory, arguments) from the parsed ``anchordet_model`` value, checked against the
+    factory's signature and ``MAX_CLASSES`` (``check_model_args``)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{source}: metadata anchordet_model must be a JSON object, got {type(value).__name__}")
+    args = dict(value)
+    factory = args.pop("factory", None)
+    if not isinstance(factory, str):
+        raise UserError(f"{source}: metadata anchordet_model has no 'factory' (the detector function's name)")
+    try:
+        model_factory(factory)
+        check_model_args(factory, args, f"{source}: metadata anchordet_model")
+    except ConfigError as exc:
+        message = str(exc)
+        raise UserError(message if message.startswith(source) else f"{source}: {message}") from None
+    return factory, args

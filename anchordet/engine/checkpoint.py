@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from anchordet.config.inference import METADATA_KEY, InferenceSettings
-from anchordet.config.metadata import MAX_PARAMETERS, model_values, parse_json_field
-from anchordet.config.schema import ExperimentConfig, ModelConfig
+from anchordet.config.metadata import MAX_PARAMETERS, parse_json_field
+from anchordet.config.schema import ExperimentConfig, ModelConfig, model_values
 from anchordet.errors import UserError
 from anchordet.files import atomic_write
 

@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 
 from anchordet.cli.main import main
 from anchordet.config.inference import InferenceSettings
-from anchordet.config.metadata import MAX_NESTING, model_values, nesting_depth, parse_json_field
+from anchordet.config.metadata import MAX_NESTING, nesting_depth, parse_json_field
+from anchordet.config.schema import model_values
 from anchordet.config.schema import ModelConfig
 from anchordet.engine.checkpoint import load_detector, read_inference_settings, save_weights
 from anchordet.errors import UserError
