@@ -11,13 +11,10 @@ by ``anchordet.engine.checkpoint.load_detector``). Torch-free.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from anchordet.errors import UserError
 
-# No model here comes near: LVIS has 1203 classes, Objects365 365.
-MAX_CLASSES = 100_000
 # Faster R-CNN VGG16 (the largest model here) has 137 M; 1e9 float32 parameters are 4 GB.
 MAX_PARAMETERS = 1_000_000_000
 # Image sides of the eval resize: image_io.MAX_PIXELS allows 8192 x 8192 images.
@@ -79,16 +76,3 @@ def check_inference_fields(settings, source: str, num_classes: int | None) -> No
     for key in ("class_names", "category_ids"):
         if getattr(settings, key) and len(getattr(settings, key)) != num_classes:
             raise bad(key, f"must have one entry per class of the model ({num_classes})")
-
-
-def num_classes_ok(value: Any) -> bool:
-    """``model.num_classes`` must be an integer in 1..MAX_CLASSES."""
-    return _int_in(value, 1, MAX_CLASSES)
-
-
-def _int_in(value: Any, low: int, high: int) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    return isinstance(value, int) and low <= value <= high
