@@ -122,7 +122,7 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
     torch_device = resolve_device("auto" if device is None else str(device))
     model, model_config = load_detector(path, torch_device)
     accelerate_for_inference(model, torch_device, precision, channels_last, fold_bn)
-    settings = read_inference_settings(path)
+    settings = read_inference_settings(path, model_config.num_classes)
     return Predictor(model, settings, torch_device, min_size=min_size, max_size=max_size, source=str(path),
                      num_classes=model_config.num_classes)
 

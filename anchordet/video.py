@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from anchordet.errors import UserError
+from anchordet.files import target_mode
 from anchordet.progress import Progress
 
 DEFAULT_FPS = Fraction(25)
@@ -165,6 +166,7 @@ class VideoWriter:
                     self._container.mux(packet)
             self._container.close()
             self._container = None
+            os.chmod(self._tmp, target_mode(self.path))  # mkstemp's 0o600 -> what open() would give
             os.replace(self._tmp, self.path)
         except BaseException:
             self.discard()

@@ -422,6 +422,11 @@ def _network_gflops(flops: int, med: dict) -> float:
     return flops / max(med["total"] - med["outside"], 1e-12) / 1e9
 
 
+def paired_ratio(slow: list[dict], fast: list[dict]) -> float:
+    """Median over rounds of ``slow``'s call time / ``fast``'s in the same round."""
+    return statistics.median(a["total"] / b["total"] for a, b in zip(slow, fast))
+
+
 def _row(name, setup, side, mode, batch, med, runs, flops, peak, mem, baseline) -> dict:
     ours, tv, base = med[f"{setup}/{side}"], med[f"{setup}/tv"], med[baseline]
     row = {"model": name, "setup": setup, "variant": side, "mode": mode, "batch": batch, "size": SIZES[name][1:],
@@ -433,6 +438,9 @@ def _row(name, setup, side, mode, batch, med, runs, flops, peak, mem, baseline) 
            "ours_all_s": [r["total"] for r in runs[f"{setup}/{side}"]], "tv_all_s": [r["total"] for r in runs[f"{setup}/tv"]]}
     row["ratio"] = row["ours_img_s"] / row["tv_img_s"]
     row["ratio_vs_tv_fp32"] = row["ours_img_s"] / row["tv_fp32_img_s"]
+    # the same ratios per round (A and B ran minutes apart at most): steadier under changing load
+    row["ratio_paired"] = paired_ratio(runs[f"{setup}/tv"], runs[f"{setup}/{side}"])
+    row["ratio_vs_tv_fp32_paired"] = paired_ratio(runs[baseline], runs[f"{setup}/{side}"])
     if mem:
         row["ours_peak_mib"], row["tv_peak_mib"] = mem[side], mem["tv"]
     return row
@@ -457,8 +465,8 @@ def print_table(rows: list[dict], args) -> None:
     info = machine_info(torch.device(args.device))
     print(f"\ndevice {info.get('gpu', info['device'])}, CPU {info['cpu']} [{' '.join(info['cpu_flags'])}], "
           f"torch threads {info['threads']}, torch {info['torch']}")
-    print("| model (batch x size) | set-up | ours | mode | ours img/s | tv img/s (same set-up) | ratio "
-          "| vs tv fp32 | network GFLOP/s ours / tv (peak) | outside ours / tv | peak MiB ours / tv |")
+    print("| model (batch x size) | set-up | ours | mode | ours img/s | tv img/s (same set-up) | ratio (per round) "
+          "| vs tv fp32 (per round) | network GFLOP/s ours / tv (peak) | outside ours / tv | peak MiB ours / tv |")
     print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         mem = (f"{r['ours_peak_mib']:.0f} / {r['tv_peak_mib']:.0f}" if "ours_peak_mib" in r else "-")
@@ -466,8 +474,8 @@ def print_table(rows: list[dict], args) -> None:
             print(f"| {r['model']} | {r['setup']} | {r['variant']} | {r['mode']} | | | | | | | {mem} |")
             continue
         print(f"| {r['model']} ({r['batch']}x{r['size'][0]}x{r['size'][1]}) | {r['setup']} | {r['variant']} "
-              f"| {r['mode']} | {r['ours_img_s']:.3f} | {r['tv_img_s']:.3f} | {r['ratio']:.2f} "
-              f"| {r['ratio_vs_tv_fp32']:.2f} | {r['ours_network_gflops']:.0f} / {r['tv_network_gflops']:.0f} "
+              f"| {r['mode']} | {r['ours_img_s']:.3f} | {r['tv_img_s']:.3f} | {r['ratio']:.2f} ({r['ratio_paired']:.2f}) "
+              f"| {r['ratio_vs_tv_fp32']:.2f} ({r['ratio_vs_tv_fp32_paired']:.2f}) | {r['ours_network_gflops']:.0f} / {r['tv_network_gflops']:.0f} "
               f"({r['peak_gflops']:.0f}) | {100 * r['ours_outside']:.1f}% / {100 * r['tv_outside']:.1f}% | {mem} |")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anchordet.cli.common import add_procs_argument
+from anchordet.cli.common import add_procs_argument, device_name
 
 DEMO_PRESET = "retinanet_digits_fast"
 # At most the preset's 28 epochs, as many as fit DEMO_MINUTES (run.fit_epochs_to_budget): all 28
@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              f"to what fits (run.fit_epochs_to_budget); 0 for none (default {DEMO_MINUTES:g})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="further config overrides, as for `anchordet train`")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", type=device_name, default="auto")
     add_procs_argument(parser, default="auto")
     return parser
 
@@ -47,7 +47,7 @@ def run(args) -> int:
     from anchordet.engine.logger import read_metrics
     from anchordet.engine.run_folder import RunFolder
     from anchordet.engine.trainer import train
-    from anchordet.visualize import to_pil
+    from anchordet.visualize import save_picture, to_pil
 
     out = Path(args.out)
     overrides = [f"run.out_dir={out / 'run'}", f"run.device={args.device}", f"solver.epochs={args.epochs}",
@@ -79,7 +79,7 @@ def run(args) -> int:
     test_images.mkdir(parents=True, exist_ok=True)
     test_set = build_dataset(dataset_spec(config.data), split="val")
     for index in range(min(6, len(test_set))):
-        to_pil(test_set[index].image).save(test_images / f"scene_{index}.png")
+        save_picture(to_pil(test_set[index].image), test_images / f"scene_{index}.png")
     weights = Path(config.run.out_dir) / "model.safetensors"
     predict.run(_predict_arguments(predict, [str(test_images), "--weights", str(weights), "--out",
                                              str(out / "predictions"), "--score-thresh", "0.3", "--batch-size", "6",

@@ -12,6 +12,8 @@ import collections.abc
 import dataclasses
 import inspect
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +26,17 @@ from anchordet.errors import UserError
 
 class ConfigError(UserError):
     """A configuration the user wrote is wrong: printed as one line by the CLI (a ``UserError``)."""
+
+
+# model.num_classes: no model here comes near (LVIS has 1203 classes, Objects365 365).
+MAX_CLASSES = 100_000
+
+
+def num_classes_ok(value: Any) -> bool:
+    """``model.num_classes`` must be an integer in 1..MAX_CLASSES."""
+    if isinstance(value, float) and value.is_integer():  # YAML 10.0, as ``coerce`` takes it
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CLASSES
 
 
 # The detector factories a config can name: an explicit table, imported lazily so that the CLI
@@ -86,7 +99,12 @@ class ModelConfig:
     def build(self):
         """The detector, randomly initialised (backbone weights if ``backbone_weights`` is set)."""
         check_model_args(self.factory, self.args)
-        return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        try:
+            return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        except UserError:
+            raise
+        except ValueError as exc:  # a factory's or a block's check of an option's value
+            raise ConfigError(f"model ({self.factory}): {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,8 @@ class DigitsOptions:
             raise ConfigError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
         if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
             raise ConfigError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
+        if self.num_train < 0 or self.num_val < 0:
+            raise ConfigError(f"digits num_train and num_val must be >= 0, got {self.num_train}, {self.num_val}")
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,7 @@ class DataConfig:
         if isinstance(self.min_size, (list, tuple)):
             object.__setattr__(self, "min_size", tuple(self.min_size))
         _check_sizes(self.min_sizes, self.max_size)
+        _check_ranges("data", self, fixed_size=(1, None), num_workers=(0, None))
         if self.aspect_ratio_groups < 1:
             raise ConfigError(f"data.aspect_ratio_groups: must be >= 1 (1: no grouping), got {self.aspect_ratio_groups}")
 
@@ -254,8 +275,10 @@ class SolverConfig:
         _check_choice("solver.schedule", self.schedule, ("step", "cosine"))
         if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
-        if self.base_lr <= 0:
-            raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0):
+            raise ConfigError(f"solver.base_lr must be a number > 0, got {self.base_lr}")
+        _check_ranges("solver", self, momentum=(0, 1), weight_decay=(0, None), warmup_iters=(0, None),
+                      warmup_factor=(0, 1), gamma=(0, None), clip_grad_norm=(0, None))
         if self.accumulate_steps < 1:
             raise ConfigError(f"solver.accumulate_steps: must be >= 1 (1: no accumulation), got {self.accumulate_steps}")
         if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
@@ -319,6 +342,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
+        check_device(self.device, "run.device")
+        _check_ranges("run", self, eval_every=(0, None), log_every=(1, None), threads=(0, None),
+                      stop_after_iters=(0, None), max_minutes=(0, None))
         _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
         if self.channels_last not in (True, False, "auto"):
             raise ConfigError(f"run.channels_last: {self.channels_last!r} is not one of auto, true, false")
@@ -389,6 +415,22 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
 
 
+def check_device(name: str, where: str) -> str:
+    """"auto", "cpu", "cuda" or "cuda:N"; anything else (``tpu``, ``gpu``) is a ConfigError."""
+    if not (isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", name)):
+        raise ConfigError(f"{where}: {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return name
+
+
+def _check_ranges(section: str, values, **bounds: tuple[float, float | None]) -> None:
+    """Each named field must be a finite number within [low, high] (high None: no limit)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(values, name)
+        if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
+            limit = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"{section}.{name} must be {limit}, got {value!r}")
+
+
 def _section_dict(section) -> dict:
     return {f.name: _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
 
@@ -445,6 +487,9 @@ def check_model_args(factory: str, args: Mapping[str, Any], source: str = "confi
             coerce(value, hints[key], f"{source}: model.{key}")
     if "num_classes" not in args:
         raise ConfigError(f"{source}: model.num_classes is required")
+    if not num_classes_ok(args["num_classes"]):
+        raise ConfigError(f"{source}: model.num_classes must be an integer in 1..{MAX_CLASSES}, "
+                          f"got {args['num_classes']!r}")
 
 
 def _as_call_args(factory: str, args: Mapping[str, Any]) -> dict:
@@ -546,3 +591,21 @@ def _override_target(values: dict, parts: list[str], item: str) -> dict:
             raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} has no fields")
         target = target[key]
     return target
+
+
+def model_values(value: Any, source: str) -> tuple[str, dict]:
+    """(factory, arguments) from the parsed ``anchordet_model`` value, checked against the
+    factory's signature and ``MAX_CLASSES`` (``check_model_args``)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{source}: metadata anchordet_model must be a JSON object, got {type(value).__name__}")
+    args = dict(value)
+    factory = args.pop("factory", None)
+    if not isinstance(factory, str):
+        raise UserError(f"{source}: metadata anchordet_model has no 'factory' (the detector function's name)")
+    try:
+        model_factory(factory)
+        check_model_args(factory, args, f"{source}: metadata anchordet_model")
+    except ConfigError as exc:
+        message = str(exc)
+        raise UserError(message if message.startswith(source) else f"{source}: {message}") from None
+    return factory, args

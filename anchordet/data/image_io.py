@@ -25,6 +25,8 @@ from anchordet.errors import UserError
 if TYPE_CHECKING:
     from torch import Tensor
 
+from anchordet.errors import UserError
+
 # 8192 x 8192 = 67 M pixels (805 MB as a float32 RGB tensor): below PIL's own
 # decompression-bomb warning (89.5 M), so ours fires first and names the file and the limit.
 MAX_PIXELS = 8192 * 8192
@@ -33,7 +35,7 @@ _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and
 _EXIF_ORIENTATION = 0x0112
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """A file that exists but cannot be decoded (truncated, corrupt, too large)."""
 
 
@@ -74,7 +76,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Tensor:
         (3, H, W) float32 in [0, 1], RGB, with EXIF orientation applied.
     Raises:
         FileNotFoundError: no such file.
-        ImageReadError (a ValueError): not an image, truncated, or more than ``max_pixels``.
+        ImageReadError (a UserError, so a ValueError): not an image, truncated, or more than ``max_pixels``.
     """
     import torch  # here, not at the top: check-data decodes images without torch (decode_image)
 

@@ -25,7 +25,9 @@ from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine import interrupt
 from anchordet.engine.acceleration import accelerate_for_training, configure_cuda, fixed_input_size
-from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
+from anchordet.engine.checkpoint import (
+    changed_model_options, load_checkpoint, load_model_state, save_checkpoint, save_weights, set_rng_states,
+)
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.early_stopping import EarlyStopping
 from anchordet.engine.ema import ModelEMA
@@ -34,6 +36,7 @@ from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
 from anchordet.engine.run_folder import RunFolder
 from anchordet.engine.sync_bn import convert_sync_batch_norm
+from anchordet.errors import UserError
 from anchordet.files import atomic_write_text
 
 
@@ -103,8 +106,8 @@ class Trainer:
         configure_cuda(self.device, fixed_input_size(config.data))
         self.world = dist_utils.world_size()
         if solver.batch_size % self.world:
-            raise ValueError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
-                             f"processes ({self.world})")
+            raise UserError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
+                            f"processes ({self.world})")
         if run.threads:
             torch.set_num_threads(run.threads)
         self.out_dir = Path(run.out_dir)
@@ -139,9 +142,9 @@ class Trainer:
         self.train_groups = aspect_groups(config.data, self.train_set)
         self.iters_per_epoch = len(self.train_set) // solver.effective_batch_size  # optimizer steps
         if self.iters_per_epoch == 0:
-            raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
-                             f"(solver.batch_size={solver.batch_size} x solver.accumulate_steps="
-                             f"{solver.accumulate_steps})")
+            raise UserError(f"the training set has {len(self.train_set)} images, fewer than one batch "
+                            f"(solver.batch_size={solver.batch_size} x solver.accumulate_steps="
+                            f"{solver.accumulate_steps})")
         self.optimizer = build_optimizer(self.model, solver)
         self.ema = ModelEMA(self.model, solver.ema_decay) if solver.ema_decay else None
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
@@ -189,8 +192,18 @@ class Trainer:
 
     def _restore(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        missing = [k for k in ("optimizer", "scheduler", "epoch", "iteration", "iteration_in_epoch", "rng")
+                   if k not in state]
+        if missing:
+            raise UserError(f"{path}: not a resumable training checkpoint (no {', '.join(missing)}); "
+                            f"to start from its weights use --weights")
+        changed = changed_model_options(dict(state["config"].get("model") or {}), self.config.to_dict()["model"])
+        load_model_state(self.model, state["model"], path, changed)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:  # torch's "parameter group doesn't match the size ..."
+            raise UserError(f"{path}: the optimizer state does not fit the parameters this config trains{changed} "
+                            f"({exc})") from exc
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
