@@ -10,3 +10,8 @@ file, the image id, the annotation id (the dataset's own id) and the value. It s
 
 class UserError(ValueError):
     """An error in the user's input: printed as one line, exit status 2."""
+
+
+class InputSkipped(UserWarning):
+    """A bad annotation or image left out because the user asked to skip them
+    (``data.skip_bad_annotations``); the CLI prints each as one line."""

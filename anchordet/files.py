@@ -2,33 +2,58 @@
 
 Every file a command writes goes through ``atomic_write``: the data goes to a temporary file in
 the same folder, is flushed and fsynced, then renamed over the target (a rename within one
-file system is atomic). Torch-free, so torch-free commands can use it.
+file system is atomic). Writers that want a file name rather than a file object (ONNX export)
+use ``atomic_path``. Torch-free, so torch-free commands can use it.
+
+The file gets the permissions an ordinary ``open(path, "w")`` would give it: those of the file
+it replaces, else ``0o666`` minus the umask (``tempfile.mkstemp`` alone makes it ``0o600``).
+An ``OSError`` (read-only folder, full disk, a file where a folder should be) names the target
+path, never the temporary one, so the CLI can print it as one line.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
     """Call ``write(file_object)`` on a temporary file next to ``path``, fsync it, rename it over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file name next to ``path`` to write to; when the block ends without an
+    exception the file is fsynced, given ``path``'s permissions and renamed over ``path``;
+    otherwise it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        yield Path(tmp_name)
+        _fsync_file(tmp_name)
+        os.chmod(tmp_name, target_mode(path))
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise _naming(exc, path, tmp_name) from exc
+    finally:
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
+    _fsync_directory(path.parent)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -41,6 +66,50 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent))
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux), since
+    ``os.umask`` can only be read by setting it (a window in which other threads' files would
+    get the wrong permissions)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def target_mode(path: Path) -> int:
+    """The permissions a file written to ``path`` gets: those of the file it replaces, else
+    0o666 minus the umask (what ``open(path, "w")`` gives; ``mkstemp`` alone gives 0o600)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def _naming(exc: OSError, path: Path, tmp_name: str | None) -> OSError:
+    """``exc`` naming ``path`` where it names no file (a failed write) or the temporary file."""
+    temporary = exc.filename is not None and Path(exc.filename).name.startswith(f".{path.name}.")
+    if exc.filename is not None and exc.filename != tmp_name and not temporary:
+        return exc
+    try:
+        return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+    except TypeError:  # an OSError subclass with another constructor
+        return exc
+
+
+def _fsync_file(name: str) -> None:
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -69,16 +138,23 @@ class AtomicJsonListWriter:
 
     def __init__(self, path: str | Path, indent: int | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.indent = indent
-        fd, self._tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            raise _naming(exc, self.path, None) from exc
         self._file = os.fdopen(fd, "w", encoding="utf-8")
         self._file.write("[")
         self.count = 0
 
     def append(self, item: Any) -> None:
         text = json.dumps(item, indent=self.indent)
-        self._file.write(("," if self.count else "") + ("\n" if self.indent is not None else "") + text)
+        try:
+            self._file.write(("," if self.count else "") + ("\n" if self.indent is not None else "") + text)
+        except OSError as exc:  # a full disk: named, and the temporary file goes
+            self.discard()
+            raise _naming(exc, self.path, self._tmp_name) from exc
         self.count += 1
 
     def extend(self, items) -> None:
@@ -94,7 +170,11 @@ class AtomicJsonListWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+            os.chmod(self._tmp_name, target_mode(self.path))
             os.replace(self._tmp_name, self.path)
+        except OSError as exc:
+            self.discard()
+            raise _naming(exc, self.path, self._tmp_name) from exc
         except BaseException:
             self.discard()
             raise
@@ -103,7 +183,10 @@ class AtomicJsonListWriter:
 
     def discard(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # the buffered rest cannot be written either (full disk): the file goes anyway
+                pass
         Path(self._tmp_name).unlink(missing_ok=True)
 
     def __enter__(self) -> "AtomicJsonListWriter":

@@ -17,12 +17,13 @@ import dataclasses
 import glob
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from anchordet.config.inference import InferenceSettings
+from anchordet.data.image_io import as_image_tensor
 from anchordet.errors import UserError
 from anchordet.structures.targets import Detections, Targets
 
@@ -121,7 +122,7 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
     torch_device = resolve_device("auto" if device is None else str(device))
     model, model_config = load_detector(path, torch_device)
     accelerate_for_inference(model, torch_device, precision, channels_last, fold_bn)
-    settings = read_inference_settings(path)
+    settings = read_inference_settings(path, model_config.num_classes)
     return Predictor(model, settings, torch_device, min_size=min_size, max_size=max_size, source=str(path),
                      num_classes=model_config.num_classes)
 
@@ -216,8 +217,6 @@ class Predictor:
             UserError naming the video when it cannot be opened; ``anchordet.video.FrameError``
             subclasses it for a frame that cannot be decoded (with its number).
         """
-        from anchordet.video import predict_frames
-
         options = self.options(score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms)
         return predict_frames(self, source, options, out=out, batch_size=batch_size, draw=draw,
                               on_bad_frame=on_bad_frame, progress=progress)
@@ -383,38 +382,56 @@ def collect_images(inputs: Sequence[str]) -> list[Path]:
     return unique
 
 
-def as_image_tensor(item: Any, name: str = "image") -> Tensor:
-    """A path, PIL image, (H, W, 3) uint8 array or (3, H, W) tensor -> (3, H, W) float32 in [0, 1].
+# --------------------------------------------------------------------------------------- video
+def predict_frames(predictor, source: Any, options, out: str | Path | None = None, batch_size: int = 8,
+                   draw: bool = True, on_bad_frame: Callable | None = None,
+                   progress: bool = True) -> Iterator:
+    """``Predictor.predict_video``'s generator: one ``Prediction`` per frame, as decoded.
 
-    Raises:
-        UserError naming ``name`` for a file that cannot be decoded or an array of another shape.
+    The annotated video (``out``) is committed when the generator ends, also when it is closed
+    early or an error stops it (the frames done so far are kept).
     """
-    import numpy as np
+    from anchordet.video import FrameProgress, VideoWriter, frames_of
+    from anchordet.visualize import draw_detections, readable_scale
 
-    if isinstance(item, (str, Path)):
-        from anchordet.data.image_io import ImageReadError, load_image
-
-        try:
-            return load_image(item)
-        except ImageReadError as exc:
-            raise UserError(str(exc)) from exc
-    if isinstance(item, Tensor):
-        if item.ndim != 3 or item.shape[0] != 3:
-            raise UserError(f"{name}: expected a (3, H, W) tensor, got shape {tuple(item.shape)}")
-        if item.dtype == torch.uint8:
-            return item.float() / 255
-        if not item.is_floating_point():
-            raise UserError(f"{name}: expected a float tensor in [0, 1] or uint8, got {item.dtype}")
-        return item.float()
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    frames, fps, total, name = frames_of(source, on_bad_frame)
+    writer = VideoWriter(out, fps) if out is not None and draw else None
+    meter = FrameProgress(name, total, enabled=progress)
+    failed = False
     try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(item, Image.Image):
-        item = np.asarray(item.convert("RGB"))
-    if isinstance(item, np.ndarray):
-        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
-            raise UserError(f"{name}: expected an (H, W, 3) uint8 RGB array, got {item.dtype} {item.shape}")
-        return torch.from_numpy(np.array(item, copy=True)).permute(2, 0, 1).float() / 255  # PIL's arrays are read-only
-    raise UserError(f"{name}: cannot read a {type(item).__name__} as an image (give a path, PIL image, "
-                    f"(H, W, 3) uint8 array or (3, H, W) tensor)")
+        batch: list[tuple[int, Tensor]] = []
+        for item in _with_flush(frames, batch_size):
+            if item is not None:
+                batch.append(item)
+                if len(batch) < batch_size:
+                    continue
+            if not batch:
+                continue
+            detections = predictor._detect([image for _, image in batch], options)
+            for (index, image), det in zip(batch, detections):
+                size = (int(image.shape[-2]), int(image.shape[-1]))
+                if writer is not None:
+                    writer.write(draw_detections(image, det, predictor.class_names, scale=readable_scale(*size)))
+                yield Prediction(det, predictor.class_names, predictor.category_ids, f"{name}#frame {index}",
+                                 size, index)
+            meter.update(len(batch))
+            batch = []
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        meter.close()
+        if writer is not None:
+            try:
+                writer.close()  # keeps the frames written so far, also after an error
+            except Exception:
+                if not failed:
+                    raise
+
+
+def _with_flush(frames: Iterator, batch_size: int) -> Iterator:
+    """The frames, then None: the signal to run the last, partial batch."""
+    yield from frames
+    yield None

@@ -3,16 +3,14 @@
 ``read_frames`` decodes a video file, a URL FFmpeg opens (rtsp://, http://, file:) or a capture
 device (/dev/video0 through v4l2) into (3, H, W) float frames, one packet at a time.
 ``VideoWriter`` encodes pictures into a temporary file beside the target and renames it into
-place when closed. ``predict_frames`` (``Predictor.predict_video``) joins them: frames go through
-the model ``batch_size`` at a time and each result is yielded at once, so memory does not grow
-with the video's length.
+place when closed. ``predictor.predict_frames`` (``Predictor.predict_video``) joins them: frames go
+through the model ``batch_size`` at a time and each result is yielded at once, so memory does not
+grow with the video's length.
 """
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -21,6 +19,8 @@ import torch
 from torch import Tensor
 
 from anchordet.errors import UserError
+from anchordet.files import target_mode
+from anchordet.progress import Progress
 
 DEFAULT_FPS = Fraction(25)
 PROGRESS_EVERY_S = 10.0  # seconds between progress lines when stderr is not a terminal
@@ -166,6 +166,7 @@ class VideoWriter:
                     self._container.mux(packet)
             self._container.close()
             self._container = None
+            os.chmod(self._tmp, target_mode(self.path))  # mkstemp's 0o600 -> what open() would give
             os.replace(self._tmp, self.path)
         except BaseException:
             self.discard()
@@ -182,39 +183,19 @@ class VideoWriter:
         Path(self._tmp).unlink(missing_ok=True)
 
 
-class FrameProgress:
-    """Frames done and frames per second: a tqdm bar on a terminal, else one line every
-    ``PROGRESS_EVERY_S`` seconds (a log file gets lines, not carriage-return frames)."""
+class FrameProgress(Progress):
+    """Frames done and frames per second (``anchordet.progress``): a tqdm bar on a terminal, else
+    one line every ``PROGRESS_EVERY_S`` seconds and one at the end."""
 
     def __init__(self, name: str, total: int | None = None, stream=None, enabled: bool = True):
-        self.name, self.stream, self.enabled = name, stream or sys.stderr, enabled
-        self.count, self.started, self.last_line = 0, time.monotonic(), time.monotonic()
-        self.bar = None
-        if enabled and getattr(self.stream, "isatty", lambda: False)():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=name, unit="frame", file=self.stream, leave=False, dynamic_ncols=True)
+        super().__init__(total, name, every=0, every_s=PROGRESS_EVERY_S, unit="frame", enabled=enabled, stream=stream)
 
     @property
     def fps(self) -> float:
-        return self.count / max(time.monotonic() - self.started, 1e-9)
-
-    def update(self, frames: int) -> None:
-        self.count += frames
-        if self.bar is not None:
-            self.bar.update(frames)
-        elif self.enabled and time.monotonic() - self.last_line >= PROGRESS_EVERY_S:
-            self.last_line = time.monotonic()
-            print(f"{self.name}: {self.count} frames, {self.fps:.1f} frames/s", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.enabled:
-            print(f"{self.name}: {self.count} frames, {self.fps:.1f} frames/s", file=self.stream, flush=True)
+        return self.rate
 
 
-def _frames_of(source: Any, on_bad_frame) -> tuple[Iterator[tuple[int, Tensor]], Fraction, int | None, str]:
+def frames_of(source: Any, on_bad_frame) -> tuple[Iterator[tuple[int, Tensor]], Fraction, int | None, str]:
     """(frames, fps, frame count if known, name) of a path / URL / device or an iterable of images."""
     if isinstance(source, (str, Path)):
         container = open_video(source)
@@ -222,63 +203,9 @@ def _frames_of(source: Any, on_bad_frame) -> tuple[Iterator[tuple[int, Tensor]],
         total = int(stream.frames) or None
         return read_frames(source, on_bad_frame, container), video_fps(container), total, str(source)
     if isinstance(source, Iterable):
-        from anchordet.predictor import as_image_tensor
+        from anchordet.data.image_io import as_image_tensor
 
         frames = ((i, as_image_tensor(item, f"frame {i}")) for i, item in enumerate(source))
         return frames, DEFAULT_FPS, None, "frames"
     raise UserError(f"cannot read a {type(source).__name__} as a video (give a path, URL, device or an "
                     f"iterable of frames)")
-
-
-def predict_frames(predictor, source: Any, options, out: str | Path | None = None, batch_size: int = 8,
-                   draw: bool = True, on_bad_frame: Callable[[FrameError], None] | None = None,
-                   progress: bool = True) -> Iterator:
-    """``Predictor.predict_video``'s generator: one ``Prediction`` per frame, as decoded.
-
-    The annotated video (``out``) is committed when the generator ends, also when it is closed
-    early or an error stops it (the frames done so far are kept).
-    """
-    from anchordet.predictor import Prediction
-    from anchordet.visualize import draw_detections, readable_scale
-
-    if batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    frames, fps, total, name = _frames_of(source, on_bad_frame)
-    writer = VideoWriter(out, fps) if out is not None and draw else None
-    meter = FrameProgress(name, total, enabled=progress)
-    failed = False
-    try:
-        batch: list[tuple[int, Tensor]] = []
-        for item in _with_flush(frames, batch_size):
-            if item is not None:
-                batch.append(item)
-                if len(batch) < batch_size:
-                    continue
-            if not batch:
-                continue
-            detections = predictor._detect([image for _, image in batch], options)
-            for (index, image), det in zip(batch, detections):
-                size = (int(image.shape[-2]), int(image.shape[-1]))
-                if writer is not None:
-                    writer.write(draw_detections(image, det, predictor.class_names, scale=readable_scale(*size)))
-                yield Prediction(det, predictor.class_names, predictor.category_ids, f"{name}#frame {index}",
-                                 size, index)
-            meter.update(len(batch))
-            batch = []
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        meter.close()
-        if writer is not None:
-            try:
-                writer.close()  # keeps the frames written so far, also after an error
-            except Exception:
-                if not failed:
-                    raise
-
-
-def _with_flush(frames: Iterator, batch_size: int) -> Iterator:
-    """The frames, then None: the signal to run the last, partial batch."""
-    yield from frames
-    yield None

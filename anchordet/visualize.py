@@ -8,6 +8,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from anchordet.files import atomic_write
 from anchordet.structures.targets import Detections
 
 # A fixed palette of distinguishable colours, cycled by class index.
@@ -68,12 +69,18 @@ def draw_detections(image: Image.Image | Tensor, detections: Detections, class_n
 
 def save_grid(pictures: Sequence[Image.Image], path: str | Path, columns: int = 4) -> Path:
     """Tile pictures (same size) into one PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     width, height = pictures[0].size
     rows = (len(pictures) + columns - 1) // columns
     grid = Image.new("RGB", (width * min(columns, len(pictures)), height * rows), (255, 255, 255))
     for i, picture in enumerate(pictures):
         grid.paste(picture, ((i % columns) * width, (i // columns) * height))
-    grid.save(path)
-    return path
+    return save_picture(grid, path)
+
+
+def save_picture(picture: Image.Image, path: str | Path) -> Path:
+    """Write a PIL picture atomically (``anchordet.files``), in the format of ``path``'s suffix."""
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{path}: no image format for the suffix {path.suffix!r}")
+    return atomic_write(path, lambda f: picture.save(f, format=image_format))

@@ -148,12 +148,12 @@ def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.
     if name in ("retinanet", "frcnn"):
         variants["ours+fold"] = fold_batch_norms(copy.deepcopy(ours))
     if mode == "infer" and jit:
-        from anchordet.export.optimize import NETWORK_PARTS, _get_path
+        from anchordet.detectors.parts import network_parts
 
         fast = optimize_for_cpu_inference(ours, images)
-        for part in NETWORK_PARTS:  # hooks cannot go on ScriptModules: wrap them
-            if isinstance(_get_path(fast, part), torch.jit.ScriptModule):
-                fast.set_submodule(part, _Hookable(_get_path(fast, part)))
+        for part, module in network_parts(fast).items():  # hooks cannot go on ScriptModules: wrap them
+            if isinstance(module, torch.jit.ScriptModule):
+                fast.set_submodule(part, _Hookable(module))
         variants["ours+jit"] = fast
     return variants
 

@@ -1,5 +1,7 @@
 """Video through PyAV: frames in, detections and an annotated video out, streaming; broken input."""
 import json
+import os
+import stat
 
 import av
 import numpy as np
@@ -121,3 +123,20 @@ def test_a_video_that_cannot_be_opened_is_one_line(tmp_path, capsys):
     with pytest.raises(VideoError, match="no such video file"):
         list(anchordet.load(tmp_path / "w.safetensors", "cpu").predict_video(tmp_path / "missing.mp4"))
     assert issubclass(VideoError, UserError)
+
+
+def test_the_written_video_gets_the_umask_permissions(tmp_path):
+    """mkstemp makes its file 0o600; the video must get what open() would give (issue 19 item 5)."""
+    from PIL import Image
+
+    from anchordet.video import VideoWriter
+
+    previous = os.umask(0o022)
+    try:
+        writer = VideoWriter(tmp_path / "out.mp4")
+        for _ in range(2):
+            writer.write(Image.new("RGB", (32, 32)))
+        path = writer.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anchordet.backbones.weights import load_state_dict_file
+from anchordet.errors import UserError
 
 
 class ExtraLayer(NamedTuple):
@@ -240,7 +241,7 @@ def load_vgg16_weights(backbone: SSDVGG16, state_dict_or_path: dict | str | Path
     ssd300_vgg16 does not.
 
     Raises:
-        ValueError listing missing keys and shape mismatches; nothing is loaded then.
+        UserError listing missing keys and shape mismatches; nothing is loaded then.
     """
     source = state_dict_or_path
     state = load_state_dict_file(source) if isinstance(source, (str, Path)) else source
@@ -257,6 +258,6 @@ def load_vgg16_weights(backbone: SSDVGG16, state_dict_or_path: dict | str | Path
                         for dst, src in wanted.items() if src in state and state[src].shape != own[dst].shape)
     if missing or mismatched:
         kind = "vgg16_bn" if batch_norm else "vgg16"
-        raise ValueError(f"{name}: not torchvision {kind} weights for this SSD backbone (width 64 needed); "
+        raise UserError(f"{name}: not torchvision {kind} weights for this SSD backbone (width 64 needed); "
                          f"nothing was loaded. missing: {missing[:6]}; shape mismatch: {mismatched[:3]}")
     backbone.load_state_dict({dst: state[src] for dst, src in wanted.items()}, strict=False)

@@ -3,10 +3,12 @@ and finding torchvision's ImageNet weights in the torch hub cache (``backbone_we
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from anchordet.errors import UserError
 
 
 def load_torchvision_weights(model: nn.Module, state_dict_or_path: dict | str | Path,
@@ -14,47 +16,73 @@ def load_torchvision_weights(model: nn.Module, state_dict_or_path: dict | str | 
     """Load a torchvision-layout state dict (or a ``.pth`` / ``.safetensors`` file) strictly.
 
     Raises:
-        ValueError listing every missing key, unexpected key and shape mismatch; nothing is
-        loaded when anything does not match.
+        UserError (one line) naming the file and the first missing keys, unexpected keys and
+        shape mismatches; nothing is loaded when anything does not match.
     """
-    state = load_state_dict_file(state_dict_or_path) if isinstance(state_dict_or_path, (str, Path)) else state_dict_or_path
+    source = state_dict_or_path
+    state = load_state_dict_file(source) if isinstance(source, (str, Path)) else source
     state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes)) and not k.endswith("num_batches_tracked")}
     own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                        for k in set(own) & set(state) if state[k].shape != own[k].shape)
-    if missing or unexpected or mismatched:
-        raise ValueError(_mismatch_message(type(model).__name__, missing, unexpected, mismatched))
+    mismatch = state_dict_mismatch(own, state)
+    if mismatch:
+        name = f"{source}: " if isinstance(source, (str, Path)) else ""
+        raise UserError(f"{name}weights do not fit {type(model).__name__}; nothing was loaded: {mismatch}")
     model.load_state_dict(state, strict=False)
 
 
-def _mismatch_message(name: str, missing: list[str], unexpected: list[str], mismatched: list[str]) -> str:
-    lines = [f"weights do not fit {name}; nothing was loaded."]
+def state_dict_mismatch(own: Mapping[str, Tensor], given: Mapping[str, Tensor], shown: int = 4) -> str | None:
+    """None when ``given`` has exactly ``own``'s keys with the same shapes; else one line:
+    "missing (N): a, b, ...; unexpected (M): ...; shape mismatch (L): key: file (..) vs model (..)"
+    with the first ``shown`` of each, in the order of the state dicts (the first layers first)."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    mismatched = [f"{k}: file {tuple(given[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in own if k in given and tuple(given[k].shape) != tuple(own[k].shape)]
+    parts = []
     for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
         if keys:
-            shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
-            lines.append(f"  {title} ({len(keys)}): {shown}")
-    return "\n".join(lines)
+            more = f", ... ({len(keys) - shown} more)" if len(keys) > shown else ""
+            parts.append(f"{title} ({len(keys)}): {', '.join(keys[:shown])}{more}")
+    return "; ".join(parts) or None
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read weights from ``.safetensors`` or a torch file, never executing pickled code."""
+    """Read weights from ``.safetensors`` or a torch file, never executing pickled code.
+
+    Raises:
+        FileNotFoundError; UserError naming the file when it is damaged (truncated), not a
+        weights file, or would run pickled code.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
+        return read_safetensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses pickles that would run code
-        raise ValueError(f"{path}: not a plain weights file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+    except Exception as exc:  # weights_only refuses pickles that would run code; truncated zips fail too
+        raise UserError(f"{path}: not a plain weights file, or damaged ({type(exc).__name__}: "
+                        f"{_first_line(exc)})") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UserError(f"{path}: expected a state dict (names -> tensors), found {type(state).__name__}")
     return state
+
+
+def read_safetensors(path: str | Path) -> dict[str, Tensor]:
+    """All tensors of a ``.safetensors`` file; a truncated or damaged file is a UserError naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors_rust.SafetensorError and OSError for truncated files
+        raise UserError(f"{path}: not a readable safetensors file, truncated or damaged ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # torchvision's ImageNet backbones in the torch hub cache: what ``backbone_weights="imagenet"`` reads.

@@ -13,7 +13,7 @@ import dataclasses
 import json
 from collections import Counter
 
-from anchordet.cli.common import add_config_arguments, load_config_or_fail
+from anchordet.cli.common import add_config_arguments, load_config_or_fail, positive_int
 from anchordet.cli.main import UserError
 
 SHOWN_UNCOVERED = 20
@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--suggest", action="store_true",
                         help="search anchor sizes and ratios (same anchors per location) and print the --set "
                              "overrides that apply the best")
-    parser.add_argument("--search-images", type=int, default=500, metavar="N",
+    parser.add_argument("--search-images", type=positive_int, default=500, metavar="N",
                         help="images sampled for each step of the --suggest search (default 500)")
     parser.add_argument("--plots", metavar="DIR", help="write best_iou.png and box_shapes.png to DIR")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of text")

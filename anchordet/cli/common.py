@@ -55,7 +55,39 @@ def load_config_or_fail(name: str, overrides: list[str]):
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+
+
+def device_name(value: str) -> str:
+    """argparse type: auto, cpu, cuda or cuda:N."""
+    from anchordet.config.schema import ConfigError, check_device
+
+    try:
+        return check_device(value, "--device")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device: ")) from None
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1 (a batch size, a count)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {number}")
+    return number
+
+
+def score_threshold(value: str) -> float:
+    """argparse type: a score in [0, 1] (NaN would silently keep nothing)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= number <= 1.0:  # False for NaN too
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    return number
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
@@ -74,4 +106,4 @@ def load_model_for_inference(weights: str, device: str):
 
     torch_device = resolve_device(device)
     model, model_config = load_detector(weights, torch_device)
-    return model, model_config, read_inference_settings(weights), torch_device
+    return model, model_config, read_inference_settings(weights, model_config.num_classes), torch_device

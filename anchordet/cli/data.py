@@ -23,7 +23,8 @@ from anchordet.data.coco import write_coco_json
 from anchordet.config.schema import DigitsOptions
 from anchordet.data.digits import DigitsDataset
 from anchordet.structures.targets import Targets
-from anchordet.visualize import PALETTE, save_grid, to_pil
+from anchordet.files import atomic_write_text
+from anchordet.visualize import PALETTE, save_grid, save_picture, to_pil
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -88,9 +89,9 @@ def run_digits(args: argparse.Namespace) -> int:
     if args.out is not None:
         for split, dataset in splits.items():
             write_split(dataset, args.out, split)
-        spec = {"format": "coco", "root": ".", "names": list(DigitsDataset.class_names),
+        spec = {"format": "coco", "root": ".", "names": list(splits["train"].class_names),
                 **{s: {"images": f"images/{s}", "annotations": f"annotations/instances_{s}.json"} for s in splits}}
-        (args.out / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        atomic_write_text(args.out / "data.yaml", yaml.safe_dump(spec, sort_keys=False))
         print(f"wrote {args.num_train} train and {args.num_val} val scenes to {args.out} "
               f"(describe it with {args.out / 'data.yaml'})")
     if args.preview is not None:
@@ -107,7 +108,7 @@ def write_split(dataset: DigitsDataset, out: Path, split: str) -> None:
     gt = dataset.coco_ground_truth()
     for index in range(len(dataset)):
         image, _ = dataset.scene(index)
-        to_pil(image).save(folder / dataset.file_name(index))
+        save_picture(to_pil(image), folder / dataset.file_name(index))
     write_coco_json(out / "annotations" / f"instances_{split}.json", gt)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anchordet.cli.common import add_procs_argument
+from anchordet.cli.common import add_procs_argument, device_name
 
 DEMO_PRESET = "retinanet_digits_fast"
 # At most the preset's 28 epochs, as many as fit DEMO_MINUTES (run.fit_epochs_to_budget): all 28
@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              f"to what fits (run.fit_epochs_to_budget); 0 for none (default {DEMO_MINUTES:g})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="further config overrides, as for `anchordet train`")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", type=device_name, default="auto")
     add_procs_argument(parser, default="auto")
     return parser
 
@@ -42,9 +42,12 @@ def run(args) -> int:
     from anchordet.cli.common import load_config_or_fail, resolve_procs
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
+    from anchordet.engine.interrupt import exit_status
+    from anchordet.engine.launch import ChildProcessFailed
     from anchordet.engine.logger import read_metrics
+    from anchordet.engine.run_folder import RunFolder
     from anchordet.engine.trainer import train
-    from anchordet.visualize import to_pil
+    from anchordet.visualize import save_picture, to_pil
 
     out = Path(args.out)
     overrides = [f"run.out_dir={out / 'run'}", f"run.device={args.device}", f"solver.epochs={args.epochs}",
@@ -56,13 +59,19 @@ def run(args) -> int:
     print(f"training {DEMO_PRESET} for at most {config.solver.epochs} epochs of {config.data.digits.num_train} "
           f"scenes ({budget}, {processes} process{'es' if processes > 1 else ''}); "
           f"evaluating on {config.data.digits.num_val} unseen test scenes", flush=True)
+    if RunFolder(config.run.out_dir).previous_run():
+        print(f"replacing the previous demo run in {config.run.out_dir}", flush=True)
     try:  # a budget stop still scores and keeps what was learned (finish_on_budget)
-        outcome = train(config, processes=processes, finish_on_budget=True)
+        outcome = train(config, processes=processes, finish_on_budget=True, overwrite=True)
     except KeyboardInterrupt:
         outcome = None
+    except ChildProcessFailed as exc:  # the first failing process's own exception, as with one process
+        if exc.exception is None:
+            raise
+        raise exc.exception from exc
     if outcome is None or outcome.status == "interrupted":
         print(f"training interrupted; resume with: anchordet train --resume {Path(config.run.out_dir) / 'last.pt'}")
-        return 130
+        return exit_status(outcome.stop_signal if outcome is not None else 0)
     if outcome.status == "stopped":
         print(f"the {args.minutes:g}-minute budget stopped training at iteration {outcome.iteration}; "
               f"continue with: anchordet train --resume {outcome.last_checkpoint} --set run.max_minutes=0")
@@ -70,7 +79,7 @@ def run(args) -> int:
     test_images.mkdir(parents=True, exist_ok=True)
     test_set = build_dataset(dataset_spec(config.data), split="val")
     for index in range(min(6, len(test_set))):
-        to_pil(test_set[index].image).save(test_images / f"scene_{index}.png")
+        save_picture(to_pil(test_set[index].image), test_images / f"scene_{index}.png")
     weights = Path(config.run.out_dir) / "model.safetensors"
     predict.run(_predict_arguments(predict, [str(test_images), "--weights", str(weights), "--out",
                                              str(out / "predictions"), "--score-thresh", "0.3", "--batch-size", "6",

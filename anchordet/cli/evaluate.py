@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, add_precision_argument
+from anchordet.cli.common import add_device_argument, add_precision_argument, positive_int
 from anchordet.cli.main import UserError
 from anchordet.cli.score import add_analysis_arguments, check_analysis_arguments
 
@@ -24,9 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
                         help="coco: AP@[.5:.95] and the 12 COCO numbers; voc07: 11-point AP@0.5; voc: area AP@0.5")
     parser.add_argument("--out", default=None, help="output folder (default: next to the weights, eval_<split>/)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--plots", action="store_true", help="write precision-recall curve PNGs")
-    parser.add_argument("--digits-val-images", type=int, default=None,
+    parser.add_argument("--digits-val-images", type=positive_int, default=None,
                         help="for --data digits: number of test scenes (default: as trained, or 300)")
     add_device_argument(parser)
     add_precision_argument(parser)
@@ -36,6 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from anchordet.engine.evaluate import evaluate_dataset
+    from anchordet.files import atomic_write_json
     from anchordet.predictor import load
 
     check_analysis_arguments(args)
@@ -44,11 +44,12 @@ def run(args) -> int:
     if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
                         f"predicts {predictor.num_classes}")
-    result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size)
+    result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size,
+                              progress=True)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=1))
-    (out / "results.json").write_text(json.dumps(result.results))
+    atomic_write_json(out / "metrics.json", result.metrics.to_dict(), indent=1)
+    atomic_write_json(out / "results.json", result.results)
     print(result.metrics.table())
     if args.plots:
         from anchordet.evaluation.plots import plot_pr_curves

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from anchordet.cli.common import positive_int
 from anchordet.cli.main import UserError
+from anchordet.files import atomic_path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,10 +29,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "(TorchScript is always traced with free sizes)")
     parser.add_argument("--postprocess", action="store_true",
                         help="include the post-processing (score threshold, NMS, top-k): outputs are detections")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+    parser.add_argument("--size", type=positive_int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="example input size (default: the model's fixed size, else 512 512); RetinaNet: "
                              "multiples of 32, Faster R-CNN: of 16")
-    parser.add_argument("--batch-size", type=int, default=1, help="example batch size (default 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="example batch size (default 1)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--check", action="store_true",
                         help="run the exported file (onnxruntime / torch.jit.load) and compare it with eager PyTorch "
@@ -44,18 +47,18 @@ def run(args) -> int:
     model, config, settings, _ = load_model_for_inference(args.weights, "cpu")
     size = tuple(args.size) if args.size else default_example_size(model)
     _check_size(model, size)
-    if args.format == "onnx":
-        from anchordet.export.onnx import export_onnx
+    path = Path(args.out)
+    with atomic_path(path) as tmp:  # a failed export (or a full disk) leaves no half-written file
+        if args.format == "onnx":
+            from anchordet.export.onnx import export_onnx
 
-        # The eval resize and class names travel with the file (examples/onnxruntime_inference.py reads them).
-        path = export_onnx(model, args.out, postprocess=args.postprocess, dynamic=args.dynamic, example_size=size,
-                           batch_size=args.batch_size, opset=args.opset,
-                           metadata=settings.to_metadata())
-    else:
-        from anchordet.export.torchscript import export_torchscript
+            # The eval resize and class names travel with the file (examples/onnxruntime_inference.py reads them).
+            export_onnx(model, tmp, postprocess=args.postprocess, dynamic=args.dynamic, example_size=size,
+                        batch_size=args.batch_size, opset=args.opset, metadata=settings.to_metadata())
+        else:
+            from anchordet.export.torchscript import export_torchscript
 
-        path = export_torchscript(model, args.out, example_size=size, batch_size=args.batch_size,
-                                  postprocess=args.postprocess)
+            export_torchscript(model, tmp, example_size=size, batch_size=args.batch_size, postprocess=args.postprocess)
     shape = "dynamic" if args.dynamic or args.format == "torchscript" else f"{args.batch_size}x3x{size[0]}x{size[1]}"
     print(f"wrote {path}: {config.factory} as {args.format} ({'detections' if args.postprocess else 'raw outputs'}, "
           f"input {shape})")

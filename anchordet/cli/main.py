@@ -1,8 +1,11 @@
 """``anchordet`` command line: one module per subcommand, each a thin front-end.
 
 Each subcommand module defines ``add_parser(subparsers) -> argparse.ArgumentParser`` and
-``run(args) -> int``. Errors the user can fix (``UserError``, ``ValueError`` from input
-validation, ``FileNotFoundError``) print one clear line and exit 2, not a traceback.
+``run(args) -> int``. Errors the user can fix print one clear line and exit 2, not a traceback:
+``anchordet.errors.UserError`` (and its subclasses: ``ConfigError``, ``ImageReadError``) and
+``OSError`` (a missing file, a read-only or full disk, a file where a folder should be: the line
+names the path). Any other exception, a bare ``ValueError`` included, is a bug in anchordet and
+keeps its traceback.
 """
 from __future__ import annotations
 
@@ -55,14 +58,47 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    _one_line_skip_warnings(args.command)
     try:
         return int(args._run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as exc:
+    except UserError as exc:
         print(f"anchordet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"anchordet {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"anchordet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_skip_warnings(command: str) -> None:
+    """Print ``InputSkipped`` warnings (``data.skip_bad_annotations``) as one line each,
+    ``anchordet train: skipped: FILE, image 3, annotation id 901: ...``; others as Python does."""
+    import warnings
+
+    from anchordet.errors import InputSkipped
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, InputSkipped):
+            print(f"anchordet {command}: {message}", file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    if getattr(warnings.showwarning, "_anchordet", False):
+        return
+    show._anchordet = True
+    warnings.showwarning = show
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path: "out/results.json: No space left on device"."""
+    if exc.filename is None:
+        return str(exc)
+    paths = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{paths}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":

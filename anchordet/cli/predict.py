@@ -19,12 +19,12 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict", help="run a model on images and draw / save its detections",
-        description="Detect objects in images and videos. For each image writes OUT/<name>.png with the boxes, "
-                    "labels and scores drawn (small images enlarged to about 400 px), for each video "
-                    "OUT/<name>.mp4; and OUT/detections.json: COCO results ({image_id, category_id, bbox "
-                    "[x, y, w, h], score} in the original image's pixels) plus OUT/images.json mapping "
-                    "image_id to the file (and the frame of a video). Inputs with the same name in different "
-                    "folders get distinct output names. An unreadable image is skipped with one line and "
+        description="Detect objects in images and videos. For each image writes OUT/<name>.png with the boxes,\n"
+                    "labels and scores drawn (small images enlarged to about 400 px), for each video\n"
+                    "OUT/<name>.mp4; and OUT/detections.json: COCO results ({image_id, category_id, bbox\n"
+                    "[x, y, w, h], score} in the original image's pixels) plus OUT/images.json mapping image_id\n"
+                    "to the file (and the frame of a video). Inputs with the same name in different folders\n"
+                    "get distinct output names. An unreadable image or frame is skipped with one line and\n"
                     "counted; the exit status is then 1.",
         epilog="examples:\n"
                "  anchordet predict --weights runs/retinanet_digits/model.safetensors photos/*.jpg --out preds\n"
@@ -152,7 +152,7 @@ def _skip_frame(exc, tally) -> None:
 
 def _save_picture(prediction, path: Path) -> None:
     from anchordet.files import atomic_write
-    from anchordet.predictor import as_image_tensor
+    from anchordet.data.image_io import as_image_tensor
     from anchordet.visualize import draw_detections, readable_scale
 
     image = as_image_tensor(Path(prediction.source), prediction.source)

@@ -15,18 +15,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "last.pt / best.pt (resumable checkpoints), model.safetensors and best.safetensors "
                     "(weights + model config, for predict/evaluate/export), metrics.jsonl, tensorboard/, "
                     "curves.png. Multi-process: --procs N, or torchrun --nproc_per_node N -m anchordet.cli.main "
-                    "train ... (gloo on CPU, NCCL on GPUs). Ctrl-C saves last.pt; --resume continues exactly.",
+                    "train ... (gloo on CPU, NCCL on GPUs). Ctrl-C or SIGTERM saves last.pt and exits 130 "
+                    "(143 for SIGTERM); --resume continues exactly. A folder that holds another run is refused "
+                    "(--resume it, or --overwrite), and locked while a run writes to it.",
         epilog="example: anchordet train --config retinanet_digits --set solver.epochs=2 --set run.out_dir=runs/try")
     add_config_arguments(parser, required=False)
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue a run from its last.pt (its config is used; --set still applies)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    parser.add_argument("--weights", metavar="FILE_OR_NAME",
+                        help="fine-tune: start a new run (fresh optimizer and schedule) from these weights: an "
+                             "anchordet .safetensors / .pt, a torchvision retinanet_resnet50_fpn / ssd300_vgg16 "
+                             "state dict (.pth) or weights name (RetinaNet_ResNet50_FPN_Weights.COCO_V1). Tensors "
+                             "of the same shape load; classes whose names match keep their rows. Same as "
+                             "--set model.init_weights=FILE")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a previous run in run.out_dir (its checkpoints, weights, metrics and "
+                             "TensorBoard files are deleted when the new run starts); without it such a folder "
+                             "is refused")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar or progress lines (logs still go to metrics.jsonl)")
     add_procs_argument(parser, default=1)
     add_precision_argument(parser, default=None)  # same as --set run.precision=...
     return parser
 
 
 def run(args) -> int:
+    from anchordet.engine.interrupt import exit_status
     from anchordet.engine.launch import ChildProcessFailed
     from anchordet.engine.trainer import TrainingDiverged, train
 
@@ -34,24 +48,27 @@ def run(args) -> int:
     if args.precision:
         config = _with_precision(config, args.precision)
     try:
-        outcome = train(config, resume=args.resume, progress=not args.no_progress,
-                        processes=resolve_procs(args.procs, config.run.device))
+        try:
+            outcome = train(config, resume=args.resume, progress=not args.no_progress,
+                            processes=resolve_procs(args.procs, config.run.device), overwrite=args.overwrite)
+        except ChildProcessFailed as exc:  # the first failing process's own exception, as with one process
+            if exc.exception is None:
+                raise
+            raise exc.exception from exc
     except TrainingDiverged as exc:
         raise UserError(str(exc)) from exc
-    except ChildProcessFailed as exc:  # a diverged run in a child process: its message, not a traceback
-        if isinstance(exc.exception, TrainingDiverged):
-            raise UserError(str(exc.exception)) from exc
-        raise
     from anchordet.engine import distributed
 
     if distributed.is_main_process():
         print(f"{outcome.status} after {outcome.iteration} iterations; outputs in {config.run.out_dir}"
               + (f"; best {config.run.metric} {outcome.best_metric:.4f}" if outcome.best_metric is not None else ""))
     distributed.cleanup()
-    return {"finished": 0, "stopped": 0, "interrupted": 130}[outcome.status]
+    return exit_status(outcome.stop_signal) if outcome.status == "interrupted" else 0
 
 
 def _config_for(args):
+    if args.resume and args.weights:
+        raise UserError("--weights starts a new run from other weights; --resume continues a run: give one of them")
     if args.resume:
         from anchordet.config.schema import ConfigError, ExperimentConfig, apply_overrides
         from anchordet.engine.checkpoint import load_checkpoint
@@ -63,7 +80,12 @@ def _config_for(args):
             raise UserError(str(exc)) from exc
     if not args.config:
         raise UserError("give --config PRESET_OR_YAML (see `anchordet presets`) or --resume CHECKPOINT")
-    return load_config_or_fail(args.config, args.overrides)
+    config = load_config_or_fail(args.config, args.overrides)
+    if args.weights:
+        import dataclasses
+
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, init_weights=args.weights))
+    return config
 
 
 def _with_precision(config, precision: str):

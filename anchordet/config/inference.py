@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from anchordet.config.metadata import check_inference_fields, parse_json_field
 from anchordet.config.schema import ConfigError, DataConfig, DigitsOptions, section_from_dict
 from anchordet.errors import UserError
 
@@ -71,8 +72,11 @@ class InferenceSettings:
         return values
 
     @staticmethod
-    def from_dict(values: Mapping[str, Any], source: str = "inference settings") -> "InferenceSettings":
-        """The inverse of ``to_dict``; missing fields take the defaults (unknown).
+    def from_dict(values: Mapping[str, Any], source: str = "inference settings",
+                  num_classes: int | None = None) -> "InferenceSettings":
+        """The inverse of ``to_dict``; missing fields take the defaults (unknown). Values read
+        from a file are checked as input (``anchordet.config.metadata.check_inference_fields``):
+        sides in bounds, and with ``num_classes`` one class name and category id per class.
 
         Raises:
             ConfigError (a UserError): naming ``source`` and the field, for an unknown field or a
@@ -80,23 +84,27 @@ class InferenceSettings:
         """
         if not isinstance(values, Mapping):
             raise UserError(f"{source}: the inference settings must be a mapping, got {type(values).__name__}")
-        return section_from_dict(InferenceSettings, values, source)
+        try:
+            settings = section_from_dict(InferenceSettings, values, source)
+        except ConfigError as exc:  # __post_init__'s checks do not know the source
+            raise exc if str(exc).startswith(source) else ConfigError(f"{source}.{exc}") from None
+        check_inference_fields(settings, source, num_classes)
+        return settings
 
     def to_metadata(self) -> dict[str, str]:
         """The safetensors metadata entry (``save_weights(..., metadata=...)``)."""
         return {METADATA_KEY: json.dumps(self.to_dict())}
 
     @staticmethod
-    def from_metadata(metadata: Mapping[str, str], source: str) -> "InferenceSettings":
-        """The settings in a weights file's metadata (all unknown when it has none).
+    def from_metadata(metadata: Mapping[str, str], source: str, num_classes: int | None = None) -> "InferenceSettings":
+        """The settings in a weights file's metadata (all unknown when it has none), checked as
+        ``from_dict`` does (``num_classes``: the model's, to check the class names against).
 
         Raises:
-            UserError: naming ``source`` (the file), for JSON that does not parse or wrong fields.
+            UserError: naming ``source`` (the file), for JSON that does not parse, nests too
+            deeply, or has wrong fields.
         """
         if METADATA_KEY not in metadata:
             return InferenceSettings()
-        try:
-            values = json.loads(metadata[METADATA_KEY])
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{source}: metadata {METADATA_KEY} is not valid JSON ({exc.msg})") from exc
-        return InferenceSettings.from_dict(values, f"{source}: {METADATA_KEY}")
+        values = parse_json_field(metadata[METADATA_KEY], source, METADATA_KEY)
+        return InferenceSettings.from_dict(values, f"{source}: {METADATA_KEY}", num_classes)

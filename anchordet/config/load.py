@@ -25,9 +25,11 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Experi
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping with sections model, data, solver, run")
         config = ExperimentConfig.from_dict(values, str(path))

@@ -12,6 +12,8 @@ import collections.abc
 import dataclasses
 import inspect
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +26,17 @@ from anchordet.errors import UserError
 
 class ConfigError(UserError):
     """A configuration the user wrote is wrong: printed as one line by the CLI (a ``UserError``)."""
+
+
+# model.num_classes: no model here comes near (LVIS has 1203 classes, Objects365 365).
+MAX_CLASSES = 100_000
+
+
+def num_classes_ok(value: Any) -> bool:
+    """``model.num_classes`` must be an integer in 1..MAX_CLASSES."""
+    if isinstance(value, float) and value.is_integer():  # YAML 10.0, as ``coerce`` takes it
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CLASSES
 
 
 # The detector factories a config can name: an explicit table, imported lazily so that the CLI
@@ -60,17 +73,24 @@ class ModelConfig:
     not one of them): under DDP, trainable BatchNorm layers use the statistics of the global
     batch (``engine/sync_bn.py``); with one process BatchNorm already sees the whole batch. The
     network and its weights are the same either way, so weights files do not record it.
+
+    ``init_weights`` (``model.init_weights``, ``train --weights``; not a factory argument either): a
+    new run starts from these weights (``anchordet.engine.init_weights``: an anchordet weights file
+    or checkpoint, a torchvision RetinaNet / SSD300 state dict or weights name); None: the
+    factory's initialisation. Weights files do not record it.
     """
 
     factory: str = "retinanet_resnet_fpn"
     args: Mapping[str, Any] = field(default_factory=dict)
     sync_batch_norm: bool = False
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", dict(self.args))
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field
-        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm))
+        return hash((self.factory, json.dumps(self.args, sort_keys=True, default=str), self.sync_batch_norm,
+                     self.init_weights))
 
     @property
     def num_classes(self) -> int:
@@ -79,7 +99,12 @@ class ModelConfig:
     def build(self):
         """The detector, randomly initialised (backbone weights if ``backbone_weights`` is set)."""
         check_model_args(self.factory, self.args)
-        return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        try:
+            return model_factory(self.factory)(**_as_call_args(self.factory, self.args))
+        except UserError:
+            raise
+        except ValueError as exc:  # a factory's or a block's check of an option's value
+            raise ConfigError(f"model ({self.factory}): {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -98,6 +123,11 @@ class DigitsOptions:
         train_clutter: (min, max) shapes that are not digits (discs, rings, bars, frames) painted on
             each train scene before its digits, so that the detector learns that a round thing is
             not a 0 nor a straight one a 1. Test scenes have none.
+        classes: the digits that appear, train and test (a subset for transfer experiments:
+            (5, 6, 7, 8, 9)); label k is digit ``classes[k]``, named and with category id the
+            digit. All ten draw exactly the scenes of the full dataset.
+        fixed_train: the same ``num_train`` train scenes every epoch (a small fixed training set,
+            as in a fine-tuning experiment) instead of new ones.
     """
 
     num_train: int = 2000
@@ -107,8 +137,14 @@ class DigitsOptions:
     digit_size: tuple[int, int] = (20, 56)
     seed: int = 0
     train_clutter: tuple[int, int] = (0, 4)
+    classes: tuple[int, ...] = tuple(range(10))
+    fixed_train: bool = False
 
     def __post_init__(self) -> None:
+        classes = tuple(int(c) for c in self.classes)
+        if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
+            raise ConfigError(f"digits classes {list(self.classes)} must be distinct digits 0..9 (at least one)")
+        object.__setattr__(self, "classes", classes)
         for name in ("digits_per_image", "digit_size", "train_clutter"):
             value = tuple(getattr(self, name))  # YAML gives lists
             if len(value) != 2:
@@ -121,6 +157,8 @@ class DigitsOptions:
             raise ConfigError(f"digits_per_image {self.digits_per_image} must be (min, max) with 0 <= min <= max")
         if not 0 <= self.train_clutter[0] <= self.train_clutter[1]:
             raise ConfigError(f"train_clutter {self.train_clutter} must be (min, max) with 0 <= min <= max")
+        if self.num_train < 0 or self.num_val < 0:
+            raise ConfigError(f"digits num_train and num_val must be >= 0, got {self.num_train}, {self.num_val}")
 
 
 @dataclass(frozen=True)
@@ -164,6 +202,7 @@ class DataConfig:
         if isinstance(self.min_size, (list, tuple)):
             object.__setattr__(self, "min_size", tuple(self.min_size))
         _check_sizes(self.min_sizes, self.max_size)
+        _check_ranges("data", self, fixed_size=(1, None), num_workers=(0, None))
         if self.aspect_ratio_groups < 1:
             raise ConfigError(f"data.aspect_ratio_groups: must be >= 1 (1: no grouping), got {self.aspect_ratio_groups}")
 
@@ -209,7 +248,9 @@ class SolverConfig:
             for small models without pretrained backbones; ``momentum`` is then beta1).
         ema_decay: keep an exponential moving average of the weights with this decay, in (0, 1)
             (``engine/ema.py``; e.g. 0.999); evaluation during training, best / last weights
-            and predictions from checkpoints use the average. 0: off.
+            and predictions from checkpoints use the average. 0: off. The decay ramps up as
+            (1 + t) / (10 + t) over the first optimizer steps t and is reached after
+            9 d / (1 - d) of them (890 for 0.99).
     """
 
     epochs: int = 12
@@ -234,8 +275,10 @@ class SolverConfig:
         _check_choice("solver.schedule", self.schedule, ("step", "cosine"))
         if self.epochs < 1 or self.batch_size < 1 or self.base_batch_size < 1:
             raise ConfigError("solver.epochs, solver.batch_size and solver.base_batch_size must be >= 1")
-        if self.base_lr <= 0:
-            raise ConfigError(f"solver.base_lr must be > 0, got {self.base_lr}")
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0):
+            raise ConfigError(f"solver.base_lr must be a number > 0, got {self.base_lr}")
+        _check_ranges("solver", self, momentum=(0, 1), weight_decay=(0, None), warmup_iters=(0, None),
+                      warmup_factor=(0, 1), gamma=(0, None), clip_grad_norm=(0, None))
         if self.accumulate_steps < 1:
             raise ConfigError(f"solver.accumulate_steps: must be >= 1 (1: no accumulation), got {self.accumulate_steps}")
         if self.ema_decay != 0 and not 0 < self.ema_decay < 1:
@@ -260,7 +303,8 @@ class RunConfig:
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         eval_every: evaluate on the val split every N epochs (0: only at the end).
         metric: "coco" or "voc07" / "voc" (selects the best checkpoint: AP or mAP).
-        log_every: iterations between progress lines in metrics.jsonl.
+        log_every: iterations between records in metrics.jsonl, and between progress lines when the
+            output is not a terminal (anchordet.progress).
         channels_last: the channels_last memory format for the network: "auto" (where it was
             measured faster for the detector family, CPU and CUDA; ``engine.acceleration``),
             true or false.
@@ -298,6 +342,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_choice("run.metric", self.metric, ("coco", "voc07", "voc"))
+        check_device(self.device, "run.device")
+        _check_ranges("run", self, eval_every=(0, None), log_every=(1, None), threads=(0, None),
+                      stop_after_iters=(0, None), max_minutes=(0, None))
         _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
         if self.channels_last not in (True, False, "auto"):
             raise ConfigError(f"run.channels_last: {self.channels_last!r} is not one of auto, true, false")
@@ -319,7 +366,8 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return {
             "model": {"factory": self.model.factory, **self.model.args,
-                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {})},
+                      **({"sync_batch_norm": True} if self.model.sync_batch_norm else {}),
+                      **({"init_weights": self.model.init_weights} if self.model.init_weights else {})},
             "data": _section_dict(self.data),
             "solver": _section_dict(self.solver),
             "run": _section_dict(self.run),
@@ -337,10 +385,11 @@ class ExperimentConfig:
         model_values = dict(values.get("model") or {})
         factory = model_values.pop("factory", ModelConfig.factory)
         sync_batch_norm = coerce(model_values.pop("sync_batch_norm", False), bool, f"{source}: model.sync_batch_norm")
+        init_weights = coerce(model_values.pop("init_weights", None), str | None, f"{source}: model.init_weights")
         model_factory(factory)  # validates the name
         check_model_args(factory, model_values, source)
         return ExperimentConfig(
-            ModelConfig(factory, model_values, sync_batch_norm),
+            ModelConfig(factory, model_values, sync_batch_norm, init_weights or None),
             section_from_dict(DataConfig, values.get("data") or {}, f"{source}: data"),
             section_from_dict(SolverConfig, values.get("solver") or {}, f"{source}: solver"),
             section_from_dict(RunConfig, values.get("run") or {}, f"{source}: run"),
@@ -364,6 +413,22 @@ def _translate_solver_amp(values: Mapping[str, Any]) -> Mapping[str, Any]:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def check_device(name: str, where: str) -> str:
+    """"auto", "cpu", "cuda" or "cuda:N"; anything else (``tpu``, ``gpu``) is a ConfigError."""
+    if not (isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", name)):
+        raise ConfigError(f"{where}: {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return name
+
+
+def _check_ranges(section: str, values, **bounds: tuple[float, float | None]) -> None:
+    """Each named field must be a finite number within [low, high] (high None: no limit)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(values, name)
+        if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
+            limit = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"{section}.{name} must be {limit}, got {value!r}")
 
 
 def _section_dict(section) -> dict:
@@ -422,6 +487,9 @@ def check_model_args(factory: str, args: Mapping[str, Any], source: str = "confi
             coerce(value, hints[key], f"{source}: model.{key}")
     if "num_classes" not in args:
         raise ConfigError(f"{source}: model.num_classes is required")
+    if not num_classes_ok(args["num_classes"]):
+        raise ConfigError(f"{source}: model.num_classes must be an integer in 1..{MAX_CLASSES}, "
+                          f"got {args['num_classes']!r}")
 
 
 def _as_call_args(factory: str, args: Mapping[str, Any]) -> dict:
@@ -523,3 +591,21 @@ def _override_target(values: dict, parts: list[str], item: str) -> dict:
             raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} has no fields")
         target = target[key]
     return target
+
+
+def model_values(value: Any, source: str) -> tuple[str, dict]:
+    """(factory, arguments) from the parsed ``anchordet_model`` value, checked against the
+    factory's signature and ``MAX_CLASSES`` (``check_model_args``)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{source}: metadata anchordet_model must be a JSON object, got {type(value).__name__}")
+    args = dict(value)
+    factory = args.pop("factory", None)
+    if not isinstance(factory, str):
+        raise UserError(f"{source}: metadata anchordet_model has no 'factory' (the detector function's name)")
+    try:
+        model_factory(factory)
+        check_model_args(factory, args, f"{source}: metadata anchordet_model")
+    except ConfigError as exc:
+        message = str(exc)
+        raise UserError(message if message.startswith(source) else f"{source}: {message}") from None
+    return factory, args

@@ -4,16 +4,20 @@ A COCO annotation file is JSON with "images" [{id, file_name, width, height}], "
 [{id, image_id, category_id, bbox [x, y, w, h], area, iscrowd}] and "categories" [{id, name}].
 Category ids (any integers, COCO's own run 1..90 with gaps) map to labels 0..K-1 in increasing id
 order, or in the order of ``class_names`` when given; ``category_ids[k]`` maps back.
-``iscrowd`` objects are kept with ``ignore=True`` (ignore regions for training and evaluation).
+``iscrowd`` objects are kept with ``ignore=True`` (ignore regions for training and evaluation);
+``iscrowd`` must be 0 or 1 (or true / false) and ``area`` a number >= 0, anything else is a
+problem. Problems name an annotation by its ``id``.
 Images with no objects are kept. The dataset class (``CocoDataset``) is in ``anchordet.data.datasets``.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+from anchordet.errors import UserError
 from anchordet.files import atomic_write_json
 
 
@@ -26,12 +30,12 @@ def load_coco_json(path: str | os.PathLike) -> dict:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a COCO annotation file is a JSON object, got {type(data).__name__}")
+        raise UserError(f"{path}: a COCO annotation file is a JSON object, got {type(data).__name__}")
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: missing the list {key!r} (COCO format: images, annotations, categories)")
+            raise UserError(f"{path}: missing the list {key!r} (COCO format: images, annotations, categories)")
     data.setdefault("annotations", [])
     return data
 
@@ -41,9 +45,9 @@ def coco_categories(data: dict, path: str | os.PathLike, class_names: list[str] 
     by_id: dict[int, str] = {}
     for i, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or "name" not in cat:
-            raise ValueError(f"{path}: categories[{i}] must have an integer 'id' and a 'name', got {cat!r}")
+            raise UserError(f"{path}: categories[{i}] must have an integer 'id' and a 'name', got {cat!r}")
         if cat["id"] in by_id:
-            raise ValueError(f"{path}: categories[{i}]: category id {cat['id']} is used twice")
+            raise UserError(f"{path}: categories[{i}]: category id {cat['id']} is used twice")
         by_id[cat["id"]] = str(cat["name"])
     if class_names is None:
         ids = sorted(by_id)
@@ -51,10 +55,10 @@ def coco_categories(data: dict, path: str | os.PathLike, class_names: list[str] 
     id_of = {name: cid for cid, name in by_id.items()}
     repeated = [n for n in class_names if list(by_id.values()).count(n) > 1]
     if repeated:
-        raise ValueError(f"{path}: category name {repeated[0]!r} is used by several category ids")
+        raise UserError(f"{path}: category name {repeated[0]!r} is used by several category ids")
     missing = [n for n in class_names if n not in id_of]
     if missing:
-        raise ValueError(f"{path}: class names {missing} are not among its categories {sorted(id_of)}")
+        raise UserError(f"{path}: class names {missing} are not among its categories {sorted(id_of)}")
     return list(class_names), [id_of[n] for n in class_names]
 
 
@@ -82,7 +86,7 @@ def read_coco_records(annotation_file: str | os.PathLike, images_dir: str | os.P
         if isinstance(parsed, Problem):
             problems.append(parsed)
         elif ann["image_id"] not in images:
-            problems.append(Problem("unknown-image-id", source, ann["image_id"], i,
+            problems.append(Problem("unknown-image-id", source, ann["image_id"], parsed.name,
                                     f"annotation's image_id {ann['image_id']} is not in 'images'"))
         else:
             images[ann["image_id"]].annotations.append(parsed)
@@ -90,17 +94,27 @@ def read_coco_records(annotation_file: str | os.PathLike, images_dir: str | os.P
 
 
 def _parse_coco_annotation(index: int, ann, source: str) -> AnnotationRecord | Problem:
+    """One entry of "annotations"; messages name it by its "id" (what users search the file
+    for), or by its position when it has none."""
+    ann_id = ann.get("id") if isinstance(ann, dict) else None
+    ref = f"annotation id {ann_id}" if isinstance(ann_id, (int, str)) and not isinstance(ann_id, bool) \
+        else f"annotations[{index}]"
     bbox = ann.get("bbox") if isinstance(ann, dict) else None
     image_id = ann.get("image_id") if isinstance(ann, dict) else None
     if not isinstance(image_id, int) or "category_id" not in ann:
-        return Problem("malformed", source, None, index, f"needs an integer image_id and a category_id: {ann!r}")
+        return Problem("malformed", source, None, ref, f"needs an integer image_id and a category_id: {ann!r}")
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        return Problem("malformed", source, image_id, index, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
-    x, y, w, h = (float(v) for v in bbox)
+        return Problem("malformed", source, image_id, ref, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1) or isinstance(crowd, float):  # True / False pass (bool is an int); "0", "yes" do not
+        return Problem("malformed", source, image_id, ref, f"iscrowd must be 0 or 1, got {crowd!r}")
     area = ann.get("area")
-    return AnnotationRecord(index, ann["category_id"], (x, y, x + w, y + h), bool(ann.get("iscrowd", 0)),
-                            float(area) if _is_number(area) else None, ann.get("id"), source,
-                            f"bbox {json.dumps(bbox)} (x, y, w, h)")
+    if area is not None and not (_is_number(area) and math.isfinite(area) and area >= 0):
+        return Problem("malformed", source, image_id, ref, f"area must be a number >= 0, got {area!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    return AnnotationRecord(index, ann["category_id"], (x, y, x + w, y + h), bool(crowd),
+                            None if area is None else float(area), ann_id if isinstance(ann_id, int) else None,
+                            source, f"bbox {json.dumps(bbox)} (x, y, w, h)", ref)
 
 
 def _is_number(value) -> bool:
@@ -110,13 +124,3 @@ def _is_number(value) -> bool:
 def write_coco_json(path: str | os.PathLike, gt: dict) -> Path:
     """Write a COCO dict atomically (a crash never leaves half a file)."""
     return atomic_write_json(path, gt)
-
-
-def __getattr__(name: str):
-    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
-    # files (check-data) never imports torch; they stay importable from here.
-    if name in ("RecordDataset", "CocoDataset"):
-        from anchordet.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

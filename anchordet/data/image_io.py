@@ -15,13 +15,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from anchordet.errors import UserError
+
 if TYPE_CHECKING:
     from torch import Tensor
+
+from anchordet.errors import UserError
 
 # 8192 x 8192 = 67 M pixels (805 MB as a float32 RGB tensor): below PIL's own
 # decompression-bomb warning (89.5 M), so ours fires first and names the file and the limit.
@@ -31,7 +35,7 @@ _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and
 _EXIF_ORIENTATION = 0x0112
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """A file that exists but cannot be decoded (truncated, corrupt, too large)."""
 
 
@@ -72,7 +76,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Tensor:
         (3, H, W) float32 in [0, 1], RGB, with EXIF orientation applied.
     Raises:
         FileNotFoundError: no such file.
-        ImageReadError (a ValueError): not an image, truncated, or more than ``max_pixels``.
+        ImageReadError (a UserError, so a ValueError): not an image, truncated, or more than ``max_pixels``.
     """
     import torch  # here, not at the top: check-data decodes images without torch (decode_image)
 
@@ -113,3 +117,34 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def as_image_tensor(item: Any, name: str = "image") -> Tensor:
+    """A path, PIL image, (H, W, 3) uint8 array or (3, H, W) tensor -> (3, H, W) float32 in [0, 1].
+
+    Raises:
+        UserError naming ``name`` for a file that cannot be decoded or an array of another shape.
+    """
+    import torch
+
+    if isinstance(item, (str, Path)):
+        try:
+            return load_image(item)
+        except ImageReadError as exc:
+            raise UserError(str(exc)) from exc
+    if isinstance(item, torch.Tensor):
+        if item.ndim != 3 or item.shape[0] != 3:
+            raise UserError(f"{name}: expected a (3, H, W) tensor, got shape {tuple(item.shape)}")
+        if item.dtype == torch.uint8:
+            return item.float() / 255
+        if not item.is_floating_point():
+            raise UserError(f"{name}: expected a float tensor in [0, 1] or uint8, got {item.dtype}")
+        return item.float()
+    if isinstance(item, Image.Image):
+        item = np.asarray(item.convert("RGB"))
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+            raise UserError(f"{name}: expected an (H, W, 3) uint8 RGB array, got {item.dtype} {item.shape}")
+        return torch.from_numpy(np.array(item, copy=True)).permute(2, 0, 1).float() / 255  # PIL's arrays are read-only
+    raise UserError(f"{name}: cannot read a {type(item).__name__} as an image (give a path, PIL image, "
+                    f"(H, W, 3) uint8 array or (3, H, W) tensor)")

@@ -28,9 +28,10 @@ import yaml
 from anchordet.config.schema import DigitsOptions
 from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
 from anchordet.data.csv_format import read_class_list, read_csv_records
-from anchordet.data.validate import RecordSet
+from anchordet.data.validate import RecordSet, read_text
 from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
+from anchordet.errors import UserError
 
 FORMATS = ("coco", "voc", "yolo", "csv", "digits")
 SPLITS = ("train", "val", "test")
@@ -65,7 +66,8 @@ def digits_spec(options: DigitsOptions = DigitsOptions()) -> DatasetSpec:
     """The built-in digits dataset (no files). ``val`` is the fixed test split."""
     from anchordet.data.digits import CLASS_NAMES  # torch: only the digits dataset needs it
 
-    return DatasetSpec("digits", list(CLASS_NAMES), {"train": {}, "val": {}}, "digits", options)
+    return DatasetSpec("digits", [CLASS_NAMES[d] for d in options.classes], {"train": {}, "val": {}}, "digits",
+                       options)
 
 
 def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
@@ -73,7 +75,7 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: naming the YAML file and the key, for a missing or malformed entry.
+        UserError: naming the YAML file and the key, for a missing or malformed entry.
     """
     if str(path_or_name) == "digits":
         return digits_spec()
@@ -81,11 +83,11 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
     if not path.is_file():
         raise FileNotFoundError(f"dataset description not found: {path} (a YAML file, or the built-in 'digits')")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+        raise UserError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a dataset description is a YAML mapping with keys format, names, train, val")
+        raise UserError(f"{path}: a dataset description is a YAML mapping with keys format, names, train, val")
     return _SpecReader(path, data).read()
 
 
@@ -95,8 +97,8 @@ class _SpecReader:
     def __init__(self, path: Path, data: dict):
         self.path, self.data = path, data
 
-    def error(self, key: str, message: str) -> ValueError:
-        return ValueError(f"{self.path}: key {key!r}: {message}")
+    def error(self, key: str, message: str) -> UserError:
+        return UserError(f"{self.path}: key {key!r}: {message}")
 
     def read(self) -> DatasetSpec:
         fmt = self.data.get("format")
@@ -216,12 +218,12 @@ class _SpecReader:
         try:
             return digits_spec(DigitsOptions(**options))
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.path}: digits options: {exc}") from exc
+            raise UserError(f"{self.path}: digits options: {exc}") from exc
 
 
 def _check_split(spec: DatasetSpec, split: str) -> dict:
     if split not in spec.splits:
-        raise ValueError(f"{spec.source}: no split {split!r}; it has {', '.join(spec.splits) or 'none'}")
+        raise UserError(f"{spec.source}: no split {split!r}; it has {', '.join(spec.splits) or 'none'}")
     return spec.splits[split]
 
 
@@ -260,4 +262,4 @@ def read_records(spec: DatasetSpec, split: str) -> RecordSet:
         return read_csv_records(options["annotations"], spec.class_names, options["category_ids"], options["images"])
     if spec.format == "yolo":
         return read_yolo_records(options["images"], options["labels"], spec.class_names)
-    raise ValueError("the digits dataset is generated: it has no files to check")
+    raise UserError("the digits dataset is generated: it has no files to check")

@@ -276,12 +276,12 @@ class RandomIoUCrop:
 
 
 class SSDAugmentation(Compose):
-    """The SSD training pipeline: photometric distortion, zoom out, IoU crop, flip, then a
-    fixed ``Resize((size, size))`` (Liu et al. 2016, Sec. 3.6)."""
+    """The SSD training pipeline: photometric distortion, zoom out, IoU crop, flip (unless
+    ``hflip=False``: digits, text), then a fixed ``Resize((size, size))`` (Liu et al. 2016, Sec. 3.6)."""
 
-    def __init__(self, size: int = 300, fill: Sequence[float] = IMAGENET_MEAN):
-        super().__init__([PhotometricDistort(), RandomExpand(4.0, fill), RandomIoUCrop(), RandomHorizontalFlip(0.5),
-                          Resize((size, size))])
+    def __init__(self, size: int = 300, fill: Sequence[float] = IMAGENET_MEAN, hflip: bool = True):
+        flip = [RandomHorizontalFlip(0.5)] if hflip else []
+        super().__init__([PhotometricDistort(), RandomExpand(4.0, fill), RandomIoUCrop(), *flip, Resize((size, size))])
 
 
 def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compose:
@@ -291,13 +291,13 @@ def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compo
 
     "resize": ``ResizeKeepRatio(min_size, max_size)`` (training draws from ``data.min_sizes``,
     multi-scale; evaluation takes ``data.eval_min_size``); "fixed": ``Resize((fixed_size, fixed_size))``;
-    "ssd" (training only): ``SSDAugmentation(fixed_size)`` (its own flip). Training adds
-    ``RandomHorizontalFlip(0.5)`` when ``data.hflip``. Evaluation is deterministic; an
+    "ssd" (training only): ``SSDAugmentation(fixed_size)``, its flip also set by ``data.hflip``.
+    Training adds ``RandomHorizontalFlip(0.5)`` when ``data.hflip``. Evaluation is deterministic; an
     ``InferenceSettings`` without an eval resize (``eval_transform`` None) keeps images as given.
     """
     kind = data.train_transform if train else data.eval_transform
     if train and kind == "ssd":
-        return SSDAugmentation(data.fixed_size)
+        return SSDAugmentation(data.fixed_size, hflip=data.hflip)
     if kind is None and not train:
         return Compose([])
     steps: list[Transform] = [resize_step(data, kind, train)]

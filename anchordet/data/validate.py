@@ -6,7 +6,7 @@ box as written). ``check_records`` then finds the problems that need no image de
 (non-finite, degenerate or out-of-image boxes, unknown categories, duplicate image ids, missing
 files); ``check_image_files`` decodes every image (unreadable or truncated files, size mismatch
 between annotation and file). A ``Problem`` names the file, the image id, the annotation index
-and the value. Readers raise the first problem as a ``ValueError`` unless told to skip bad
+and the value. Readers raise the first problem as a ``UserError`` unless told to skip bad
 annotations, in which case each skip is reported with ``warnings.warn`` (the same text).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from anchordet.data.image_io import ImageReadError, decode_image, image_size, raw_size
+from anchordet.errors import InputSkipped, UserError
 
 # Boxes may stick out of the image by this much before they are an error (within it they are
 # clipped): annotation tools round to whole pixels, and VOC's 1-based xmax may equal the width.
@@ -37,15 +38,16 @@ class Problem:
         kind: short code, e.g. "degenerate-box", "missing-image" (``PROBLEM_KINDS``).
         file: the file where it is written (annotation JSON / XML / txt, or the image file).
         image_id: the image's id, or None where the problem is not about one image.
-        annotation: the annotation's index in ``file`` (COCO: position in "annotations";
-            VOC: <object> number; YOLO: line number), or None.
+        annotation: the annotation as the dataset names it, what a user searches the file for
+            (``AnnotationRecord.ref``: COCO "annotation id 901", VOC "object 2" counting the
+            XML's <object>s from 1, YOLO "line 5"), or None.
         message: what is wrong, with the value.
     """
 
     kind: str
     file: str
     image_id: int | None
-    annotation: int | None
+    annotation: str | None
     message: str
 
     def __str__(self) -> str:
@@ -53,7 +55,7 @@ class Problem:
         if self.image_id is not None:
             where.append(f"image {self.image_id}")
         if self.annotation is not None:
-            where.append(f"annotation {self.annotation}")
+            where.append(self.annotation)
         return f"{', '.join(where)}: {self.message}"
 
 
@@ -67,7 +69,8 @@ class AnnotationRecord:
     """One object as written in the annotation file.
 
     Attributes:
-        index: position in its file (see ``Problem.annotation``).
+        index: position in its file (COCO: in "annotations"; VOC: among the <object>s, from 0;
+            YOLO: the line number).
         category: as written: COCO category id, VOC class name, YOLO class index.
         box: x1, y1, x2, y2 in pixels, or in [0, 1] of the image for a normalized ``RecordSet``.
         ignore: COCO ``iscrowd`` / VOC ``difficult``.
@@ -76,6 +79,8 @@ class AnnotationRecord:
         source: the file it is written in.
         written: the values as the file writes them (COCO "bbox [x, y, w, h]", a YOLO line),
             quoted in messages when they differ from ``box``.
+        ref: how messages name it (``Problem.annotation``): the dataset's own id; empty:
+            "annotation {index}".
     """
 
     index: int
@@ -86,6 +91,11 @@ class AnnotationRecord:
     annotation_id: int | None = None
     source: str = ""
     written: str | None = None
+    ref: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.ref or f"annotation {self.index}"
 
 
 @dataclass
@@ -120,12 +130,15 @@ class RecordSet:
     problems: list[Problem] = field(default_factory=list)
 
 
-def check_annotation(ann: AnnotationRecord, image: ImageRecord, label_of: dict, normalized: bool) -> Problem | None:
-    """The first problem of one annotation (non-finite, unknown category, degenerate, outside)."""
+def check_annotation(ann: AnnotationRecord, image: ImageRecord, label_of: dict, normalized: bool,
+                     size: tuple[int, int] | None = None) -> Problem | None:
+    """The first problem of one annotation (non-finite, unknown category, degenerate, outside).
+    ``size``: the image's (height, width) when the annotations do not state it (a VOC XML
+    without <size>), from the file's header or decoding; the outside check needs one."""
     def problem(kind: str, message: str) -> Problem:
         if ann.written is not None and kind != "unknown-category":
             message += f"; written as {ann.written}"
-        return Problem(kind, ann.source or image.source, image.image_id, ann.index, message)
+        return Problem(kind, ann.source or image.source, image.image_id, ann.name, message)
 
     box = ", ".join(f"{v:g}" for v in ann.box)
     if not all(math.isfinite(v) for v in ann.box):
@@ -138,8 +151,9 @@ def check_annotation(ann: AnnotationRecord, image: ImageRecord, label_of: dict, 
     if x2 <= x1 or y2 <= y1:
         return problem("degenerate-box", f"box [{box}] (x1, y1, x2, y2) is degenerate: width {x2 - x1:g}, "
                                          f"height {y2 - y1:g}")
-    if normalized or image.size is not None:
-        height, width = (1.0, 1.0) if normalized else image.size
+    size = image.size if image.size is not None else size
+    if normalized or size is not None:
+        height, width = (1.0, 1.0) if normalized else size
         tol = OUT_OF_IMAGE_TOLERANCE_NORMALIZED if normalized else OUT_OF_IMAGE_TOLERANCE_PX
         if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
             frame = "the normalized image [0, 1]" if normalized else f"the image (width {width}, height {height})"
@@ -147,8 +161,10 @@ def check_annotation(ann: AnnotationRecord, image: ImageRecord, label_of: dict, 
     return None
 
 
-def check_records(records: RecordSet, check_files_exist: bool = True) -> tuple[RecordSet, list[Problem]]:
-    """Find the problems that need no decoding.
+def check_records(records: RecordSet, check_files_exist: bool = True,
+                  sizes: dict[int, tuple[int, int]] | None = None) -> tuple[RecordSet, list[Problem]]:
+    """Find the problems that need no decoding. ``sizes``: {image_id: (height, width)} of
+    images whose annotations state none (``header_sizes``), for the outside-the-image check.
 
     Returns:
         a copy of ``records`` without the bad images and bad annotations, and every problem
@@ -174,7 +190,7 @@ def check_records(records: RecordSet, check_files_exist: bool = True) -> tuple[R
             continue
         kept = []
         for ann in image.annotations:
-            found = check_annotation(ann, image, records.label_of, records.normalized)
+            found = check_annotation(ann, image, records.label_of, records.normalized, (sizes or {}).get(image.image_id))
             if found is None:
                 kept.append(ann)
             else:
@@ -203,7 +219,29 @@ def check_image_files(records: RecordSet) -> tuple[list[Problem], dict[int, tupl
         mismatch = size_mismatch(image, size)
         if mismatch is not None:
             problems.append(mismatch)
+        if image.size is None and not records.normalized:  # a VOC XML without <size>: now it is known
+            problems += [p for p in (check_annotation(a, image, records.label_of, False, size)
+                                     for a in image.annotations) if p is not None]
     return problems, sizes
+
+
+def header_sizes(records: RecordSet, every: bool = False) -> tuple[dict[int, tuple[int, int]], list[Problem]]:
+    """(height, width) from the image files' headers (no decoding) of the images whose
+    annotations state no size (``every``: of all images, to find unreadable files up front).
+
+    Returns:
+        {image_id: (height, width)} and an "unreadable-image" problem per file whose header
+        cannot be read (not an image, too many pixels). Missing files are left to ``check_records``.
+    """
+    sizes, problems = {}, []
+    for image in records.images:
+        if not (every or (image.size is None and not records.normalized)) or not image.path.is_file():
+            continue
+        try:
+            sizes[image.image_id] = image_size(image.path)
+        except ImageReadError as exc:
+            problems.append(Problem("unreadable-image", image.source, image.image_id, None, str(exc)))
+    return sizes, problems
 
 
 def size_mismatch(image: ImageRecord, decoded_size: tuple[int, int]) -> Problem | None:
@@ -219,15 +257,19 @@ def size_mismatch(image: ImageRecord, decoded_size: tuple[int, int]) -> Problem 
 
 
 def report_or_raise(problems: list[Problem], skip: bool, what: str) -> None:
-    """Raise ``ValueError`` with the first problem, or warn once per problem when ``skip``."""
+    """Raise ``UserError`` with the first problem, or when ``skip`` warn once per problem
+    (``InputSkipped``: one line each on the command line) and once with the counts."""
     if not problems:
         return
     if skip:
         for problem in problems:
-            warnings.warn(f"skipped: {problem}", stacklevel=3)
+            warnings.warn(f"skipped: {problem}", InputSkipped, stacklevel=3)
+        images = sum(p.annotation is None for p in problems)  # the others drop one annotation
+        warnings.warn(f"skipped {len(problems) - images} bad annotation(s) and {images} unreadable or "
+                      f"unusable image(s) or file(s) of {what}", InputSkipped, stacklevel=3)
         return
     more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
-    raise ValueError(f"{problems[0]}{more}; fix {what}, run `anchordet check-data` to list every problem, "
+    raise UserError(f"{problems[0]}{more}; fix {what}, run `anchordet check-data` to list every problem, "
                      "or skip bad annotations (skip_bad_annotations=True)")
 
 
@@ -282,6 +324,14 @@ def _pixel_scale(image: ImageRecord, normalized: bool, sizes: dict) -> tuple[flo
         return (1.0, 1.0)
     size = sizes.get(image.image_id)
     return None if size is None else (float(size[0]), float(size[1]))
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file (a label file, an image list); UserError naming it when it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def stated_or_header_size(image: ImageRecord) -> tuple[int, int]:

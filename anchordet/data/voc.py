@@ -16,7 +16,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
 
-from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet, read_text
+from anchordet.errors import UserError
 
 
 def read_voc_records(root: str | os.PathLike, image_set: str, class_names: list[str]) -> RecordSet:
@@ -28,14 +29,14 @@ def read_voc_sets(sets: Sequence[tuple[str | os.PathLike, str]], class_names: li
     """Parse several (root, image set) pairs into one ``RecordSet``: the images of each set in
     turn, image ids 0, 1, ... over all of them (so 07 and 12 ids never collide)."""
     if not class_names:
-        raise ValueError(f"VOC dataset {Path(sets[0][0]) if sets else ''}: class names are required "
-                         "(VOC files name the classes)")
+        raise UserError(f"VOC dataset {Path(sets[0][0]) if sets else ''}: class names are required "
+                        "(VOC files name the classes)")
     stems = []
     for root, image_set in sets:
         set_file = Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
         if not set_file.is_file():
             raise FileNotFoundError(f"VOC image set file not found: {set_file}")
-        lines = set_file.read_text(encoding="utf-8").splitlines()
+        lines = read_text(set_file).splitlines()
         stems += [(Path(root), line.split()[0]) for line in lines if line.strip()]
     records, problems = [], []
     for image_id, (root, stem) in enumerate(stems):
@@ -89,19 +90,10 @@ def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -
         xmin, ymin, xmax, ymax = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
     except (AttributeError, TypeError, ValueError):
         text = ET.tostring(box, "unicode").strip() if box is not None else "no <bndbox>"
-        return Problem("malformed", source, image_id, index, f"object {name!r}: <bndbox> needs numeric "
-                                                             f"xmin, ymin, xmax, ymax: {text!r}")
+        return Problem("malformed", source, image_id, f"object {index + 1}", f"object {name!r}: <bndbox> needs "
+                                                                             f"numeric xmin, ymin, xmax, ymax: {text!r}")
     difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "")
     # 1-based inclusive indices -> 0-based pixel edges (module docstring).
     written = f"<bndbox> xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g} (1-based pixels)"
-    return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written)
-
-
-def __getattr__(name: str):
-    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
-    # files (check-data) never imports torch; they stay importable from here.
-    if name in ("VocDataset",):
-        from anchordet.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written,
+                            f"object {index + 1}")  # counting the XML's <object>s from 1

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from anchordet.data.image_io import IMAGE_EXTENSIONS, list_images
-from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
+from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet, read_text
+from anchordet.errors import UserError
 
 
 def image_paths(images) -> list[tuple[Path, Path]]:
@@ -25,7 +26,7 @@ def image_paths(images) -> list[tuple[Path, Path]]:
     if path.is_dir():
         return [(p, path) for p in list_images(path)]
     if path.is_file() and path.suffix == ".txt":
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line.strip() for line in read_text(path).splitlines() if line.strip()]
         return [((path.parent / line).resolve() if not Path(line).is_absolute() else Path(line), path.parent)
                 for line in lines]
     if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -51,7 +52,7 @@ def label_path(image: Path, base: Path, labels_dir: str | os.PathLike | None) ->
 def read_yolo_records(images, labels_dir: str | os.PathLike | None, class_names: list[str]) -> RecordSet:
     """Parse the label files of every image into a normalized ``RecordSet``."""
     if not class_names:
-        raise ValueError("YOLO dataset: class names are required (the data YAML's 'names')")
+        raise UserError("YOLO dataset: class names are required (the data YAML's 'names')")
     records, problems = [], []
     for image_id, (path, base) in enumerate(image_paths(images)):
         labels = label_path(path, base, labels_dir)
@@ -63,7 +64,12 @@ def read_yolo_records(images, labels_dir: str | os.PathLike | None, class_names:
 
 def _parse_label_file(path: Path, image_id: int, problems: list[Problem]) -> list[AnnotationRecord]:
     annotations = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = read_text(path)
+    except UserError as exc:  # not UTF-8: the file's problem, listed (and skippable) like a bad line
+        problems.append(Problem("malformed", str(path), image_id, None, str(exc).removeprefix(f"{path}: ")))
+        return []
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         parsed = _parse_line(line, number, str(path), image_id)
@@ -80,7 +86,7 @@ def _parse_line(line: str, number: int, source: str, image_id: int) -> Annotatio
     try:
         values = [float(v) for v in fields]
     except ValueError:
-        return Problem("malformed", source, image_id, number, f"line {line.strip()!r} is not numbers")
+        return Problem("malformed", source, image_id, f"line {number}", f"line {line.strip()!r} is not numbers")
     if len(values) == 5:
         cx, cy, w, h = values[1:]
         box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
@@ -88,18 +94,9 @@ def _parse_line(line: str, number: int, source: str, image_id: int) -> Annotatio
         xs, ys = values[1::2], values[2::2]
         box = (min(xs), min(ys), max(xs), max(ys))
     else:
-        return Problem("malformed", source, image_id, number,
+        return Problem("malformed", source, image_id, f"line {number}",
                        f"line {line.strip()!r} has {len(values)} values; expected 'class cx cy w h'")
     if not values[0].is_integer():
-        return Problem("malformed", source, image_id, number, f"class {fields[0]!r} is not an integer index")
-    return AnnotationRecord(number, int(values[0]), box, False, None, None, source, f"line {line.strip()!r}")
-
-
-def __getattr__(name: str):
-    # The torch dataset classes live in anchordet.data.datasets, so that reading and checking
-    # files (check-data) never imports torch; they stay importable from here.
-    if name in ("YoloDataset",):
-        from anchordet.data import datasets
-
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return Problem("malformed", source, image_id, f"line {number}", f"class {fields[0]!r} is not an integer index")
+    return AnnotationRecord(number, int(values[0]), box, False, None, None, source, f"line {line.strip()!r}",
+                            f"line {number}")

@@ -5,7 +5,7 @@ This file only wires blocks together; every number below is a default of a block
 with its source.
 
 Inputs are square images of a fixed size S (300 or 512): resizing is the data pipeline's job
-(DESIGN.md contract 4), so ``forward``, ``loss`` and ``predict`` reject any other size.
+(docs/design.md contract 4), so ``forward``, ``loss`` and ``predict`` reject any other size.
 Normalisation: ImageNet mean / std on [0, 1] pixels (torchvision's ImageNet VGG16 weights).
 torchvision's ssd300_vgg16 instead feeds 0..255 pixels minus a mean (``image_mean``
 (0.48235, 0.45882, 0.40784), ``image_std`` 1/255 on [0, 1] inputs): give those as

@@ -36,23 +36,33 @@ CHANNELS_LAST_FASTER: dict[str, dict[str, bool]] = {
 FOLD_BN_FOR_INFERENCE = True
 
 
-def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device | str) -> bool:
+def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device | str,
+                          training: bool = False) -> bool:
     """``setting`` True / False as given; "auto": the measured default of ``model``'s class on
-    ``device`` (off for a class never measured)."""
+    ``device`` (off for a class never measured, and off for CPU training of a model with a
+    convolution that oneDNN's NHWC backward crashes on: ``nhwc_backward_crashes``)."""
     if setting != "auto":
         return bool(setting)
-    table = CHANNELS_LAST_FASTER.get(torch.device(device).type, {})
-    return table.get(type(model).__name__, False)
+    device_type = torch.device(device).type
+    if training and device_type == "cpu" and nhwc_backward_crashes(model):
+        return False
+    return CHANNELS_LAST_FASTER.get(device_type, {}).get(type(model).__name__, False)
 
 
-def cpu_nhwc_training_unsafe(model: nn.Module) -> list[str]:
-    """The convolutions of ``model`` that hit a oneDNN bug when trained channels_last on a CPU:
-    in torch 2.14.1 the fp32 weight gradient of a 1x1 stride-2 convolution with fewer than 16
-    input channels (the downsample of a width-8 ResNet) on 64 px maps or more aborts the process
-    ("double free or corruption"). Inference and bf16 are not affected; realistic widths (16 input
-    channels and up) neither. Names of the offending modules."""
+def nhwc_backward_crashes(model: nn.Module) -> bool:
+    """True when ``model`` has a 1x1 stride-2 convolution with fewer than 16 input channels (a
+    narrow ResNet's downsample). With torch 2.14.1 on an Intel Xeon (AVX-512 / AMX, 2026-12-01)
+    the backward of such a convolution in channels_last segfaults the process from 64x64
+    inputs on (``Conv2d(8, 16, 1, 2)`` on a (4, 8, 64, 64) NHWC input; 16 or more input channels
+    never did, contiguous inputs never do), so "auto" keeps these models contiguous for CPU
+    training. The detectors of the presets (ResNet width >= 16) are not affected."""
+    return bool(nhwc_backward_crashing_convs(model))
+
+
+def nhwc_backward_crashing_convs(model: nn.Module) -> list[str]:
+    """The names of the convolutions ``nhwc_backward_crashes`` is about."""
     return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 16]
+            if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride == (2, 2) and m.in_channels < 16]
 
 
 def use_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
@@ -88,13 +98,13 @@ def accelerate_for_training(model: nn.Module, device: torch.device, precision: s
     """Set ``model`` (already on ``device``) up for training: memory format and precision.
     BN folding is left as the model has it (a trainable BN cannot be folded). Returns the
     precision that runs (``resolve_precision``; ``say`` gets its fallback line)."""
-    enabled = resolve_channels_last(channels_last, model, device)
-    unsafe = cpu_nhwc_training_unsafe(model) if torch.device(device).type == "cpu" else []
-    if enabled and unsafe:
+    enabled = resolve_channels_last(channels_last, model, device, training=True)
+    crashing = nhwc_backward_crashing_convs(model) if enabled and torch.device(device).type == "cpu" else []
+    if crashing:  # asked for explicitly ("auto" already said no): never abort the process
         enabled = False
-        if channels_last is True and say is not None:
-            say(f"run.channels_last: {unsafe[0]} is a 1x1 stride-2 convolution with fewer than 16 input "
-                f"channels, whose channels_last weight gradient crashes oneDNN on CPUs; training NCHW")
+        if say is not None:
+            say(f"run.channels_last: {crashing[0]} is a 1x1 stride-2 convolution with fewer than 16 input "
+                f"channels, whose channels_last backward crashes oneDNN on CPUs; training NCHW")
     use_channels_last(model, enabled)
     resolved = resolve_precision(precision, device, **({} if say is None else {"say": say}))
     apply_precision(model, resolved)

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, cpu_nhwc_training_unsafe,
+from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, nhwc_backward_crashes,
                                            resolve_channels_last, set_fold_bn, use_channels_last)
 from anchordet.engine.precision import (NETWORK_PARTS, Precision, apply_precision, cpu_flags, network_parts,
                                         resolve_precision)
@@ -282,15 +282,17 @@ def make_variants(precisions: list[str], channels_last: list[str], fold_bn: list
                   model: nn.Module, device: torch.device, mode: str, say=None) -> list[Variant]:
     """The distinct variants of the option lists for ``model`` on ``device`` ("auto" resolved as
     training / inference would; a fallback precision that equals another variant is dropped;
-    training on a CPU stays NCHW where ``cpu_nhwc_training_unsafe`` names a convolution)."""
+    training on a CPU stays NCHW where ``nhwc_backward_crashes``)."""
     variants: list[Variant] = []
     for name, layout, fold, batch in itertools.product(precisions, channels_last, fold_bn, batch_sizes):
         precision = resolve_precision(name, device, **({} if say is None else {"say": say}))
         setting = "auto" if layout == "auto" else layout == "on"
         foldable = can_fold_bn(model, training=mode == "train")
         folded = foldable and (mode == "infer" if fold == "auto" else fold == "on")
-        layout_ok = not (mode == "train" and device.type == "cpu" and cpu_nhwc_training_unsafe(model))
-        variant = Variant(precision, resolve_channels_last(setting, model, device) and layout_ok, folded, batch)
+        training = mode == "train"
+        layout_ok = not (training and device.type == "cpu" and nhwc_backward_crashes(model))
+        variant = Variant(precision, resolve_channels_last(setting, model, device, training) and layout_ok, folded,
+                          batch)
         if not any(_same(variant, v) for v in variants):
             variants.append(variant)
     return variants

@@ -121,3 +121,10 @@ def barrier() -> None:
 def cleanup() -> None:
     if is_distributed():
         dist.destroy_process_group()
+
+
+def all_reduce_max(values: list[float]) -> list[float]:
+    """The largest of each value over processes (one all-reduce for all of them)."""
+    if not is_distributed():
+        return [float(v) for v in values]
+    return _reduced([float(v) for v in values], torch.float64, dist.ReduceOp.MAX)

@@ -1,8 +1,9 @@
 """Run a detector over a dataset and score it with the COCO or VOC evaluator (any number of processes)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -10,6 +11,11 @@ from torch import nn
 from anchordet.engine import distributed as dist_utils
 from anchordet.engine.data import EpochSampler, make_loader
 from anchordet.postprocess.rescale import rescale_detections
+from anchordet.progress import Progress
+
+
+class EvaluationCancelled(Exception):
+    """``should_stop`` answered True (a stop request during training's evaluation)."""
 
 
 @dataclass
@@ -39,31 +45,63 @@ def make_evaluator(metric: str, ground_truth: dict):
 
 @torch.no_grad()
 def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size: int = 8, num_workers: int = 0,
-                    size_divisible: int = 32) -> list[dict]:
-    """This process's share of ``dataset`` through ``model.predict``, as COCO results (original pixels)."""
-    from anchordet.evaluation import detections_to_coco_results
+                    size_divisible: int = 32, should_stop: Callable[[], bool] | None = None,
+                    progress: bool = False) -> list[dict]:
+    """This process's share of ``dataset`` through ``model.predict``, as COCO results (original pixels).
 
-    sampler = EpochSampler(len(dataset), batch_size * dist_utils.world_size(), seed=0, epoch=0, shuffle=False,
-                           rank=dist_utils.rank(), world_size=dist_utils.world_size(), drop_last=False)
+    ``should_stop`` is called before each global batch and after the last, the same number of
+    times in every process (so it may hold a collective); True raises ``EvaluationCancelled``.
+    ``progress``: a bar on a terminal, a line every 100 batches elsewhere (``anchordet.progress``).
+    """
+    world = dist_utils.world_size()
+    sampler = EpochSampler(len(dataset), batch_size * world, seed=0, epoch=0, shuffle=False,
+                           rank=dist_utils.rank(), world_size=world, drop_last=False)
     loader = make_loader(dataset, sampler, batch_size, num_workers, size_divisible, seed=0, epoch=0,
                          pin_memory=device.type == "cuda")
+    steps = math.ceil(len(dataset) / (batch_size * world))  # a process whose share ended early still counts
+    bar = Progress(steps, "evaluating", every=100, end_line=False, enabled=progress)
+    batches = iter(loader)
     results = []
     was_training = model.training
     model.eval()
-    for batch in loader:
-        detections = model.predict(batch.images.to(device, non_blocking=True))
-        for det, image_size, orig_size, image_id in zip(detections, batch.images.image_sizes, batch.orig_sizes,
-                                                        batch.image_ids):
-            det = rescale_detections(det.to("cpu"), image_size, orig_size)
-            results += detections_to_coco_results(image_id, det.boxes, det.scores, det.labels, dataset.category_ids)
-    model.train(was_training)
+    try:
+        for _ in range(steps):
+            _check(should_stop)
+            batch = next(batches, None)
+            bar.update(1)
+            if batch is not None:
+                results += _predict_batch(model, batch, device, dataset.category_ids)
+        _check(should_stop)
+    finally:
+        bar.close()
+        model.train(was_training)
+    return results
+
+
+def _check(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise EvaluationCancelled
+
+
+def _predict_batch(model: nn.Module, batch, device: torch.device, category_ids) -> list[dict]:
+    from anchordet.evaluation import detections_to_coco_results
+
+    results = []
+    detections = model.predict(batch.images.to(device, non_blocking=True))
+    for det, image_size, orig_size, image_id in zip(detections, batch.images.image_sizes, batch.orig_sizes,
+                                                    batch.image_ids):
+        det = rescale_detections(det.to("cpu"), image_size, orig_size)
+        results += detections_to_coco_results(image_id, det.boxes, det.scores, det.labels, category_ids)
     return results
 
 
 def evaluate_dataset(model: nn.Module, dataset, metric: str, device: torch.device, batch_size: int = 8,
-                     num_workers: int = 0) -> EvaluationResult | None:
-    """Predict on every image (shared between processes) and score on rank 0 (None elsewhere)."""
-    results = predict_dataset(model, dataset, device, batch_size, num_workers)
+                     num_workers: int = 0, should_stop: Callable[[], bool] | None = None,
+                     progress: bool = False) -> EvaluationResult | None:
+    """Predict on every image (shared between processes) and score on rank 0 (None elsewhere).
+    ``should_stop``, ``progress``: see ``predict_dataset``."""
+    results = predict_dataset(model, dataset, device, batch_size, num_workers, should_stop=should_stop,
+                              progress=progress)
     gathered = [r for part in dist_utils.all_gather_objects(results) for r in part]
     if not dist_utils.is_main_process():
         return None

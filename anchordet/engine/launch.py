@@ -9,16 +9,29 @@ saves the user from typing it and lets ``anchordet demo`` do it by itself.
 
 Each child process gets the environment torchrun would give it (RANK, WORLD_SIZE, MASTER_ADDR,
 ...), so the trainer's process-group code is the same for both launchers.
+
+Signals and failures, as torchrun handles them: each child runs in its own session, so Ctrl-C at
+the terminal reaches the parent alone, which forwards it (and SIGTERM) to every child once; the
+children stop together at the next iteration (``anchordet.engine.interrupt``). A second Ctrl-C
+kills the children and the parent at once. The first child to fail is the one reported; the
+others are killed then (they would wait for it in a collective, or fail with gloo's "Connection
+closed by peer", which only hides the real message).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import socket
+import time
 import traceback
+from multiprocessing.connection import wait
 from typing import Any, Callable
 
 import torch.multiprocessing as mp
+
+from anchordet.engine import interrupt
 
 
 class ChildProcessFailed(RuntimeError):
@@ -48,7 +61,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _child(rank: int, world: int, port: int, target: Callable, args: tuple, results) -> None:
+def _child(rank: int, world: int, port: int, parent: int, target: Callable, args: tuple, results) -> None:
+    _detach(parent)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from anchordet.engine import distributed
@@ -61,6 +75,21 @@ def _child(rank: int, world: int, port: int, target: Callable, args: tuple, resu
     except BaseException as exc:  # noqa: BLE001 - report any failure to the parent, then exit non-zero
         results.put((rank, "error", (f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", _picklable(exc))))
         raise SystemExit(1)
+
+
+def _detach(parent: int) -> None:
+    """Start of a child: its own session (the terminal's Ctrl-C goes to the parent, which forwards
+    it once), stop requests as a flag from now on, SIGTERM when the parent dies (Linux), then take
+    the signals the parent blocked while starting it (a request sent meanwhile is pending)."""
+    os.setsid()
+    interrupt.install()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
 
 
 def _picklable(exc: BaseException) -> BaseException | None:
@@ -76,33 +105,29 @@ def run_processes(target: Callable[..., Any], processes: int, *args) -> Any:
     (gloo on CPU, NCCL on GPUs: the trainer picks) and return rank 0's result.
 
     ``target`` must be a module-level function (it is pickled into spawned processes). A failure
-    in any process raises ``ChildProcessFailed`` with that process's traceback. Ctrl-C reaches
-    every process (they share the terminal's process group); the parent waits for them to save
-    their checkpoint and exit.
+    in any process raises ``ChildProcessFailed`` with the first failing process's traceback and
+    exception; the other processes are killed then. SIGINT / SIGTERM received here are forwarded
+    to every process (once; the trainer stops them together); a second one kills them and exits.
     """
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
     port = _free_port()
-    children = [context.Process(target=_child, args=(rank, processes, port, target, args, results), daemon=False)
-                for rank in range(processes)]
-    for child in children:
-        child.start()
-    for child in children:
-        while True:
-            try:
-                child.join()
-                break
-            except KeyboardInterrupt:  # the children got it too: let them save and stop
-                continue
-    reports = {}
-    while not results.empty():
-        rank, status, value = results.get()
-        reports[rank] = (status, value)
-    errors = [(rank, value) for rank, (status, value) in sorted(reports.items()) if status == "error"]
-    if errors:
-        raise ChildProcessFailed("\n".join(f"process {rank}: {text}" for rank, (text, _) in errors), errors[0][1][1])
+    children = [context.Process(target=_child, args=(rank, processes, port, os.getpid(), target, args, results),
+                                daemon=False) for rank in range(processes)]
+    with _forwarding_signals(children):
+        # Blocked while starting: a child inherits the mask and unblocks once its handlers are in.
+        signal.pthread_sigmask(signal.SIG_BLOCK, interrupt.SIGNALS)
+        try:
+            for child in children:
+                child.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupt.SIGNALS)
+        reports, first_error = _collect(children, results)
+    if first_error is not None:
+        text, exception = reports[first_error][1]
+        raise ChildProcessFailed(f"process {first_error}: {text}", exception)
     missing = [rank for rank, child in enumerate(children) if rank not in reports]
     if missing:
         codes = {rank: children[rank].exitcode for rank in missing}
@@ -112,3 +137,66 @@ def run_processes(target: Callable[..., Any], processes: int, *args) -> Any:
     if status == "interrupted":
         raise KeyboardInterrupt
     return value
+
+
+def _collect(children: list, results) -> tuple[dict, int | None]:
+    """Wait for every child; rank -> (status, value) of their reports, and the rank that reported
+    an error first (the others are killed at that moment)."""
+    reports: dict = {}
+    first_error = None
+    while True:
+        alive = [child for child in children if child.is_alive()]
+        # After the first error the queue is left alone: a killed child may have left half a
+        # message in it, and the other reports are not needed.
+        while first_error is None and not results.empty():
+            rank, status, value = results.get()
+            reports.setdefault(rank, (status, value))
+            if status == "error" and first_error is None:
+                first_error = rank
+                _kill(child for index, child in enumerate(children) if index != rank)
+        if not alive:
+            break
+        wait([child.sentinel for child in alive], timeout=0.1)
+    for child in children:
+        child.join()
+    return reports, first_error
+
+
+def _kill(children) -> None:
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, TypeError):  # TypeError: never started (pid None)
+            os.kill(child.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _forwarding_signals(children: list):
+    """While inside, SIGINT and SIGTERM go on to the children (see the module docstring)."""
+    first = {"signal": 0, "time": 0.0}
+
+    def forward(signum, frame):
+        now = time.monotonic()
+        if first["signal"] and now - first["time"] < interrupt.REPEAT_WINDOW_S:
+            return  # the same request delivered twice
+        if first["signal"]:
+            _kill(children)
+            os.write(2, f"\nsignal {signum} again: stopped the training processes\n".encode())
+            os._exit(interrupt.exit_status(signum))
+        first.update(signal=signum, time=now)
+        # os.write to fd 2, not print: a handler must not write into a buffered stream that the code
+        # it interrupted may be writing to
+        os.write(2, f"\nstopping: the {len(children)} training processes finish their step and save a checkpoint "
+                    "(signal again to quit at once)\n".encode())
+        for child in children:
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(child.pid, signum)
+
+    try:
+        previous = {sig: signal.signal(sig, forward) for sig in interrupt.SIGNALS}
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -7,21 +7,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from anchordet.files import atomic_write, atomic_write_text
+
 
 class RunLogger:
-    def __init__(self, out_dir: str | Path, enabled: bool = True):
+    """``resumed_at``: the iteration of the checkpoint a resumed run started from. Records after
+    it (written before a ``kill -9``, since the checkpoint) are dropped from metrics.jsonl, and
+    TensorBoard is told to hide its events after it (``purge_step``): the resumed run logs those
+    iterations again."""
+
+    def __init__(self, out_dir: str | Path, enabled: bool = True, resumed_at: int | None = None):
         self.out_dir = Path(out_dir)
         self.enabled = enabled
         self._writer = None
+        self._purge_step = None if resumed_at is None else resumed_at + 1
         if enabled:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resumed_at is not None:
+                drop_records_after(self.metrics_path, resumed_at)
             self._open()
 
     def _open(self):
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self._purge_step)
+            self._purge_step = None  # once: a writer reopened later (after close) purges nothing more
         return self._writer
 
     @property
@@ -44,6 +55,25 @@ class RunLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def drop_records_after(path: str | Path, iteration: int) -> None:
+    """Rewrite metrics.jsonl (atomically) without the records after ``iteration`` and without a
+    line cut short by a kill mid-write; untouched when there is nothing to drop."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if _iteration_of(line) is not None and _iteration_of(line) <= iteration]
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _iteration_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -82,6 +112,6 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     if evals:
         ap_axis.legend()
     figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
+    atomic_write(out_path, lambda f: figure.savefig(f, format="png", dpi=100))
     plt.close(figure)
     return Path(out_path)

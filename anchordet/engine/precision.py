@@ -24,12 +24,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from anchordet.detectors.parts import NETWORK_PARTS, network_parts
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-# The network modules of the detectors (dotted paths; absent ones are skipped): what runs under
-# autocast. Everything between and after them (anchors, RoI pooling, losses, post-processing) is float32.
-NETWORK_PARTS = ("backbone", "fpn", "head", "rpn.head", "roi_head")
+# What runs under autocast: the detectors' network parts (``detectors.parts.NETWORK_PARTS``).
+# Everything between and after them (anchors, RoI pooling, losses, post-processing) is float32.
 
 
 # ---------------------------------------------------------------------------------- capability
@@ -169,17 +170,6 @@ def to_float32(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: to_float32(v) for k, v in value.items()}
     return value
-
-
-def network_parts(model: nn.Module, parts: tuple[str, ...] = NETWORK_PARTS) -> dict[str, nn.Module]:
-    """The submodules at the dotted ``parts`` paths that ``model`` has, by path."""
-    found = {}
-    for path in parts:
-        try:
-            found[path] = model.get_submodule(path)
-        except AttributeError:
-            continue
-    return found
 
 
 def apply_precision(model: nn.Module, precision: Precision, parts: tuple[str, ...] = NETWORK_PARTS) -> nn.Module:

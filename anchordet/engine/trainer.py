@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +18,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from anchordet import progress as progress_lines
 from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ExperimentConfig
 from anchordet.devices import resolve_device
 from anchordet.engine import distributed as dist_utils
+from anchordet.engine import interrupt
 from anchordet.engine.acceleration import accelerate_for_training, configure_cuda, fixed_input_size
-from anchordet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights, set_rng_states
+from anchordet.engine.checkpoint import (
+    changed_model_options, load_checkpoint, load_model_state, save_checkpoint, save_weights, set_rng_states,
+)
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.early_stopping import EarlyStopping
 from anchordet.engine.ema import ModelEMA
-from anchordet.engine.evaluate import evaluate_dataset
+from anchordet.engine.evaluate import EvaluationCancelled, evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
+from anchordet.engine.run_folder import RunFolder
 from anchordet.engine.sync_bn import convert_sync_batch_norm
+from anchordet.errors import UserError
+from anchordet.files import atomic_write_text
 
 
 # run.fit_epochs_to_budget times iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of a run (the first
@@ -62,14 +70,16 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainOutcome:
-    """How ``fit`` ended: "finished", "stopped" (budget / stop_after_iters) or "interrupted" (Ctrl-C).
-    ``early_stopped``: finished before ``solver.epochs`` by ``run.patience``."""
+    """How ``fit`` ended: "finished", "stopped" (budget / stop_after_iters) or "interrupted"
+    (Ctrl-C or SIGTERM: ``stop_signal`` says which). ``early_stopped``: finished before
+    ``solver.epochs`` by ``run.patience``."""
 
     status: str
     iteration: int
     last_checkpoint: Path | None
     best_metric: float | None
     early_stopped: bool = False
+    stop_signal: int = 0
 
 
 class LossModule(nn.Module):
@@ -84,7 +94,11 @@ class LossModule(nn.Module):
 
 
 class Trainer:
-    def __init__(self, config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True):
+    """``overwrite``: a new run may replace a previous run in ``run.out_dir`` (see
+    ``engine.run_folder``); call ``close`` when done with the trainer (it unlocks the folder)."""
+
+    def __init__(self, config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True,
+                 overwrite: bool = False):
         self.config = config
         run, solver = config.run, config.solver
         self.device = resolve_device(run.device)
@@ -92,13 +106,24 @@ class Trainer:
         configure_cuda(self.device, fixed_input_size(config.data))
         self.world = dist_utils.world_size()
         if solver.batch_size % self.world:
-            raise ValueError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
-                             f"processes ({self.world})")
+            raise UserError(f"solver.batch_size={solver.batch_size} must be divisible by the number of "
+                            f"processes ({self.world})")
         if run.threads:
             torch.set_num_threads(run.threads)
         self.out_dir = Path(run.out_dir)
         self.is_main = dist_utils.is_main_process()
         self.progress = progress and self.is_main
+        self.run_folder = RunFolder(self.out_dir, resume=resume, overwrite=overwrite) if self.is_main else None
+        if self.run_folder is not None:
+            self.run_folder.claim()  # before the slow part: a refused folder fails fast
+        try:
+            self._set_up(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, resume: str | Path | None) -> None:
+        config, run, solver = self.config, self.config.run, self.config.solver
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
         if config.model.sync_batch_norm and self.world > 1:
@@ -108,12 +133,18 @@ class Trainer:
                                                  say=self._say)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
+        if config.model.init_weights and not resume:  # fine-tuning: before the optimizer sees the weights
+            from anchordet.engine.init_weights import initialise_from
+
+            summary = initialise_from(self.model, config.model.init_weights, list(self.val_set.class_names), config.model)
+            if self.is_main:
+                print(summary.line(), flush=True)
         self.train_groups = aspect_groups(config.data, self.train_set)
         self.iters_per_epoch = len(self.train_set) // solver.effective_batch_size  # optimizer steps
         if self.iters_per_epoch == 0:
-            raise ValueError(f"the training set has {len(self.train_set)} images, fewer than one batch "
-                             f"(solver.batch_size={solver.batch_size} x solver.accumulate_steps="
-                             f"{solver.accumulate_steps})")
+            raise UserError(f"the training set has {len(self.train_set)} images, fewer than one batch "
+                            f"(solver.batch_size={solver.batch_size} x solver.accumulate_steps="
+                            f"{solver.accumulate_steps})")
         self.optimizer = build_optimizer(self.model, solver)
         self.ema = ModelEMA(self.model, solver.ema_decay) if solver.ema_decay else None
         # reads self.config at each step: run.fit_epochs_to_budget may shorten solver.epochs once
@@ -125,9 +156,31 @@ class Trainer:
             self.wrapped = nn.parallel.DistributedDataParallel(self.wrapped, device_ids=device_ids)
         self.epoch, self.iteration, self.batch_in_epoch, self.best_metric = 0, 0, 0, None
         self.early_stopping = EarlyStopping(run.patience)
+        self.resumed_at, self.stop_signal, self._logger = None, 0, None
         if resume:
             self._restore(resume)
-        self.logger = RunLogger(self.out_dir, enabled=self.is_main)
+            self.resumed_at = self.iteration
+
+    def close(self) -> None:
+        """Unlock the run folder (the trainer writes nothing more)."""
+        if self.run_folder is not None:
+            self.run_folder.release()
+
+    @property
+    def logger(self) -> RunLogger:
+        self._start_writing()
+        return self._logger
+
+    def _start_writing(self) -> None:
+        """Before this run's first write (its first log line or checkpoint, after its first step
+        or a stop before it): tidy the folder, write config.yaml, open the logs. Until then a run
+        that fails (a bad option, dataset or image) leaves the folder as it found it."""
+        if self._logger is not None:
+            return
+        if self.is_main:
+            self.run_folder.prepare()
+            atomic_write_text(self.out_dir / "config.yaml", self.config.to_yaml())
+        self._logger = RunLogger(self.out_dir, enabled=self.is_main, resumed_at=self.resumed_at)
 
     # ----------------------------------------------------------------------------------- set-up
     def _say(self, line: str) -> None:
@@ -139,8 +192,18 @@ class Trainer:
 
     def _restore(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        missing = [k for k in ("optimizer", "scheduler", "epoch", "iteration", "iteration_in_epoch", "rng")
+                   if k not in state]
+        if missing:
+            raise UserError(f"{path}: not a resumable training checkpoint (no {', '.join(missing)}); "
+                            f"to start from its weights use --weights")
+        changed = changed_model_options(dict(state["config"].get("model") or {}), self.config.to_dict()["model"])
+        load_model_state(self.model, state["model"], path, changed)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:  # torch's "parameter group doesn't match the size ..."
+            raise UserError(f"{path}: the optimizer state does not fit the parameters this config trains{changed} "
+                            f"({exc})") from exc
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
@@ -153,26 +216,28 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ loop
     def fit(self) -> TrainOutcome:
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(self.config.to_yaml())
+        """Train to the end, a budget or a stop request. Ctrl-C and SIGTERM only set a flag here
+        (``engine.interrupt``) that every process reads at the same point of each iteration."""
         self.started = time.monotonic()
         self.iterations_this_run = 0
         self._fit_clock = None  # set at iteration FIT_MEASURE_FROM by run.fit_epochs_to_budget
         try:
-            while self.epoch < self.config.solver.epochs and not self.early_stopping.due:
-                if not self._train_epoch():
-                    return self._stop("stopped")
-                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                self._end_of_epoch()
-        except KeyboardInterrupt:
+            with interrupt.stop_requests():
+                while self.epoch < self.config.solver.epochs and not self.early_stopping.due:
+                    stop = self._train_epoch() or self._end_of_epoch()
+                    if stop:
+                        return self._stop(stop)
+                return self._finish()
+        except KeyboardInterrupt:  # raised by code, or signals not handled here (fit outside the main thread)
+            self.stop_signal = self.stop_signal or int(signal.SIGINT)
             return self._stop("interrupted")
         finally:
-            self.logger.close()
-        return self._finish()
+            if self._logger is not None:
+                self._logger.close()
 
-    def _train_epoch(self) -> bool:
-        """Train the rest of the current epoch; False when a budget stopped it midway."""
+    def _train_epoch(self) -> str | None:
+        """Train the rest of the current epoch; "stopped" (a budget) or "interrupted" (a stop
+        request) when it ended midway, None at the end of the epoch."""
         solver, run = self.config.solver, self.config.run
         self.train_set.set_epoch(self.epoch)
         steps = solver.accumulate_steps  # loader batches per optimizer step; batch_in_epoch counts steps
@@ -182,23 +247,26 @@ class Trainer:
                                groups=self.train_groups, batch_numbers=True)
         loader = make_loader(self.train_set, sampler, solver.batch_size // self.world, self.config.data.num_workers,
                              self._size_divisible(), run.seed, self.epoch, pin_memory=self.device.type == "cuda")
-        bar = self._progress_bar()
+        bar = progress_lines.Progress(self.iters_per_epoch, f"epoch {self.epoch + 1}/{self.config.solver.epochs}",
+                                      initial=self.batch_in_epoch, every=run.log_every, enabled=self.progress)
         window_start, window_images = time.monotonic(), 0
         self.model.train()
-        for batch in _chunks(loader, steps):
-            if self._budget_spent():
-                return False
-            losses = self._step(batch)
-            self.batch_in_epoch += 1
-            self.iteration += 1
-            self.iterations_this_run += 1
-            self._maybe_fit_epochs_to_budget()
-            window_images += sum(len(b) for b in batch) * self.world
-            speed = window_images / max(time.monotonic() - window_start, 1e-9)
-            self._log_step(losses, speed, bar)
-        if bar is not None:
+        try:
+            for batch in _chunks(loader, steps):
+                stop = self._agreed_stop()
+                if stop:
+                    return stop
+                losses = self._step(batch)
+                self.batch_in_epoch += 1
+                self.iteration += 1
+                self.iterations_this_run += 1
+                self._maybe_fit_epochs_to_budget()
+                window_images += sum(len(b) for b in batch) * self.world
+                speed = window_images / max(time.monotonic() - window_start, 1e-9)
+                self._log_step(losses, speed, bar)
+        finally:
             bar.close()
-        return True
+        return None
 
     def _step(self, batches: list) -> dict[str, float]:
         """One optimizer step on ``solver.accumulate_steps`` loader batches: each batch's loss
@@ -255,31 +323,32 @@ class Trainer:
             f"Lower solver.base_lr, raise solver.warmup_iters, or set solver.clip_grad_norm.")
 
     # ------------------------------------------------------------------------- logging, budget
-    def _progress_bar(self):
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        total = self.iters_per_epoch
-        return tqdm(total=total, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{self.config.solver.epochs}",
-                    leave=False, dynamic_ncols=True)
-
-    def _log_step(self, losses: dict[str, float], images_per_s: float, bar) -> None:
+    def _log_step(self, losses: dict[str, float], images_per_s: float, bar: progress_lines.Progress) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2g}", img_s=f"{images_per_s:.1f}")
+        bar.update(1, loss=f"{losses['loss']:.3f}", lr=f"{lr:.2g}", img_s=f"{images_per_s:.1f}")
         if self.iteration % self.config.run.log_every == 0 or self.iteration == 1:
             reduced = dist_utils.all_reduce_sums(losses)
             averaged = {k: v / self.world for k, v in reduced.items()}
             self.logger.log("train", self.iteration, {"epoch": self.epoch + 1, "lr": lr,
                                                       "images_per_s": images_per_s, **averaged})
 
+    def _agreed_stop(self, budget: bool = True) -> str | None:
+        """Stop before the next batch? The same answer in every process: "interrupted" when a stop
+        request (Ctrl-C, SIGTERM) reached any of them, "stopped" when a budget is spent (with
+        ``budget``), else None. One all-reduce of both flags, at the same point of each
+        iteration, so all processes stop after the same step."""
+        signum, spent = dist_utils.all_reduce_max([interrupt.requested(), budget and self._budget_spent()])
+        if signum:
+            self.stop_signal = int(signum)
+            return "interrupted"
+        return "stopped" if spent else None
+
     def _budget_spent(self) -> bool:
+        """This process's view of run.stop_after_iters and run.max_minutes (``_agreed_stop`` reduces it)."""
         run = self.config.run
         over_iters = run.stop_after_iters and self.iterations_this_run >= run.stop_after_iters
         over_time = run.max_minutes and (time.monotonic() - self.started) > 60 * run.max_minutes
-        return dist_utils.any_process(bool(over_iters or over_time))
+        return bool(over_iters or over_time)
 
     def _maybe_fit_epochs_to_budget(self) -> None:
         """``run.fit_epochs_to_budget``: after timing iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of
@@ -302,12 +371,11 @@ class Trainer:
         self.config = dataclasses.replace(
             self.config, solver=dataclasses.replace(self.config.solver, epochs=epochs),
             run=dataclasses.replace(run, fit_epochs_to_budget=False))
+        self._start_writing()
         if self.is_main:
-            (self.out_dir / "config.yaml").write_text(self.config.to_yaml())
+            atomic_write_text(self.out_dir / "config.yaml", self.config.to_yaml())
         if self.progress:
-            from tqdm import tqdm
-
-            tqdm.write(f"{per_iter:.3f} s per iteration: {epochs} epochs fit the {run.max_minutes:g}-minute budget")
+            progress_lines.write(f"{per_iter:.3f} s per iteration: {epochs} epochs fit the {run.max_minutes:g}-minute budget")
 
     @property
     def eval_model(self) -> nn.Module:
@@ -318,36 +386,52 @@ class Trainer:
         return int(getattr(self.model, "size_divisible", 32))
 
     # ---------------------------------------------------------------------- epochs, checkpoints
-    def _end_of_epoch(self) -> None:
+    def _end_of_epoch(self) -> str | None:
+        """Evaluate the epoch just trained (when due), then count it and save last.pt. The epoch is
+        counted only after its evaluation: a stop request during the evaluation cancels it
+        ("interrupted") and the checkpoint holds the epoch as trained but not counted, so the
+        resumed run trains nothing more of it and evaluates it first."""
+        done = self.epoch + 1
         every = self.config.run.eval_every
-        last_epoch = self.epoch == self.config.solver.epochs
-        if last_epoch or (every and self.epoch % every == 0):
-            self._evaluate()
+        if done == self.config.solver.epochs or (every and done % every == 0):
+            if not self._evaluate(done):
+                return "interrupted"
+        self.epoch, self.batch_in_epoch = done, 0
         self._save("last.pt")
+        return None
 
-    def _evaluate(self) -> None:
-        result = evaluate_dataset(self.eval_model, self.val_set, self.config.run.metric, self.device,
-                                  batch_size=max(1, self.config.solver.batch_size // self.world))
+    def _evaluate(self, epoch: int) -> bool:
+        """Evaluate, log the result as that of ``epoch`` (epochs done) and keep the best model;
+        False when a stop request cancelled it (every process agrees, batch by batch)."""
+        try:
+            result = evaluate_dataset(self.eval_model, self.val_set, self.config.run.metric, self.device,
+                                      batch_size=max(1, self.config.solver.batch_size // self.world),
+                                      should_stop=lambda: self._agreed_stop(budget=False) is not None,
+                                      progress=self.progress)
+        except EvaluationCancelled:
+            return False
         improved = False
         if result is not None:
-            self.logger.log("eval", self.iteration, {"epoch": self.epoch, **result.scalars()})
+            self.logger.log("eval", self.iteration, {"epoch": epoch, **result.scalars()})
             improved = self.best_metric is None or result.headline > self.best_metric
             if improved:
                 self.best_metric = result.headline
             if self.progress:
-                print(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.scalars().items()
-                                                          if k in ("AP", "AP50", "AP75", "mAP")), flush=True)
+                progress_lines.write(f"epoch {epoch}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in result.scalars().items() if k in ("AP", "AP50", "AP75", "mAP")))
         improved = bool(dist_utils.all_gather_objects(improved)[0])
-        if self.early_stopping.record(improved, self.epoch):
-            self._report_early_stop()
+        if self.early_stopping.record(improved, epoch):
+            self._report_early_stop(epoch)
         if improved:
             self._save("best.pt")
             if self.is_main:
                 save_weights(self.out_dir / "best.safetensors", self.eval_model, self.config.model,
                              self._inference_settings().to_metadata())
+        return True
 
     def _save(self, name: str) -> Path | None:
         path = self.out_dir / name
+        self._start_writing()
         if self.is_main:
             save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                             scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
@@ -366,16 +450,23 @@ class Trainer:
         path = self._save("last.pt")
         if self.progress:
             print(f"\n{status} at iteration {self.iteration}; resume with: anchordet train --resume {path}", flush=True)
-        return TrainOutcome(status, self.iteration, path, self.best_metric)
+        return TrainOutcome(status, self.iteration, path, self.best_metric,
+                            stop_signal=self.stop_signal if status == "interrupted" else 0)
 
-    def finish_early(self) -> float | None:
+    def finish_early(self) -> TrainOutcome:
         """After a budget stop: evaluate, write the weights and curves as a finished run would
-        (the checkpoint stays resumable). Returns the evaluation's headline metric."""
-        self._evaluate()
+        (the checkpoint stays resumable). Status "stopped" with the best metric, or "interrupted"
+        when a stop request cancelled the evaluation."""
+        with interrupt.stop_requests():
+            evaluated = self._evaluate(self.epoch)
+        last = self.out_dir / "last.pt"
+        if not evaluated:
+            return TrainOutcome("interrupted", self.iteration, last, self.best_metric, stop_signal=self.stop_signal)
         self._finish()
-        return self.best_metric
+        return TrainOutcome("stopped", self.iteration, last, self.best_metric)
 
     def _finish(self) -> TrainOutcome:
+        self._start_writing()
         if self.is_main:
             save_weights(self.out_dir / "model.safetensors", self.eval_model, self.config.model,
                          self._inference_settings().to_metadata())
@@ -383,12 +474,12 @@ class Trainer:
         return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric,
                             self.early_stopping.due)
 
-    def _report_early_stop(self) -> None:
+    def _report_early_stop(self, epoch: int) -> None:
         stop = self.early_stopping
-        self.logger.log("early_stop", self.iteration, {"epoch": self.epoch, "patience": stop.patience,
+        self.logger.log("early_stop", self.iteration, {"epoch": epoch, "patience": stop.patience,
                                                        "best": self.best_metric, "best_epoch": stop.best_epoch})
         if self.is_main:
-            print(f"early stop after epoch {self.epoch}: no better {self.config.run.metric} "
+            print(f"early stop after epoch {epoch}: no better {self.config.run.metric} "
                   f"{_headline_name(self.config.run.metric)} in {stop.patience} evaluations (best "
                   f"{self.best_metric:.4f} after epoch {stop.best_epoch})", flush=True)
 
@@ -398,24 +489,29 @@ def _headline_name(metric: str) -> str:
 
 
 def train(config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True,
-          processes: int = 1, finish_on_budget: bool = False) -> TrainOutcome:
+          processes: int = 1, finish_on_budget: bool = False, overwrite: bool = False) -> TrainOutcome:
     """Train in this process (``processes=1``, or under torchrun) or in ``processes`` local
     processes joined by DDP (see ``anchordet.engine.launch``). ``finish_on_budget``: when a time
     or iteration budget stops training, evaluate and write the weights as a finished run would
-    (``Trainer.finish_early``; the outcome keeps status "stopped")."""
+    (``Trainer.finish_early``; the outcome keeps status "stopped"). ``overwrite``: a new run
+    replaces a previous run in ``run.out_dir`` instead of being refused."""
     if processes == 1:
-        return _train_here(config.to_dict(), resume, progress, finish_on_budget)
+        return _train_here(config.to_dict(), resume, progress, finish_on_budget, overwrite)
     from anchordet.engine.launch import run_processes, threads_per_process
 
     if not config.run.threads:  # share the cores out instead of every process taking them all
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, threads=threads_per_process(processes)))
-    return run_processes(_train_here, processes, config.to_dict(), resume, progress, finish_on_budget)
+    return run_processes(_train_here, processes, config.to_dict(), resume, progress, finish_on_budget, overwrite)
 
 
-def _train_here(config_dict: dict, resume, progress: bool, finish_on_budget: bool) -> TrainOutcome:
+def _train_here(config_dict: dict, resume, progress: bool, finish_on_budget: bool,
+                overwrite: bool = False) -> TrainOutcome:
     """One process's part of ``train`` (module level: spawned processes unpickle it by name)."""
-    trainer = Trainer(ExperimentConfig.from_dict(config_dict), resume=resume, progress=progress)
-    outcome = trainer.fit()
-    if outcome.status == "stopped" and finish_on_budget:
-        outcome.best_metric = trainer.finish_early()
-    return outcome
+    trainer = Trainer(ExperimentConfig.from_dict(config_dict), resume=resume, progress=progress, overwrite=overwrite)
+    try:
+        outcome = trainer.fit()
+        if outcome.status == "stopped" and finish_on_budget:
+            outcome = trainer.finish_early()
+        return outcome
+    finally:
+        trainer.close()

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from anchordet.evaluation.analysis import ConfusionMatrix, ThresholdCurves
 from anchordet.files import atomic_write_bytes
+
+if TYPE_CHECKING:  # types only: analysis.write_analysis imports this module
+    from anchordet.evaluation.analysis import ConfusionMatrix, ThresholdCurves
 
 # Above this many classes a count per cell is unreadable: the cells keep their colour and the
 # counts are in confusion.json.

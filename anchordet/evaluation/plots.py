@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from anchordet.evaluation.coco import CocoMetrics
 from anchordet.evaluation.voc import VocMetrics
+from anchordet.files import atomic_write
 
 
 def plot_pr_curves(metrics: CocoMetrics | VocMetrics, out_dir: str | Path) -> list[Path]:
@@ -39,7 +40,7 @@ def _save(fig: Figure, path: Path, title: str) -> Path:
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=7)
-    fig.savefig(path, dpi=80)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=80))
     return path
 
 

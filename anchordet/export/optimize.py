@@ -1,13 +1,14 @@
 """Detector-level optimisation for deployment on CPU: network parts traced, frozen and optimized
-by TorchScript. It knows the detectors' attribute paths (``NETWORK_PARTS``), so it lives next to
+by TorchScript. It acts on the detectors' network parts (``detectors.parts``), so it lives next to
 export rather than with the conv + BN fold of ``ops.fuse``."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from anchordet.detectors.parts import NETWORK_PARTS, network_parts
 
-NETWORK_PARTS = ("backbone", "fpn", "head", "rpn.head", "roi_head")
+
 
 
 def optimize_for_cpu_inference(model: nn.Module, example_images: Tensor,
@@ -29,12 +30,12 @@ def optimize_for_cpu_inference(model: nn.Module, example_images: Tensor,
     import warnings
 
     model = copy.deepcopy(model).eval()
-    present = [p for p in parts if _get_path(model, p) is not None]
+    present = network_parts(model, parts)
     if not present:
         raise ValueError(f"{type(model).__name__} has none of the network parts {list(parts)}")
     captured: dict[str, tuple] = {}
-    hooks = [_get_path(model, p).register_forward_pre_hook(
-        lambda module, args, p=p: captured.setdefault(p, args)) for p in present]
+    hooks = [module.register_forward_pre_hook(lambda module, args, p=p: captured.setdefault(p, args))
+             for p, module in present.items()]
     try:
         with torch.no_grad():
             model(example_images)
@@ -46,14 +47,6 @@ def optimize_for_cpu_inference(model: nn.Module, example_images: Tensor,
         for path in present:
             if path not in captured:  # not reached by forward (e.g. the RoI head)
                 continue
-            traced = torch.jit.trace(_get_path(model, path), captured[path], strict=False, check_trace=False)
+            traced = torch.jit.trace(present[path], captured[path], strict=False, check_trace=False)
             model.set_submodule(path, torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval())))
     return model
-
-
-def _get_path(model: nn.Module, path: str) -> nn.Module | None:
-    """The submodule at a dotted ``path``, or None where the model has none (e.g. SSD's "fpn")."""
-    try:
-        return model.get_submodule(path)
-    except AttributeError:
-        return None

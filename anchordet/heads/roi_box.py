@@ -7,7 +7,7 @@ Two designs, both ending in the same two sibling linear layers (Girshick 2015, S
   - ``ResNetC4Head`` (seed 004; He et al. 2016, Appendix A): ResNet's ``layer4`` on the 14x14
     RoI features (its stride 2 gives 7x7), then global average pooling.
 
-Outputs: ``class_logits`` (R, K + 1) with background LAST (index K, DESIGN.md contract 3) and
+Outputs: ``class_logits`` (R, K + 1) with background LAST (index K, docs/design.md contract 3) and
 ``box_deltas`` (R, (K + 1) * 4), the deltas of class c at columns 4c..4c+3 (the background's
 slot, kept for seed 003's (128, 84) shape, is never trained or used). Initialisation
 (Girshick 2015, Sec. 2.3): class scores N(0, 0.01), box deltas N(0, 0.001), zero biases.

@@ -6,7 +6,7 @@ Each level's output (B, A_l * C, H, W) is read as (B, A_l, C, H, W) and permuted
 default boxes of a location, exactly the order of ``anchordet.anchors.ssd.SSDDefaultBoxes`` and
 of torchvision's ``SSDScoringHead``.
 
-Logits: K + 1 per box, foreground classes 0..K-1 and background LAST (index K, DESIGN.md
+Logits: K + 1 per box, foreground classes 0..K-1 and background LAST (index K, docs/design.md
 contract 3). torchvision puts background first, so converting its ``head.classification_head.
 module_list.{l}`` into ``classification.{l}`` also rolls each box's C output channels by -1
 (``regression.{l}`` <-> ``head.regression_head.module_list.{l}`` maps as is).

@@ -6,14 +6,16 @@ or a state dict (with ``arch`` named). ``to_torchvision`` goes back. The convers
 mapping (``_our_to_tv_key_*``) plus three value changes, all exact:
 
 * labels: torchvision's logits are indexed by label (for the COCO models the COCO category id,
-  0..90, with 0 and ten ids unused); ours are 0..K-1 (DESIGN.md contract 3). ``labels`` (the
+  0..90, with 0 and ten ids unused); ours are 0..K-1 (docs/design.md contract 3). ``labels`` (the
   torchvision label of each of our classes, default: the 80 COCO ids for 91 logits, else
   1..C-1) selects the class-logit channels. For SSD, torchvision's background logit 0 becomes
   our last logit K. Going back, unused channels get weight 0 and bias ``UNUSED_LOGIT_BIAS``, so
   they never score (sigmoid 4e-44) and do not change a softmax (exp(-100) relative).
-  Dropping channels is exact for sigmoid scores; a softmax over fewer logits differs by the
-  dropped channels' share of the sum (negligible for trained COCO models, zero both ways
-  for models that came from anchordet).
+  Dropping channels is exact for sigmoid scores. SSD's softmax then runs over fewer logits:
+  each of our probabilities is torchvision's divided by (1 - the dropped labels' probability)
+  (``Converted.dropped_softmax_labels``; tested exactly). That is nothing for torchvision's
+  trained COCO SSD, whose 10 unused ids never fire, and zero both ways for models that came from
+  anchordet; on untrained weights it raises every score by about 91 / 81 = 12%.
 * frozen batch norm eps: ``retinanet_resnet50_fpn(weights=COCO_V1)`` sets eps 0 (torchvision's
   ``overwrite_eps``); our FrozenBatchNorm2d has 1e-5. Only ``running_var + eps`` is ever used,
   so ``running_var`` is moved by the difference.
@@ -38,6 +40,7 @@ from torch import Tensor, nn
 from anchordet.backbones.weights import cached_weights_file
 from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ModelConfig
+from anchordet.errors import UserError
 
 ARCHS = ("retinanet_resnet50_fpn", "ssd300_vgg16")
 UNUSED_LOGIT_BIAS = -100.0
@@ -79,6 +82,8 @@ class Converted(NamedTuple):
             labels 0..K-1.
         class_names: K names.
         inference: its ``InferenceSettings``: torchvision's eval resize, the names and the ids.
+        dropped_softmax_labels: SSD: the torchvision labels whose logits left the softmax
+            (module docstring); empty for RetinaNet (sigmoid: dropping is exact).
     """
 
     model: nn.Module
@@ -86,6 +91,7 @@ class Converted(NamedTuple):
     category_ids: list[int]
     class_names: list[str]
     inference: InferenceSettings
+    dropped_softmax_labels: tuple[int, ...] = ()
 
     def metadata(self) -> dict[str, str]:
         """The ``save_weights`` metadata that lets ``anchordet predict`` write COCO ids."""
@@ -109,7 +115,7 @@ def from_torchvision(source: Any, arch: str | None = None, *, labels: Sequence[i
         bn_eps: the eps of the source's frozen batch norms, for state dicts (default 0, what
             torchvision's COCO RetinaNet uses; 1e-5 for a model built without COCO weights).
     Raises:
-        ValueError listing the keys that do not match (nothing is converted then).
+        UserError listing the keys that do not match (nothing is converted then).
     """
     source_name, state, arch, settings, eps_of = _read_source(source, arch, bn_eps)
     num_tv_classes, anchors_per_level = _torchvision_classes(state, arch, settings, source_name)
@@ -124,7 +130,8 @@ def from_torchvision(source: Any, arch: str | None = None, *, labels: Sequence[i
     resize = (dict(eval_transform="resize", min_size=settings["min_size"], max_size=settings["max_size"])
               if arch == "retinanet_resnet50_fpn" else dict(eval_transform="fixed", fixed_size=300))
     inference = InferenceSettings(**resize, class_names=tuple(class_names), category_ids=tuple(labels))
-    return Converted(model, config, list(labels), class_names, inference)
+    dropped = tuple(label for label in range(1, num_tv_classes) if label not in labels) if arch == "ssd300_vgg16" else ()
+    return Converted(model, config, list(labels), class_names, inference, dropped)
 
 
 def _read_source(source: Any, arch: str | None, bn_eps: float | None):
@@ -140,10 +147,10 @@ def _read_source(source: Any, arch: str | None, bn_eps: float | None):
         arch = {"RetinaNet_ResNet50_FPN_Weights": "retinanet_resnet50_fpn",
                 "SSD300_VGG16_Weights": "ssd300_vgg16"}.get(type(source).__name__)
         if arch is None:
-            raise ValueError(f"{source}: only RetinaNet_ResNet50_FPN_Weights and SSD300_VGG16_Weights convert")
+            raise UserError(f"{source}: only RetinaNet_ResNet50_FPN_Weights and SSD300_VGG16_Weights convert")
         source = cached_weights_file(source.url, f"{type(source).__name__}.{source.name}")
     if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)} for a state dict, got {arch!r}")
+        raise UserError(f"arch must be one of {', '.join(ARCHS)} for a state dict, got {arch!r}")
     settings = dict(TORCHVISION_DEFAULTS[arch])
     eps = settings.pop("bn_eps") if bn_eps is None else float(bn_eps)
     if isinstance(source, (str, Path)):
@@ -152,7 +159,7 @@ def _read_source(source: Any, arch: str | None, bn_eps: float | None):
         return str(source), load_state_dict_file(source), arch, settings, lambda prefix: eps
     if isinstance(source, Mapping):
         return "state dict", dict(source), arch, settings, lambda prefix: eps
-    raise ValueError(f"cannot convert a {type(source).__name__}: give a torchvision model, weights enum, "
+    raise UserError(f"cannot convert a {type(source).__name__}: give a torchvision model, weights enum, "
                      "state dict or path")
 
 
@@ -164,7 +171,7 @@ def _arch_of_model(model: nn.Module) -> str:
         return "retinanet_resnet50_fpn"
     if isinstance(model, SSD):
         return "ssd300_vgg16"
-    raise ValueError(f"{type(model).__name__}: only torchvision RetinaNet (retinanet_resnet50_fpn) and SSD "
+    raise UserError(f"{type(model).__name__}: only torchvision RetinaNet (retinanet_resnet50_fpn) and SSD "
                      "(ssd300_vgg16) convert")
 
 
@@ -176,12 +183,12 @@ def _settings_of_model(model: nn.Module, arch: str) -> dict:
                     image_mean=[float(v) for v in transform.image_mean],
                     image_std=[float(v) for v in transform.image_std])
     if arch == "ssd300_vgg16" and tuple(transform.fixed_size or ()) != (300, 300):
-        raise ValueError(f"torchvision SSD of size {transform.fixed_size}: only ssd300_vgg16 (300 x 300) converts")
+        raise UserError(f"torchvision SSD of size {transform.fixed_size}: only ssd300_vgg16 (300 x 300) converts")
     if arch == "retinanet_resnet50_fpn":
         generator = model.anchor_generator
         ratios = {tuple(float(r) for r in level) for level in generator.aspect_ratios}
         if len(ratios) != 1:
-            raise ValueError(f"anchor aspect ratios differ between levels ({sorted(ratios)}); ours are shared")
+            raise UserError(f"anchor aspect ratios differ between levels ({sorted(ratios)}); ours are shared")
         settings.update(anchor_sizes=[[float(s) for s in level] for level in generator.sizes],
                         anchor_aspect_ratios=list(ratios.pop()))
     return settings
@@ -199,10 +206,10 @@ def _torchvision_classes(state: Mapping[str, Tensor], arch: str, settings: dict,
         keys = [f"head.classification_head.module_list.{i}.weight" for i in range(6)]
     missing = [key for key in keys if key not in state]
     if missing:
-        raise ValueError(_mismatch_message(f"{name}: torchvision {arch}", missing, [], [], _guess_arch(state), arch))
+        raise UserError(_mismatch_message(f"{name}: torchvision {arch}", missing, [], [], _guess_arch(state), arch))
     counts = [state[key].shape[0] / anchors for key, anchors in zip(keys, per_level)]
     if len(set(counts)) != 1 or not counts[0].is_integer():
-        raise ValueError(f"{name}: torchvision {arch}: class-logit layers {[tuple(state[k].shape) for k in keys]} "
+        raise UserError(f"{name}: torchvision {arch}: class-logit layers {[tuple(state[k].shape) for k in keys]} "
                          f"do not fit {per_level} anchors per location")
     return int(counts[0]), per_level
 
@@ -214,7 +221,7 @@ def _default_labels(num_tv_classes: int, labels: Sequence[int] | None, arch: str
     labels = [int(v) for v in labels]
     bad = [v for v in labels if not 0 <= v < num_tv_classes or (arch == "ssd300_vgg16" and v == 0)]
     if bad or len(set(labels)) != len(labels) or not labels:
-        raise ValueError(f"{name}: labels {labels} must be distinct torchvision labels in "
+        raise UserError(f"{name}: labels {labels} must be distinct torchvision labels in "
                          f"{'1' if arch == 'ssd300_vgg16' else '0'}..{num_tv_classes - 1} (bad: {bad})")
     return labels
 
@@ -222,7 +229,7 @@ def _default_labels(num_tv_classes: int, labels: Sequence[int] | None, arch: str
 def _class_names(labels: Sequence[int], names: Sequence[str] | None) -> list[str]:
     if names is not None:
         if len(names) != len(labels):
-            raise ValueError(f"{len(names)} class names for {len(labels)} labels")
+            raise UserError(f"{len(names)} class names for {len(labels)} labels")
         return list(names)
     ids, coco_names = coco_categories()
     if list(labels) == ids:
@@ -256,7 +263,7 @@ def _resnet_depth(state: Mapping[str, Tensor]) -> int:
     for depth, (block, counts) in RESNET_SPECS.items():
         if counts == blocks and (block is Bottleneck) == bottleneck:
             return depth
-    raise ValueError(f"backbone.body: {blocks} blocks per stage is not a ResNet-18..152"
+    raise UserError(f"backbone.body: {blocks} blocks per stage is not a ResNet-18..152"
                      f"{'' if any(k.startswith('backbone.body.') for k in state) else ' (no backbone.body keys)'}")
 
 
@@ -368,7 +375,7 @@ def _map_state(name: str, tv_state: Mapping[str, Tensor], model: nn.Module, arch
             mismatched.append(f"{tv}: {tuple(tv_state[tv].shape)} vs {tuple(own[ours].shape)} ({ours})")
         out[ours] = value
     if missing or unexpected or mismatched:
-        raise ValueError(_mismatch_message(f"{name}: torchvision {arch}", missing, unexpected, mismatched,
+        raise UserError(_mismatch_message(f"{name}: torchvision {arch}", missing, unexpected, mismatched,
                                            _guess_arch(tv_state), arch))
     return out
 
@@ -378,15 +385,16 @@ def _guess_arch(state: Mapping[str, Tensor]) -> str | None:
 
 
 def _mismatch_message(what: str, missing: list[str], unexpected: list[str], mismatched: list[str],
-                      guess: str | None = None, arch: str | None = None) -> str:
-    lines = [f"{what}: the weights do not match; nothing was converted."]
+                      guess: str | None = None, arch: str | None = None, shown: int = 4) -> str:
+    """One line: what does not match (the first ``shown`` keys of each kind) and a guess of the arch."""
+    parts = []
     for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
         if keys:
-            shown = ", ".join(keys[:12]) + (f", ... ({len(keys) - 12} more)" if len(keys) > 12 else "")
-            lines.append(f"  {title} ({len(keys)}): {shown}")
+            more = f", ... ({len(keys) - shown} more)" if len(keys) > shown else ""
+            parts.append(f"{title} ({len(keys)}): {', '.join(keys[:shown])}{more}")
     if guess and guess != arch:
-        lines.append(f"  these look like {guess} weights" + (f" (arch={guess!r})" if guess in ARCHS else ""))
-    return "\n".join(lines)
+        parts.append(f"these look like {guess} weights" + (f" (arch={guess!r})" if guess in ARCHS else ""))
+    return f"{what}: the weights do not match; nothing was converted: " + "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,12 +413,12 @@ def to_torchvision(detector: nn.Module, category_ids: Sequence[int] | None = Non
             torchvision's background); torchvision gets max(category_ids) + 1 logits.
         min_size, max_size: torchvision RetinaNet's internal resize.
     Raises:
-        ValueError naming what torchvision cannot reproduce.
+        UserError naming what torchvision cannot reproduce.
     """
     arch = _arch_of_ours(detector)
     labels = [int(c) for c in (category_ids if category_ids is not None else range(1, detector.num_classes + 1))]
     if len(labels) != detector.num_classes or len(set(labels)) != len(labels) or min(labels) < (arch == "ssd300_vgg16"):
-        raise ValueError(f"category_ids: need {detector.num_classes} distinct labels "
+        raise UserError(f"category_ids: need {detector.num_classes} distinct labels "
                          f">= {int(arch == 'ssd300_vgg16')}, got {labels}")
     num_tv_classes = max(labels) + 1
     if arch == "retinanet_resnet50_fpn":
@@ -440,7 +448,7 @@ def to_torchvision(detector: nn.Module, category_ids: Sequence[int] | None = Non
         new[tv_key] = value
     left = sorted(k for k in tv_state if k not in new and not k.endswith("num_batches_tracked"))
     if problems or left:
-        raise ValueError(_mismatch_message(f"{type(detector).__name__} -> torchvision {arch}", left, [], problems))
+        raise UserError(_mismatch_message(f"{type(detector).__name__} -> torchvision {arch}", left, [], problems))
     tv.load_state_dict(new, strict=False, assign=True)  # assign: meta tensors are replaced, not copied into
     return tv.eval()
 
@@ -454,7 +462,7 @@ def _arch_of_ours(detector: nn.Module) -> str:
 
     if isinstance(detector, SSD):
         return "ssd300_vgg16"
-    raise ValueError(f"{type(detector).__name__}: only RetinaNet and SSD300 convert to torchvision")
+    raise UserError(f"{type(detector).__name__}: only RetinaNet and SSD300 convert to torchvision")
 
 
 def _tv_retinanet(detector: nn.Module, num_tv_classes: int, min_size: int, max_size: int):
@@ -467,18 +475,18 @@ def _tv_retinanet(detector: nn.Module, num_tv_classes: int, min_size: int, max_s
 
     generator = detector.anchor_generator
     if generator.offset != 0.0 or not generator.round_base or generator.strides != (8, 16, 32, 64, 128):
-        raise ValueError("torchvision's AnchorGenerator puts rounded base anchors on cell corners at strides "
+        raise UserError("torchvision's AnchorGenerator puts rounded base anchors on cell corners at strides "
                          f"8..128; this model has offset {generator.offset}, round_base {generator.round_base}, "
                          f"strides {generator.strides}: build it with anchor_offset=0, anchor_round_base=True")
     if tuple(detector.box_coder.weights) != (1.0, 1.0, 1.0, 1.0):
-        raise ValueError(f"torchvision's RetinaNet decodes with weights (1, 1, 1, 1), not {detector.box_coder.weights}")
+        raise UserError(f"torchvision's RetinaNet decodes with weights (1, 1, 1, 1), not {detector.box_coder.weights}")
     if detector.backbone.conv1.out_channels != 64:
-        raise ValueError(f"torchvision's ResNet has width 64; this backbone has {detector.backbone.conv1.out_channels}")
+        raise UserError(f"torchvision's ResNet has width 64; this backbone has {detector.backbone.conv1.out_channels}")
     body = getattr(resnet, f"resnet{detector.backbone.depth}")(weights=None, norm_layer=FrozenBatchNorm2d)
     fpn = detector.fpn
     p6_in = fpn.out_channels if fpn.p6_from == "p5" else fpn.p6.in_channels
     if fpn.p6_from == "c5" and p6_in == fpn.out_channels:
-        raise ValueError("torchvision takes P6 from P5 whenever C5 has the FPN's width; this model reads C5")
+        raise UserError("torchvision takes P6 from P5 whenever C5 has the FPN's width; this model reads C5")
     backbone = BackboneWithFPN(body, {"layer2": "0", "layer3": "1", "layer4": "2"}, list(detector.backbone.out_channels),
                                fpn.out_channels, extra_blocks=LastLevelP6P7(p6_in, fpn.out_channels))
     sizes = tuple(tuple(level) for level in generator.sizes_per_level)
@@ -500,9 +508,9 @@ def _tv_ssd(detector: nn.Module, num_tv_classes: int):
     from torchvision.models.vgg import VGG, cfgs, make_layers
 
     if detector.image_size != 300:
-        raise ValueError(f"torchvision has SSD300 only; this SSD takes {detector.image_size} px inputs")
+        raise UserError(f"torchvision has SSD300 only; this SSD takes {detector.image_size} px inputs")
     if tuple(detector.box_coder.weights) != (10.0, 10.0, 5.0, 5.0):
-        raise ValueError(f"torchvision's SSD decodes with weights (10, 10, 5, 5), not {detector.box_coder.weights}")
+        raise UserError(f"torchvision's SSD decodes with weights (10, 10, 5, 5), not {detector.box_coder.weights}")
     with torch.device("meta"):
         vgg = VGG(make_layers(cfgs["D"]), init_weights=False)
     anchor_generator = DefaultBoxGenerator(  # ssd300_vgg16's
@@ -523,7 +531,7 @@ def _check_default_boxes(ours: nn.Module, tv: nn.Module) -> None:
     mine = torch.cat(ours.default_boxes.default_boxes([(s, s) for s in sides], (300, 300)))
     theirs = _tv_default_boxes(tv)
     if mine.shape != theirs.shape or not torch.allclose(mine, theirs, atol=1e-3):
-        raise ValueError("the SSD default boxes differ between torchvision's model and ours (ssd300_vgg16's "
+        raise UserError("the SSD default boxes differ between torchvision's model and ours (ssd300_vgg16's "
                          "steps, scales and aspect ratios are needed)")
 
 

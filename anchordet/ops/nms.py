@@ -1,4 +1,4 @@
-"""NMS: a thin wrapper over torchvision.ops (DESIGN.md contract 7) and a slow reference."""
+"""NMS: a thin wrapper over torchvision.ops (docs/design.md contract 7) and a slow reference."""
 from __future__ import annotations
 
 import torch

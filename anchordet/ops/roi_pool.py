@@ -1,4 +1,4 @@
-"""RoI pooling: thin wrappers over ``torchvision.ops.roi_pool`` / ``roi_align`` (DESIGN.md
+"""RoI pooling: thin wrappers over ``torchvision.ops.roi_pool`` / ``roi_align`` (docs/design.md
 contract 7) taking one box tensor per image, and slow plain-torch references for the tests.
 
 - RoIPool (Girshick 2015, Sec. 2.1; seed 003's 7x7 max pooling): box corners rounded to the

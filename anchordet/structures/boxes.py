@@ -1,7 +1,7 @@
 """Box conversions and geometry.
 
 Every box in anchordet is an ``(N, 4)`` float tensor in absolute pixels, ``x1, y1, x2, y2``
-(DESIGN.md, contract 2). Functions here that take or return another format say so in their
+(docs/design.md, contract 2). Functions here that take or return another format say so in their
 name (``cxcywh``, ``xywh``).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``ImageBatch``: images of different sizes padded into one tensor, sizes kept.
 
-Resizing is the data pipeline's job (DESIGN.md contract 4); this only pads. Pixel values stay
+Resizing is the data pipeline's job (docs/design.md contract 4); this only pads. Pixel values stay
 in [0, 1]: each detector normalizes (mean/std) as the first step of ``forward``, so that an
 exported network takes the same [0, 1] images as ``predict``. Padding is 0 (black) at the
 right and bottom, so pixel coordinates are unchanged by padding.
@@ -68,7 +68,7 @@ def padded_size(image_size: tuple[int, int], size_divisible: int) -> tuple[int, 
 
 
 def _as_image_list(images: "Tensor | Sequence[Tensor]") -> "Tensor | list[Tensor]":
-    """Validate images (DESIGN.md contract 6) and return a 4-D tensor or a list of 3-D ones."""
+    """Validate images (docs/design.md contract 6) and return a 4-D tensor or a list of 3-D ones."""
     expected = "a float tensor (B, 3, H, W) or a list of float tensors (3, H, W) with values in [0, 1]"
     if isinstance(images, Tensor):
         if images.ndim != 4 or images.shape[1] != 3:

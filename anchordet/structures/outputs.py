@@ -1,5 +1,5 @@
 """The raw outputs of dense detectors' ``forward``: one fixed type, in train and eval alike
-(DESIGN.md contract 1); this is what export traces."""
+(docs/design.md contract 1); this is what export traces."""
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -1,7 +1,7 @@
 """Per-image ground truth (``Targets``) and predictions (``Detections``).
 
 Boxes are ``(N, 4)`` float xyxy in absolute pixels of the image the model sees; labels are
-int64 in ``0..K-1`` (``num_classes = K`` never counts background; DESIGN.md contracts 2, 3).
+int64 in ``0..K-1`` (``num_classes = K`` never counts background; docs/design.md contracts 2, 3).
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _describe_box(image_index: int, box_index: int, box: Tensor) -> str:
 
 
 def validate_targets(targets: list[Targets], num_classes: int, num_images: int | None = None) -> None:
-    """Check targets at the public API boundary (DESIGN.md contract 6).
+    """Check targets at the public API boundary (docs/design.md contract 6).
 
     Raises:
         ValueError naming the image index, the box index and the offending value, for: not a

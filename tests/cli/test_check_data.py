@@ -61,15 +61,15 @@ def test_each_planted_problem_is_reported_and_exit_is_nonzero(tmp_path, capsys):
     out = capsys.readouterr().out
     source = str((tmp_path / "ann.json").resolve())
     expected = [
-        f"[unknown-image-id] {source}, image 42, annotation 6: annotation's image_id 42 is not in 'images'",
+        f"[unknown-image-id] {source}, image 42, annotation id 7: annotation's image_id 42 is not in 'images'",
         f"[duplicate-image-id] {source}, image 2: image id 2 is used twice (2.jpg and 2.jpg)",
         f"[missing-image] {source}, image 3: image file not found:",
-        f"[degenerate-box] {source}, image 0, annotation 2: box [5, 5, 5, 9] (x1, y1, x2, y2) is degenerate: width 0",
-        f"[box-outside-image] {source}, image 0, annotation 3: box [30, 5, 50, 9] (x1, y1, x2, y2) lies outside "
+        f"[degenerate-box] {source}, image 0, annotation id 3: box [5, 5, 5, 9] (x1, y1, x2, y2) is degenerate: width 0",
+        f"[box-outside-image] {source}, image 0, annotation id 4: box [30, 5, 50, 9] (x1, y1, x2, y2) lies outside "
         "the image (width 40, height 30); written as bbox [30, 5, 20, 4] (x, y, w, h)",
-        f"[non-finite-box] {source}, image 1, annotation 4: box [1, nan, 3, nan] (x1, y1, x2, y2) has a non-finite "
+        f"[non-finite-box] {source}, image 1, annotation id 5: box [1, nan, 3, nan] (x1, y1, x2, y2) has a non-finite "
         "coordinate; written as bbox [1, NaN, 2, 2] (x, y, w, h)",
-        f"[unknown-category] {source}, image 1, annotation 5: unknown category 99 (known: 1, 2)",
+        f"[unknown-category] {source}, image 1, annotation id 6: unknown category 99 (known: 1, 2)",
         f"[unreadable-image] {source}, image 4: ",
         f"[unreadable-image] {source}, image 5: ",
         f"[size-mismatch] {source}, image 6: annotation says height x width 30x40 but small.jpg is 20x40",
@@ -90,7 +90,7 @@ def test_training_sees_the_same_first_problem(tmp_path):
     spec = load_dataset_spec(tmp_path / "data.yaml")
     with pytest.raises(ValueError) as caught:
         build_dataset(spec, "train")
-    assert "image 42, annotation 6: annotation's image_id 42 is not in 'images'" in str(caught.value)
+    assert "image 42, annotation id 7: annotation's image_id 42 is not in 'images'" in str(caught.value)
     assert "(6 more problems)" in str(caught.value)  # decoding problems are found by check-data only
 
 

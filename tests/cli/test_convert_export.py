@@ -122,3 +122,15 @@ def test_user_errors_exit_2_with_one_line(converted_file, tv_model, tmp_path, ca
     assert main(["export", "--weights", str(tmp_path / "missing.safetensors"), "--format", "onnx",
                  "--out", str(tmp_path / "m.onnx")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_convert_a_truncated_safetensors_is_one_line(tv_model, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    source = tmp_path / "retinanet_tv.safetensors"
+    save_file({k: v.contiguous() for k, v in tv_model.state_dict().items()}, str(source))
+    source.write_bytes(source.read_bytes()[:100_000])
+    assert main(["convert", str(source), "--arch", "retinanet_resnet50_fpn", "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{source}: not a readable safetensors file, truncated or damaged" in err, err
+    assert not (tmp_path / "x.safetensors").exists()

@@ -85,11 +85,11 @@ def test_help_imports_nothing_heavy(argv):
 
 
 def test_lazy_names_still_resolve():
-    """``from anchordet import retinanet_resnet50_fpn, Targets`` and the dataset classes in their
-    old modules keep working (they import torch on first use, as they must)."""
+    """``from anchordet import retinanet_resnet50_fpn, Targets`` and the dataset classes of
+    ``anchordet.data`` keep working (they import torch on first use, as they must)."""
     code = ("import json, sys\n"
             "from anchordet import retinanet_resnet50_fpn, Targets, RetinaNet\n"
-            "from anchordet.data.coco import CocoDataset, RecordDataset\n"
+            "from anchordet.data import CocoDataset, RecordDataset\n"
             "from anchordet.data import VocDataset, YoloDataset\n"
             "import anchordet\n"
             "assert 'retinanet_resnet50_fpn' in dir(anchordet)\n"

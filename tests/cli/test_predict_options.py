@@ -8,7 +8,7 @@ from PIL import Image
 import anchordet
 from anchordet.cli.main import main
 from anchordet.cli.predict import unique_output_names
-from anchordet.data.yolo import YoloDataset
+from anchordet.data.datasets import YoloDataset
 from helpers import digit_scene_files, write_tiny_weights
 
 

@@ -43,6 +43,27 @@ def test_linear_scaling_rule():
     assert config.solver.lr == pytest.approx(0.02)
 
 
+@pytest.mark.parametrize("override, message", [  # issue 19 item 10: refused when the config is read
+    ("model.num_classes=0", "model.num_classes must be an integer in 1..100000, got 0"),
+    ("model.num_classes=-3", "model.num_classes must be an integer in 1..100000, got -3"),
+    ("run.device=tpu", "run.device: 'tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+    ("run.device=cuda:x", "run.device: 'cuda:x' is not a device"),
+    ("solver.base_lr=.nan", "solver.base_lr must be a number > 0, got nan"),
+    ("solver.warmup_factor=2", "solver.warmup_factor must be in [0, 1], got 2.0"),
+    ("solver.weight_decay=-1", "solver.weight_decay must be >= 0"),
+    ("data.min_size=0", "data.min_size: expected a positive integer"),
+    ("data.fixed_size=0", "data.fixed_size must be >= 1, got 0"),
+    ("data.digits.num_val=-1", "digits num_train and num_val must be >= 0"),
+    ("data.num_workers=-1", "data.num_workers must be >= 0"),
+    ("run.log_every=0", "run.log_every must be >= 1"),
+    ("run.max_minutes=.inf", "run.max_minutes must be >= 0, got inf"),
+])
+def test_values_out_of_range_are_refused_when_the_config_is_read(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load_config("retinanet_digits", [override])
+    assert load_config("retinanet_digits", ["run.device=cuda:1"]).run.device == "cuda:1"
+
+
 def test_precision_and_channels_last_options(tmp_path):
     config = load_config("retinanet_digits")
     assert config.run.precision == "fp32" and config.run.channels_last == "auto"  # defaults

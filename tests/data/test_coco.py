@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from anchordet.data.coco import CocoDataset, write_coco_json
+from anchordet.data.coco import write_coco_json
+from anchordet.data.datasets import CocoDataset
 from anchordet.structures.boxes import box_xyxy_to_xywh
 
 
@@ -88,7 +89,7 @@ def _with_bad_annotation(coco_dir):
 
 def test_bad_annotation_raises_or_is_skipped_with_a_warning(coco_dir):
     _with_bad_annotation(coco_dir)
-    message = r"bad.json, image 12, annotation 3: box \[4, 4, 4, 10\] \(x1, y1, x2, y2\) is degenerate: width 0"
+    message = r"bad.json, image 12, annotation id 9: box \[4, 4, 4, 10\] \(x1, y1, x2, y2\) is degenerate: width 0"
     with pytest.raises(ValueError, match=message):
         CocoDataset(coco_dir / "images", coco_dir / "bad.json")
     with pytest.warns(UserWarning, match=message):
@@ -122,3 +123,44 @@ def test_transforms_are_applied(coco_dir):
     assert sample.image.shape == (3, 60, 20) and sample.orig_size == (30, 40)
     # x scales by 20 / 40, y by 60 / 30.
     assert sample.targets.boxes[0].tolist() == [1.5 / 2, 2.0 * 2, 11.5 / 2, 10.0 * 2]
+
+
+def test_problems_name_an_annotation_by_its_coco_id_not_its_position(coco_dir):
+    """The 4th entry of "annotations" has id 901: users search their file for that (issue 19 item 11)."""
+    gt = _gt()
+    gt["annotations"].append({"id": 901, "image_id": 12, "category_id": 3, "bbox": [4.0, 4.0, 0.0, 6.0]})
+    gt["annotations"].append({"image_id": 12, "category_id": 99, "bbox": [1, 1, 2, 2]})  # no id: its position
+    write_coco_json(coco_dir / "bad.json", gt)
+    with pytest.raises(ValueError, match=r"bad.json, image 12, annotation id 901: box \[4, 4, 4, 10\]") as err:
+        CocoDataset(coco_dir / "images", coco_dir / "bad.json")
+    assert "annotation 3" not in str(err.value)
+    from anchordet.data.coco import read_coco_records
+    from anchordet.data.validate import check_records
+
+    _, problems = check_records(read_coco_records(coco_dir / "bad.json", coco_dir / "images"))
+    assert [p.annotation for p in problems] == ["annotation id 901", "annotations[4]"]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("iscrowd", "0", "iscrowd must be 0 or 1, got '0'"),  # bool("0") is True: it used to mark the box crowd
+    ("iscrowd", "yes", "iscrowd must be 0 or 1, got 'yes'"),
+    ("iscrowd", 2, "iscrowd must be 0 or 1, got 2"),
+    ("iscrowd", 0.5, "iscrowd must be 0 or 1, got 0.5"),
+    ("area", "big", "area must be a number >= 0, got 'big'"),  # used to be dropped silently
+    ("area", -3, "area must be a number >= 0, got -3"),
+])
+def test_iscrowd_and_area_are_checked(coco_dir, field, value, message):
+    gt = _gt()
+    gt["annotations"][1][field] = value
+    write_coco_json(coco_dir / "bad.json", gt)
+    with pytest.raises(ValueError, match=f"bad.json, image 10, annotation id 2: {message}"):
+        CocoDataset(coco_dir / "images", coco_dir / "bad.json")
+
+
+def test_iscrowd_takes_0_1_and_booleans(coco_dir):
+    gt = _gt()
+    gt["annotations"][0]["iscrowd"], gt["annotations"][1]["iscrowd"] = False, True
+    del gt["annotations"][2]["iscrowd"]
+    write_coco_json(coco_dir / "ok.json", gt)
+    ds = CocoDataset(coco_dir / "images", coco_dir / "ok.json")
+    assert ds[0].targets.ignore.tolist() == [False, True, False]

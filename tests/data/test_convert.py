@@ -148,5 +148,5 @@ def test_a_bad_source_annotation_stops_the_conversion(tmp_path, capsys):
     (folder / "annotations" / "instances_train.json").write_text(json.dumps(gt))
     assert main(["data", "convert", str(data_yaml), "--to", "csv", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "instances_train.json, image 1, annotation 0" in err
+    assert len(err.splitlines()) == 1 and "instances_train.json, image 1, annotation id 1" in err
     assert not (tmp_path / "out").exists()

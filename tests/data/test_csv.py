@@ -70,12 +70,12 @@ def test_the_dataset_yaml(csv_dir):
 
 
 @pytest.mark.parametrize("row, message", [
-    ("imgs/img_001.jpg,1,2,3", r"train.csv, image 0: line 5: expected 'path,x1,y1,x2,y2,class_name' \(6 fields\) "
+    ("imgs/img_001.jpg,1,2,3", r"train.csv, image 0, line 5: expected 'path,x1,y1,x2,y2,class_name' \(6 fields\) "
                                r"or a path alone, got 4 fields: 'imgs/img_001.jpg,1,2,3'"),
-    ("imgs/img_009.jpg,1,2,x,4,cow", r"train.csv, image 3: line 5: x1, y1, x2, y2 must be numbers"),
-    ("imgs/img_001.jpg,1,2,3,4,", r"train.csv, image 0: line 5: no class name"),
-    ("imgs/img_001.jpg,1,2,3,4,horse", r"train.csv, image 0, annotation 5: unknown category 'horse'"),
-    ("imgs/img_001.jpg,10,2,3,4,cow", r"train.csv, image 0, annotation 5: box \[10, 2, 3, 4\] .* is degenerate.*"
+    ("imgs/img_009.jpg,1,2,x,4,cow", r"train.csv, image 3, line 5: x1, y1, x2, y2 must be numbers"),
+    ("imgs/img_001.jpg,1,2,3,4,", r"train.csv, image 0, line 5: no class name"),
+    ("imgs/img_001.jpg,1,2,3,4,horse", r"train.csv, image 0, line 5: unknown category 'horse'"),
+    ("imgs/img_001.jpg,10,2,3,4,cow", r"train.csv, image 0, line 5: box \[10, 2, 3, 4\] .* is degenerate.*"
                                       r"written as line 5 'imgs/img_001.jpg,10,2,3,4,cow'"),
 ])
 def test_bad_rows_name_the_file_and_line(csv_dir, row, message):

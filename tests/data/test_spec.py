@@ -3,12 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
-from anchordet.data.coco import CocoDataset, write_coco_json
 from anchordet.config.schema import DigitsOptions
+from anchordet.data.coco import write_coco_json
+from anchordet.data.datasets import CocoDataset, VocDataset, YoloDataset
 from anchordet.data.digits import DigitsDataset
 from anchordet.data.spec import build_dataset, digits_spec, load_dataset_spec
-from anchordet.data.voc import VocDataset
-from anchordet.data.yolo import YoloDataset
 
 
 def _coco_files(root):

@@ -155,3 +155,20 @@ def test_build_transforms_from_the_data_config():
     assert build_transforms(InferenceSettings(), train=False)(image, targets)[0] is image  # weights that do not say
     with pytest.raises(ValueError, match="not one of resize, ssd, fixed"):
         DataConfig(train_transform="mosaic")
+
+
+@pytest.mark.parametrize("hflip", [True, False])
+def test_ssd_augmentation_flips_only_when_data_hflip_says_so(hflip):
+    """Expand, IoU crop and resize keep the left-to-right order of the two painted boxes (box 0
+    lies left of box 1); only a flip reverses it. ``data.hflip=false`` with ``train_transform:
+    ssd`` used to be ignored (issue 19 item 13)."""
+    pipeline = build_transforms(DataConfig(train_transform="ssd", fixed_size=48, hflip=hflip), train=True)
+    assert any(isinstance(t, RandomHorizontalFlip) for t in pipeline.transforms) == hflip
+    reversed_order = 0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        _, targets = pipeline(*_painted())
+        if len(targets) == 2:
+            left = dict(zip(targets.labels.tolist(), targets.boxes[:, 0].tolist()))
+            reversed_order += left[0] > left[1]
+    assert (reversed_order > 0) == hflip

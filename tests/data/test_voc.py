@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anchordet.data.voc import VocDataset
+from anchordet.data.datasets import VocDataset
 
 NAMES = ["cat", "dog", "person"]
 
@@ -48,7 +48,7 @@ def test_reads_boxes_difficult_and_empty_images(tmp_path):
 
 def test_unknown_class_and_bad_xml(tmp_path):
     _write_voc(tmp_path, {"a": ((20, 30), [_object("horse", (1, 2, 10, 12))]), "b": ((8, 8), [])})
-    with pytest.raises(ValueError, match=r"a.xml, image 0, annotation 0: unknown category 'horse'"):
+    with pytest.raises(ValueError, match=r"a.xml, image 0, object 1: unknown category 'horse'"):
         VocDataset(tmp_path, "trainval", NAMES)
     (tmp_path / "Annotations" / "b.xml").write_text("<annotation><size>")
     with pytest.warns(UserWarning) as caught:
@@ -59,6 +59,26 @@ def test_unknown_class_and_bad_xml(tmp_path):
     assert len(ds) == 1 and len(ds[0].targets) == 0
     with pytest.raises(FileNotFoundError, match="test.txt"):
         VocDataset(tmp_path, "test", NAMES)
+
+
+def test_an_xml_without_size_still_gets_the_outside_the_image_check(tmp_path):
+    """<size> missing: the box is checked against the image file's size (header when the dataset
+    is built, the decoded image in check-data), not let through (issue 19 item 11)."""
+    from anchordet.data.validate import check_image_files, check_records
+    from anchordet.data.voc import read_voc_sets
+
+    _write_voc(tmp_path, {"a": ((20, 30), [_object("dog", (1, 2, 10, 12)), _object("cat", (5, 5, 60, 18))])})
+    xml = tmp_path / "Annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<size><width>30</width><height>20</height><depth>3</depth></size>", ""))
+    with pytest.raises(ValueError, match=r"a.xml, image 0, object 2: box \[4, 4, 60, 18\] .* lies outside the image "
+                                         r"\(width 30, height 20\)"):
+        VocDataset(tmp_path, "trainval", NAMES)
+    records = read_voc_sets([(tmp_path, "trainval")], NAMES)
+    clean, problems = check_records(records)
+    assert problems == []  # no size stated and no file read: nothing to check against yet
+    found, sizes = check_image_files(clean)
+    assert sizes == {0: (20, 30)} and [p.kind for p in found] == ["box-outside-image"]
+    assert found[0].annotation == "object 2"
 
 
 def test_07_plus_12_reads_both_sets_as_one_split(tmp_path):

@@ -4,7 +4,8 @@ import torch
 from PIL import Image
 
 from anchordet.data.spec import build_dataset, load_dataset_spec
-from anchordet.data.yolo import YoloDataset, label_path
+from anchordet.data.datasets import YoloDataset
+from anchordet.data.yolo import label_path
 
 
 def _write_yolo(root):
@@ -61,5 +62,18 @@ def test_ultralytics_data_yaml(tmp_path):
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     _write_yolo(tmp_path)
     (tmp_path / "labels" / "train" / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n" + line + "\n")
-    with pytest.raises(ValueError, match=r"b.txt, image 1, annotation 2: .*" + message):
+    with pytest.raises(ValueError, match=r"b.txt, image 1, line 2: .*" + message):
         YoloDataset(tmp_path / "images" / "train", None, ["a", "b"])
+
+
+def test_a_label_file_that_is_not_utf8_is_named(tmp_path):
+    from anchordet.data.validate import check_records
+    from anchordet.data.yolo import read_yolo_records
+
+    _write_yolo(tmp_path)
+    bad = tmp_path / "labels" / "train" / "b.txt"
+    bad.write_bytes(b"0 0.5 0.5 0.2 0.2\n\xff\xfe 0.1\n")
+    with pytest.raises(ValueError, match=rf"{bad}, image 1: not UTF-8 text \(invalid start byte at byte 18\)"):
+        YoloDataset(tmp_path / "images" / "train", None, ["a", "b"])
+    _, problems = check_records(read_yolo_records(tmp_path / "images" / "train", None, ["a", "b"]))
+    assert [(p.kind, p.file) for p in problems] == [("malformed", str(bad))]

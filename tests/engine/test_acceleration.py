@@ -164,12 +164,24 @@ def test_training_stays_nchw_where_onednn_would_crash():
     in its channels_last fp32 weight gradient (torch 2.14.1, CPU): training keeps such models NCHW
     (silently for auto, with a line for an explicit true); inference is not affected."""
     small = faster_rcnn()  # backbone_width=8
-    assert "backbone.layer2.0.downsample.0" in A.cpu_nhwc_training_unsafe(small)
+    assert "backbone.layer2.0.downsample.0" in A.nhwc_backward_crashing_convs(small)
     lines = []
     A.accelerate_for_training(small, torch.device("cpu"), channels_last="auto", say=lines.append)
     assert small.backbone.conv1.weight.is_contiguous() and lines == []
     A.accelerate_for_training(small, torch.device("cpu"), channels_last=True, say=lines.append)
     assert small.backbone.conv1.weight.is_contiguous() and len(lines) == 1 and "layer2.0.downsample.0" in lines[0]
-    assert A.cpu_nhwc_training_unsafe(retinanet()) == []  # width 16: 16 -> 32 channels is fine
+    assert A.nhwc_backward_crashing_convs(retinanet()) == []  # width 16: 16 -> 32 channels is fine
     inference = A.accelerate_for_inference(faster_rcnn().eval(), "cpu")
     assert inference.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_auto_keeps_narrow_resnets_contiguous_for_cpu_training():
+    """The oneDNN NHWC backward of a 1x1 stride-2 conv with < 16 input channels segfaulted here
+    (torch 2.14.1, Intel Xeon AMX): "auto" keeps such models contiguous for CPU training only."""
+    narrow = retinanet_resnet18_fpn(num_classes=3, backbone_width=8, fpn_channels=16, head_channels=16)
+    wide = retinanet_resnet18_fpn(num_classes=3, backbone_width=16, fpn_channels=16, head_channels=16)
+    assert A.nhwc_backward_crashes(narrow) and not A.nhwc_backward_crashes(wide)
+    assert A.resolve_channels_last("auto", narrow, "cpu", training=True) is False
+    assert A.resolve_channels_last("auto", narrow, "cpu") is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
+    assert A.resolve_channels_last("auto", wide, "cpu", training=True) is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
+    assert A.resolve_channels_last("auto", narrow, "cuda", training=True) is A.CHANNELS_LAST_FASTER["cuda"]["RetinaNet"]

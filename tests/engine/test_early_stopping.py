@@ -26,15 +26,15 @@ class ScriptedResult:
 def scripted_scores(monkeypatch):
     from anchordet.engine import trainer as trainer_module
 
-    def evaluate(model, dataset, metric, device, batch_size):
+    def evaluate(model, dataset, metric, device, batch_size, **options):
         return ScriptedResult(SCORES[trainer_module_epoch[0]])
 
     trainer_module_epoch = [0]
     original = trainer_module.Trainer._evaluate
 
-    def remember_epoch(self):
-        trainer_module_epoch[0] = self.epoch
-        return original(self)
+    def remember_epoch(self, epoch):
+        trainer_module_epoch[0] = epoch
+        return original(self, epoch)
 
     monkeypatch.setattr(trainer_module, "evaluate_dataset", evaluate)
     monkeypatch.setattr(trainer_module.Trainer, "_evaluate", remember_epoch)

@@ -91,15 +91,16 @@ def test_the_trainer_groups_images_of_files_but_not_digits(tmp_path):
     from anchordet.config.load import load_config
     from anchordet.engine.trainer import Trainer
 
+    def groups(overrides):
+        trainer = Trainer(load_config("retinanet_digits", overrides), progress=False)
+        trainer.close()  # unlocks run.out_dir for the next one
+        return trainer.train_groups
+
     overrides = TINY + [f"run.out_dir={tmp_path / 'run'}", *file_dataset_overrides(tmp_path)]
-    trainer = Trainer(load_config("retinanet_digits", overrides), progress=False)
-    assert trainer.train_groups == [1, 0, 1, 1] * 4  # width >= height: group 1
-    trainer = Trainer(load_config("retinanet_digits", overrides + ["data.aspect_ratio_groups=4"]), progress=False)
-    assert trainer.train_groups == [2, 1, 2, 3] * 4  # 4/3 in [1, 1.41), 3/4 in [0.71, 1), 64/36 >= 1.41
-    trainer = Trainer(load_config("retinanet_digits", overrides + ["data.aspect_ratio_groups=1"]), progress=False)
-    assert trainer.train_groups is None
-    trainer = Trainer(load_config("retinanet_digits", TINY + [f"run.out_dir={tmp_path / 'digits'}"]), progress=False)
-    assert trainer.train_groups is None  # generated square scenes: nothing to group
+    assert groups(overrides) == [1, 0, 1, 1] * 4  # width >= height: group 1
+    assert groups(overrides + ["data.aspect_ratio_groups=4"]) == [2, 1, 2, 3] * 4  # 4/3 in [1, 1.41), 3/4 in [0.71, 1), 64/36 >= 1.41
+    assert groups(overrides + ["data.aspect_ratio_groups=1"]) is None
+    assert groups(TINY + [f"run.out_dir={tmp_path / 'digits'}"]) is None  # generated square scenes: nothing to group
 
 
 def test_nan_loss_stops_with_iteration_and_image_ids(tmp_path, monkeypatch, capsys):

@@ -134,3 +134,38 @@ def test_retinanet_weights_given_as_ssd_are_refused(tv_model):
     retina_like = {"head.classification_head.cls_logits.weight": torch.zeros(9 * 91, 1, 3, 3)}
     with pytest.raises(ValueError, match="retinanet_resnet50_fpn"):
         from_torchvision(retina_like, "ssd300_vgg16")
+
+
+def test_the_dropped_labels_leave_the_softmax_denominator_exactly():
+    """The 80-class conversion keeps 81 of torchvision's 91 logits (80 classes + background): the
+    10 COCO ids that were never used leave the softmax. Each of our probabilities is then
+    torchvision's divided by (1 - the dropped labels' probability), exactly (issue 19 item 13;
+    said in docs/export.md and by `anchordet convert`). On untrained weights, whose unused logits
+    are as large as the others, that raises every score by about 91 / 81 = 1.12; on weights whose
+    unused logits never fire (torchvision's trained COCO SSD, the tv_model fixture) by nothing."""
+    torch.manual_seed(0)
+    untrained = ssd300_vgg16(weights=None, weights_backbone=None).eval()
+    randomize_heads(untrained.head.classification_head.module_list, untrained.head.regression_head.module_list,
+                    torch.Generator().manual_seed(0))  # the unused ids' logits are not suppressed
+    ours = from_torchvision(untrained).model
+    image = torch.rand(1, 3, 300, 300, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        tensors = untrained.transform(list(image))[0].tensors
+        theirs = torch.softmax(untrained.head(list(untrained.backbone(tensors).values()))["cls_logits"], -1)[0]
+        mine = torch.softmax(ours(image).cls_logits, -1)[0]  # (A, 81), background last
+    assert theirs.shape == (8732, 91) and mine.shape == (8732, 81)
+    dropped = theirs[:, UNUSED].sum(-1, keepdim=True)  # (A, 1)
+    expected = torch.cat([theirs[:, COCO_IDS], theirs[:, :1]], dim=1) / (1 - dropped)
+    torch.testing.assert_close(mine, expected, rtol=1e-5, atol=1e-7)
+    raised = (1 / (1 - dropped)).mean().item()
+    assert 1.08 < raised < 1.16  # the ~12% of the issue
+
+
+def test_convert_says_that_the_dropped_labels_leave_the_softmax(tv_model, tmp_path, capsys):
+    from anchordet.cli.main import main
+
+    source = tmp_path / "ssd300_tv.pth"
+    torch.save(tv_model.state_dict(), source)
+    assert main(["convert", str(source), "--arch", "ssd300_vgg16", "--out", str(tmp_path / "ssd.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "the 10 torchvision labels not kept leave the softmax" in out

@@ -12,6 +12,7 @@ from typing import Mapping
 
 import torch
 
+from anchordet.files import atomic_write
 from anchordet.matching.iou_matcher import IoUMatcher
 
 
@@ -41,7 +42,7 @@ def plot_best_iou(reports: Mapping[str, object], out_dir: str | Path, matcher: I
     ax.legend()
     fig.tight_layout()
     path = out / "best_iou.png"
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return path
 
@@ -82,6 +83,6 @@ def plot_box_shapes(report, generators: Mapping[str, object], out_dir: str | Pat
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "box_shapes.png"
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return path

@@ -1,0 +1,346 @@
+"""Start a training run from pretrained detector weights (``model.init_weights``, ``train --weights``).
+
+The source is an anchordet weights file (``.safetensors``) or training checkpoint (``.pt``), a
+torchvision RetinaNet-R50-FPN / SSD300 state dict (``.pth``, read with ``weights_only=True``), or
+a torchvision weights enum name (``RetinaNet_ResNet50_FPN_Weights.COCO_V1``, read from the torch
+hub cache as the ImageNet backbones are); torchvision weights are converted with
+``anchordet.interop.torchvision``.
+
+Every tensor that is not class-specific must exist in the source with the same shape, and the
+anchors must be the same: otherwise one error names the first mismatching tensors and nothing
+is loaded. The class-specific tensors keep the rows of the classes whose names match between
+the source and the new dataset; the rows of the other classes keep the new model's
+initialisation (N(0, 0.01) and the focal-loss prior for RetinaNet). Their row layouts:
+
+- RetinaNet ``head.cls_output``: (A * K) rows, anchor-major: row ``a * K + k``.
+- SSD ``head.classification.{l}``: (A_l * (K + 1)) rows, ``a * (K + 1) + k``, background ``k = K``.
+- Faster R-CNN ``roi_head.predictor.cls_score``: K + 1 rows (background last);
+  ``bbox_pred``: (K + 1) * 4 rows, ``4 * k + j``.
+
+The background rows are always carried over.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from anchordet.config.schema import ModelConfig
+from anchordet.errors import UserError
+
+PROBE_SIZE = (256, 256)  # input size at which the anchors of the two models are compared
+
+
+@dataclass(frozen=True)
+class ClassLayout:
+    """Rows of a class-specific tensor: ``groups`` blocks of (K + extra) classes, ``per`` rows each."""
+
+    groups: int
+    extra: int  # 1: a background class after the K classes
+    per: int = 1
+
+    def rows(self, num_classes: int) -> int:
+        return self.groups * (num_classes + self.extra) * self.per
+
+    def index(self, num_classes: int, klass: int) -> list[int]:
+        """The rows of class ``klass`` (``num_classes`` is the background when extra is 1)."""
+        return [(g * (num_classes + self.extra) + klass) * self.per + j for g in range(self.groups)
+                for j in range(self.per)]
+
+
+@dataclass
+class SourceWeights:
+    """A state dict in our layout, with what is known of the model that made it."""
+
+    state: dict[str, Tensor]
+    name: str
+    config: ModelConfig | None = None
+    class_names: list[str] | None = None
+    model: nn.Module | None = None  # the converted model (torchvision sources)
+
+
+@dataclass
+class InitSummary:
+    source: str
+    loaded: int
+    reinitialised: list[str] = field(default_factory=list)
+    carried: list[str] = field(default_factory=list)
+    new_classes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        if not self.reinitialised:
+            return f"init weights from {self.source}: {self.loaded} tensors loaded (all classes carried over)"
+        carried = ", ".join(self.carried) if self.carried else "none"
+        return (f"init weights from {self.source}: {self.loaded} tensors loaded, {len(self.reinitialised)} "
+                f"class-specific re-initialised ({', '.join(self.reinitialised)}); classes carried over: "
+                f"{carried} ({len(self.carried)} of {len(self.carried) + len(self.new_classes)})")
+
+
+def initialise_from(model: nn.Module, source: str | Path, class_names: list[str],
+                    model_config: ModelConfig | None = None) -> InitSummary:
+    """Load ``source`` into ``model`` (in place) as described in the module docstring.
+
+    Args:
+        model: the freshly built detector of the new run.
+        class_names: the new dataset's K class names.
+        model_config: the new run's model config (named in messages).
+    Raises:
+        UserError naming the first mismatching tensors (nothing is loaded then).
+    """
+    weights = read_source(source)
+    layouts = class_layouts(model)
+    own = model.state_dict()
+    _check_architecture(weights, own, layouts, model, model_config)
+    source_names = _source_class_names(weights, layouts)
+    new_state, summary = _merge(weights, own, layouts, source_names, list(class_names))
+    model.load_state_dict(new_state, strict=True)
+    return summary
+
+
+# ------------------------------------------------------------------------------------- sources
+def read_source(source: str | Path) -> SourceWeights:
+    """Read any supported source into our key layout."""
+    text = str(source)
+    path = Path(text)
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return _read_safetensors(path)
+        return _read_torch_file(path)
+    if "." in text and "/" not in text and text.split(".")[0].endswith("_Weights"):
+        return _read_weights_enum(text)
+    raise FileNotFoundError(f"init weights not found: {text} (give an anchordet .safetensors / .pt, a torchvision "
+                            f".pth state dict, or a torchvision weights name such as "
+                            f"RetinaNet_ResNet50_FPN_Weights.COCO_V1)")
+
+
+def _read_safetensors(path: Path) -> SourceWeights:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if "anchordet_model" not in metadata:
+        return _from_torchvision_state(state, str(path))
+    from anchordet.engine.checkpoint import read_inference_settings, read_model_config
+
+    names = read_inference_settings(path).class_names
+    return SourceWeights(state, str(path), read_model_config(path), list(names) if names else None)
+
+
+def _read_torch_file(path: Path) -> SourceWeights:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refuses pickles that would run code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: refused to load: not a plain weights file or checkpoint (read with "
+                        f"weights_only=True; {first})") from exc
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: expected a state dict or an anchordet checkpoint, found {type(state).__name__}")
+    if "model" in state and "config" in state and isinstance(state["model"], dict):  # an anchordet checkpoint
+        values = dict(state["config"]["model"])
+        values.pop("init_weights", None)  # run options next to the factory's arguments
+        values.pop("sync_batch_norm", None)
+        config = ModelConfig(values.pop("factory"), values)
+        names = (state.get("extra") or {}).get("inference", {}).get("class_names")
+        return SourceWeights(dict(state["model"]), str(path), config, list(names) if names else None)
+    return _from_torchvision_state(state, str(path))
+
+
+def _from_torchvision_state(state: Mapping[str, Tensor], name: str) -> SourceWeights:
+    from anchordet.interop.torchvision import _guess_arch, from_torchvision
+
+    arch = _guess_arch(state)
+    if arch not in ("retinanet_resnet50_fpn", "ssd300_vgg16"):
+        what = f"torchvision {arch} weights" if arch else "a state dict of no known layout"
+        raise UserError(f"{name}: {what}: --weights takes anchordet weights / checkpoints or torchvision "
+                        f"retinanet_resnet50_fpn / ssd300_vgg16 state dicts")
+    try:
+        converted = from_torchvision(dict(state), arch)
+    except ValueError as exc:
+        raise UserError(f"{name}: {str(exc).splitlines()[0]} {' '.join(str(exc).splitlines()[1:3])}") from exc
+    return _converted(converted, f"{name} (torchvision {arch})")
+
+
+def _read_weights_enum(text: str) -> SourceWeights:
+    import torchvision.models
+    from anchordet.interop.torchvision import from_torchvision
+
+    try:
+        weights = torchvision.models.get_weight(text)
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise UserError(f"{text}: not a torchvision weights name ({exc})") from exc
+    try:
+        converted = from_torchvision(weights)
+    except ValueError as exc:
+        raise UserError(f"{text}: {str(exc).splitlines()[0]}") from exc
+    return _converted(converted, text)
+
+
+def _converted(converted, name: str) -> SourceWeights:
+    return SourceWeights(converted.model.state_dict(), name, converted.config, list(converted.class_names),
+                         converted.model)
+
+
+# ---------------------------------------------------------------------------------- class layers
+def class_layouts(model: nn.Module) -> dict[str, ClassLayout]:
+    """Our class-specific tensors of ``model`` and their row layouts (see the module docstring)."""
+    name = type(model).__name__
+    state = model.state_dict()
+    k = int(model.num_classes)
+    if name == "RetinaNet":
+        layout = ClassLayout(int(model.head.num_anchors), 0)
+        return {key: layout for key in ("head.cls_output.weight", "head.cls_output.bias")}
+    if name == "SSD":
+        layouts = {}
+        for key, value in state.items():
+            if key.startswith("head.classification.") and key.endswith((".weight", ".bias")):
+                layouts[key] = ClassLayout(int(value.shape[0]) // (k + 1), 1)
+        return layouts
+    if name == "FasterRCNN":
+        prefix = next(n for n, module in model.named_modules() if n.endswith("predictor") and hasattr(module, "cls_score"))
+        return {f"{prefix}.cls_score.weight": ClassLayout(1, 1), f"{prefix}.cls_score.bias": ClassLayout(1, 1),
+                f"{prefix}.bbox_pred.weight": ClassLayout(1, 1, 4), f"{prefix}.bbox_pred.bias": ClassLayout(1, 1, 4)}
+    raise UserError(f"init weights: {name} is not a RetinaNet, SSD or Faster R-CNN")
+
+
+def _source_class_names(weights: SourceWeights, layouts: dict[str, ClassLayout]) -> list[str]:
+    """The source's K class names (from its file, else "0".."K-1" from its class-layer shape)."""
+    key, layout = next(iter(layouts.items()))
+    if key not in weights.state:
+        raise UserError(f"{weights.name}: no {key}: not weights of this kind of detector")
+    count = weights.state[key].shape[0] // (layout.groups * layout.per) - layout.extra
+    if weights.config is not None and "num_classes" in weights.config.args:
+        count = weights.config.num_classes
+    names = weights.class_names if weights.class_names and len(weights.class_names) == count else None
+    return names or [str(i) for i in range(count)]
+
+
+# ------------------------------------------------------------------------------------- checks
+def _check_architecture(weights: SourceWeights, own: Mapping[str, Tensor], layouts: dict[str, ClassLayout],
+                        model: nn.Module, model_config: ModelConfig | None) -> None:
+    src = weights.state
+    plain = [k for k in own if k not in layouts and not k.endswith("num_batches_tracked")]
+    missing = [k for k in plain if k not in src]
+    mismatched = [f"{k} {tuple(src[k].shape)} in the weights vs {tuple(own[k].shape)} here"
+                  for k in plain if k in src and src[k].shape != own[k].shape]
+    ours = set(own)
+    unexpected = [k for k in src if k not in ours and not k.endswith("num_batches_tracked")]
+    problems = []
+    if mismatched:
+        anchors = any(k in m for m in mismatched for k in ("box_output", "head.regression", "rpn.head"))
+        problems.append(f"shape mismatch ({len(mismatched)}): {'; '.join(mismatched[:3])}"
+                        + (" (other anchors per location)" if anchors else ""))
+    if missing:
+        problems.append(f"missing from the weights ({len(missing)}): {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"not in this model ({len(unexpected)}): {', '.join(unexpected[:3])}")
+    if not problems:
+        for key, layout in layouts.items():
+            problem = _class_layer_problem(key, layout, src, own, weights, layouts)
+            if problem:
+                problems.append(problem)
+                break
+    if not problems:
+        problem = _anchor_problem(weights, model)
+        if problem:
+            problems.append(problem)
+    if problems:
+        target = f" ({model_config.factory})" if model_config is not None else ""
+        source = f" ({weights.config.factory})" if weights.config is not None and weights.model is None else ""
+        raise UserError(f"--weights {weights.name}{source} does not fit this model{target}; nothing was loaded: "
+                        + " | ".join(problems))
+
+
+def _class_layer_problem(key, layout: ClassLayout, src, own, weights, layouts) -> str | None:
+    if key not in src:
+        return f"missing from the weights: {key}"
+    source_k = len(_source_class_names(weights, layouts))
+    if src[key].shape[0] != layout.rows(source_k) or src[key].shape[1:] != own[key].shape[1:]:
+        return (f"{key} {tuple(src[key].shape)} in the weights is not {layout.groups} anchors x "
+                f"{source_k}{' + 1' if layout.extra else ''} classes of {tuple(own[key].shape[1:])} "
+                f"(here {tuple(own[key].shape)}): other anchors per location")
+    return None
+
+
+def _anchor_problem(weights: SourceWeights, model: nn.Module) -> str | None:
+    """Compare the anchors of the source's model and this one at ``PROBE_SIZE`` (SSD: its size)."""
+    if weights.model is None and weights.config is None:
+        return None  # a state dict alone says nothing about its anchors beyond the shapes checked
+    source_model = weights.model if weights.model is not None else _build_on_meta(weights.config)
+    mine, theirs = getattr(model, "image_size", None), getattr(source_model, "image_size", None)
+    if mine != theirs:
+        return f"input size {theirs} in the weights vs {mine} here"
+    size = (mine, mine) if mine else PROBE_SIZE
+    a = source_model.training_anchors(size).boxes.float().cpu()
+    b = model.training_anchors(size).boxes.float().cpu()
+    if a.shape != b.shape:
+        return f"other anchors: {a.shape[0]} anchors for a {size[0]}x{size[1]} input in the weights vs {b.shape[0]} here"
+    differ = ((a - b).abs() > 1e-3).any(dim=1)
+    if bool(differ.any()):
+        i = int(differ.nonzero()[0])
+        extra = _anchor_args_differ(weights.config, model)
+        return (f"other anchors: anchor {i} is {[round(v, 2) for v in a[i].tolist()]} in the weights vs "
+                f"{[round(v, 2) for v in b[i].tolist()]} here (input {size[0]}x{size[1]}){extra}")
+    return None
+
+
+def _anchor_args_differ(config: ModelConfig | None, model: nn.Module) -> str:
+    if config is None:
+        return ""
+    keys = [k for k in config.args if "anchor" in k or k in ("min_sizes", "max_sizes", "steps", "aspect_ratios")]
+    return f"; the weights' model sets {', '.join(f'{k}={config.args[k]}' for k in keys)}" if keys else ""
+
+
+def _build_on_meta(config: ModelConfig) -> nn.Module:
+    args = {k: v for k, v in config.args.items() if k != "backbone_weights"}  # no files for a shape-only model
+    with torch.device("meta"):
+        return ModelConfig(config.factory, args).build()
+
+
+# ------------------------------------------------------------------------------------- merging
+def _merge(weights: SourceWeights, own: Mapping[str, Tensor], layouts: dict[str, ClassLayout],
+           source_names: list[str], target_names: list[str]) -> tuple[dict[str, Tensor], InitSummary]:
+    src = weights.state
+    same_classes = source_names == target_names
+    carried = [n for n in target_names if n in source_names]
+    state, loaded, reinitialised = {}, 0, []
+    for key, value in own.items():
+        if key not in layouts:
+            if key in src:
+                state[key] = src[key].to(value.dtype)
+                loaded += 1
+            else:  # num_batches_tracked absent from converted weights
+                state[key] = value
+            continue
+        if same_classes:
+            state[key] = src[key].to(value.dtype)
+            loaded += 1
+            continue
+        state[key] = _carry_rows(value, src[key], layouts[key], source_names, target_names)
+        reinitialised.append(key)
+    summary = InitSummary(weights.name, loaded, reinitialised, [] if same_classes else carried,
+                          [] if same_classes else [n for n in target_names if n not in source_names])
+    if same_classes:
+        summary.carried = list(target_names)
+    return state, summary
+
+
+def _carry_rows(fresh: Tensor, source: Tensor, layout: ClassLayout, source_names: list[str],
+                target_names: list[str]) -> Tensor:
+    """``fresh`` with the rows of classes named in both, and the background rows, from ``source``."""
+    out = fresh.detach().clone()
+    pairs = [(t, source_names.index(name)) for t, name in enumerate(target_names) if name in source_names]
+    if layout.extra:
+        pairs.append((len(target_names), len(source_names)))  # background
+    for target_class, source_class in pairs:
+        rows_out = layout.index(len(target_names), target_class)
+        rows_in = layout.index(len(source_names), source_class)
+        out[rows_out] = source[rows_in].to(out.dtype)
+    return out
