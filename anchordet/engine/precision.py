@@ -8,6 +8,9 @@
   the run falls back to fp32 and says so in one line), on CUDA where the GPU supports it.
 * ``fp16``: CUDA autocast with a ``GradScaler`` for training; on a CPU it falls back to fp32
   with one line (CPU fp16 convolutions are not faster than fp32 in PyTorch's oneDNN paths).
+* ``auto``: bf16 where the device computes it natively, else fp32, without a line: what the
+  digits presets use (a preset that should run fast on any machine, measured in BENCHMARKS.md).
+  The precision that ran is in the run's metrics.jsonl and checkpoints.
 
 Only the network runs in lower precision: the parts named in ``NETWORK_PARTS`` (backbone, FPN,
 heads, RPN head, RoI head) run under autocast and their outputs are cast back to float32 at
@@ -26,7 +29,7 @@ from torch import nn
 
 from anchordet.detectors.parts import NETWORK_PARTS, network_parts
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # What runs under autocast: the detectors' network parts (``detectors.parts.NETWORK_PARTS``).
@@ -108,10 +111,14 @@ def resolve_precision(requested: str, device: torch.device | str,
                       say: Callable[[str], None] | None = _stderr_line) -> Precision:
     """The precision that runs for ``requested`` on ``device``: ``requested`` itself where the
     device computes it natively, else fp32 with one line through ``say`` (None: silent) naming
-    why. Raises ValueError for a name that is not one of PRECISIONS."""
+    why; "auto" is bf16 where that is native, else fp32, silently. Raises ValueError for a name
+    that is not one of PRECISIONS."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
     device = torch.device(device)
+    if requested == "auto":
+        native = _unsupported_reason("bf16", device) is None
+        return Precision("bf16" if native else "fp32", device.type, requested)
     reason = _unsupported_reason(requested, device)
     if reason is None:
         return Precision(requested, device.type, requested)
@@ -158,6 +165,43 @@ class _AutocastRegion:
         return to_float32(output)
 
 
+class _Float32WhereOneDNNFails:
+    """Forward hooks that run one strided convolution in float32 (autocast off) for inputs one
+    pixel wide or high, on CPU.
+
+    torch 2.14.1's oneDNN bf16 weight gradient of a convolution with a kernel and a stride above
+    1 is garbage (uninitialised memory, up to 1e37, different on every call) when the input is
+    one pixel wide: measured on an Intel Xeon with AMX for 3x3 / 5x5 kernels, strides 2 / 3,
+    heights 1..16, NCHW and channels_last (a 1 x N input was fine; the guard takes either side to
+    be safe). RetinaNet's P7 conv meets it whenever P6 is one pixel wide (images up to 64 px), and
+    it made a bf16 test's weights non-finite now and then. These convolutions cost nothing: their
+    outputs are a pixel or two."""
+
+    def __init__(self):
+        self._open: list = []
+
+    def enter(self, module: nn.Module, args):
+        x = args[0]
+        if x.device.type == "cpu" and min(x.shape[-2:]) == 1:
+            context = torch.autocast("cpu", enabled=False)
+            context.__enter__()
+            self._open.append(context)
+            return (x.float(), *args[1:])
+        self._open.append(None)
+        return None
+
+    def leave(self, module: nn.Module, args, output):
+        context = self._open.pop()
+        if context is not None:
+            context.__exit__(None, None, None)
+        return output
+
+
+def _strided_convs(module: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)
+            and max(m.stride) > 1 and max(m.kernel_size) > 1]
+
+
 def to_float32(value: Any) -> Any:
     """``value`` with every bf16 / fp16 tensor in it (tensors, lists, tuples, named tuples,
     dicts, nested) cast to float32; other values as they are."""
@@ -190,6 +234,10 @@ def apply_precision(model: nn.Module, precision: Precision, parts: tuple[str, ..
         region = _AutocastRegion(precision)
         model._anchordet_precision_hooks += [module.register_forward_pre_hook(region.enter),
                                              module.register_forward_hook(region.leave, always_call=True)]
+        for conv in _strided_convs(module):
+            guard = _Float32WhereOneDNNFails()
+            model._anchordet_precision_hooks += [conv.register_forward_pre_hook(guard.enter),
+                                                 conv.register_forward_hook(guard.leave, always_call=True)]
     return model
 
 
