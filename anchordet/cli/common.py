@@ -91,10 +91,11 @@ def score_threshold(value: str) -> float:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=default,
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default=default,
                         help="the network's arithmetic: fp32, bf16 autocast (CPUs with AVX512_BF16 / AMX, "
                              "GPUs) or fp16 autocast (GPUs); losses, box decoding and NMS stay fp32; falls back to "
-                             "fp32 with one line where the device has no native support"
+                             "fp32 with one line where the device has no native support; auto: bf16 where "
+                             "native, else fp32, silently"
                              + (f" (default {default})" if default else " (default: the config's run.precision)"))
 
 

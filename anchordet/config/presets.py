@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from anchordet.config.schema import DataConfig, DigitsOptions, ExperimentConfig, ModelConfig, RunConfig, SolverConfig
 
+# The digits presets train with run.precision "auto": bf16 autocast where the CPU (AVX512_BF16 /
+# AMX) or GPU computes it natively, else fp32. On the Intel Xeon (AMX) of 2026-12-01 bf16 made
+# their training iterations 1.4-2.1x faster at the same test AP50 (BENCHMARKS.md "Digits presets").
+
 # RetinaNet for the built-in digits dataset, trained from scratch on a CPU: ResNet-18 at quarter
 # width, BN trained (no pretrained statistics to freeze), a light FPN / head (32 channels, 2 convs),
 # AdamW (from scratch it converges several times faster than SGD here: AP50 0.15 vs 0.13 after 2
@@ -17,7 +21,8 @@ from anchordet.config.schema import DataConfig, DigitsOptions, ExperimentConfig,
 # The 128 px scenes are upsampled to 256: digits are 10..56 px, and at 128 px P3's stride of 8
 # leaves a thin "1" a cell or two (AP50 0.83 at 128 px, 0.92 at 256, BENCHMARKS.md). Anchors from
 # 32 px at that scale (docs/anchors.md), taller than wide as digits are (h/w 1, 1.6, 3).
-# 20 epochs take 8.5 minutes on 2 CPU cores (AMD EPYC Zen 5) with `--procs 2`: test AP50 0.921.
+# 20 epochs take 8.5 minutes on 2 CPU cores (AMD EPYC Zen 5) with `--procs 2` in fp32: test AP50
+# 0.921; in bf16 on an Intel Xeon with AMX (2026-12-01, He init) about 8 minutes: 0.907.
 RETINANET_DIGITS = ExperimentConfig(
     model=ModelConfig("retinanet_resnet_fpn", dict(
         depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=16,
@@ -30,7 +35,7 @@ RETINANET_DIGITS = ExperimentConfig(
     solver=SolverConfig(epochs=20, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
                         optimizer="adamw"),
-    run=RunConfig(out_dir="runs/retinanet_digits", eval_every=5, log_every=20),
+    run=RunConfig(out_dir="runs/retinanet_digits", eval_every=5, log_every=20, precision="auto"),
 )
 
 # The same RetinaNet at the scenes' own 128 px (a quarter of the pixels, anchors from 16 px):
@@ -48,7 +53,7 @@ RETINANET_DIGITS_FAST = ExperimentConfig(
     solver=SolverConfig(epochs=28, batch_size=32, base_lr=0.0045, base_batch_size=32, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
                         optimizer="adamw"),
-    run=RunConfig(out_dir="runs/retinanet_digits_fast", eval_every=7, log_every=20),
+    run=RunConfig(out_dir="runs/retinanet_digits_fast", eval_every=7, log_every=20, precision="auto"),
 )
 
 # Detectron2's 1x COCO recipes train at a shorter side drawn from 640..800 (step 32) and test at
@@ -132,7 +137,7 @@ FASTER_RCNN_DIGITS = ExperimentConfig(
     solver=SolverConfig(epochs=16, batch_size=8, base_lr=0.002, base_batch_size=8, weight_decay=1e-4,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
                         optimizer="adamw"),
-    run=RunConfig(out_dir="runs/faster_rcnn_digits", eval_every=4, log_every=20),
+    run=RunConfig(out_dir="runs/faster_rcnn_digits", eval_every=4, log_every=20, precision="auto"),
 )
 
 # SSD300 on VOC07+12 (Liu et al. 2016, Sec. 3.1 / the Caffe ssd_pascal.py): lr 1e-3 at batch 32,
@@ -179,7 +184,8 @@ SSD512_COCO = ExperimentConfig(
 # 1e-3, warmup + cosine), AP50 on 300 test scenes was 0.43 with it and 0.38 without; with AdamW
 # 3e-3 it was 0.59, and 0.70 after 600 CPU s (11k scenes). AdamW 3e-3.
 # No SSD augmentation: the scenes are already random crops, and a flipped digit is not a digit.
-# 20 epochs take 9 minutes on 2 CPU cores (AMD EPYC Zen 5) with `--procs 2` (75 img/s): AP50 0.946.
+# 20 epochs take 9 minutes on 2 CPU cores (AMD EPYC Zen 5) with `--procs 2` in fp32 (75 img/s): AP50
+# 0.946; in bf16 on an Intel Xeon with AMX (2026-12-01) 7 min 44 s (88-94 img/s): AP50 0.952.
 SSD_DIGITS = ExperimentConfig(
     model=ModelConfig("ssd_vgg16", dict(
         num_classes=10, image_size=128, width=16, batch_norm=True,
@@ -190,7 +196,7 @@ SSD_DIGITS = ExperimentConfig(
     solver=SolverConfig(epochs=20, batch_size=16, base_lr=0.003, base_batch_size=16, weight_decay=0.05,
                         warmup_iters=100, warmup_factor=0.01, schedule="cosine", clip_grad_norm=10.0,
                         optimizer="adamw"),
-    run=RunConfig(out_dir="runs/ssd_digits", eval_every=5, log_every=20),
+    run=RunConfig(out_dir="runs/ssd_digits", eval_every=5, log_every=20, precision="auto"),
 )
 
 PRESETS: dict[str, ExperimentConfig] = {

@@ -311,7 +311,8 @@ class RunConfig:
         precision: "fp32", "bf16" (autocast around the network: CPU with AVX512_BF16 / AMX, or
             CUDA) or "fp16" (CUDA, with a grad scaler); losses, anchors, box coding, NMS and
             evaluation stay in fp32. Falls back to fp32 with one line where the device has no
-            native support (``engine.precision``).
+            native support (``engine.precision``). "auto": bf16 where native, else fp32, silently
+            (the digits presets).
         threads: torch CPU threads (0: torch's default).
         stop_after_iters: stop (with a checkpoint, resumable) after this many iterations of this
             run, as an interruption would; 0 runs to the end. For time-sliced / preemptible jobs.
@@ -345,7 +346,7 @@ class RunConfig:
         check_device(self.device, "run.device")
         _check_ranges("run", self, eval_every=(0, None), log_every=(1, None), threads=(0, None),
                       stop_after_iters=(0, None), max_minutes=(0, None))
-        _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16", "auto"))
         if self.channels_last not in (True, False, "auto"):
             raise ConfigError(f"run.channels_last: {self.channels_last!r} is not one of auto, true, false")
         if self.fit_epochs_to_budget and self.max_minutes <= 0:

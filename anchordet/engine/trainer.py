@@ -330,7 +330,8 @@ class Trainer:
             reduced = dist_utils.all_reduce_sums(losses)
             averaged = {k: v / self.world for k, v in reduced.items()}
             self.logger.log("train", self.iteration, {"epoch": self.epoch + 1, "lr": lr,
-                                                      "images_per_s": images_per_s, **averaged})
+                                                      "images_per_s": images_per_s,
+                                                      "precision": self.precision.name, **averaged})
 
     def _agreed_stop(self, budget: bool = True) -> str | None:
         """Stop before the next batch? The same answer in every process: "interrupted" when a stop
@@ -438,7 +439,8 @@ class Trainer:
                             iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
                             ema=self.ema.state_dict() if self.ema is not None else None,
                             extra={"inference": self._inference_settings().to_dict(),
-                                   "early_stopping": self.early_stopping.state_dict()})
+                                   "early_stopping": self.early_stopping.state_dict(),
+                                   "precision": self.precision.name})  # what ran (run.precision may be auto)
         dist_utils.barrier()
         return path
 

@@ -22,7 +22,7 @@ def test_overrides_are_typed_by_the_dataclass_and_the_factory():
     ("solver.schedule=linear", "solver.schedule: 'linear' is not one of step, cosine"),
     ("nodots=1", "section.key"),
     ("solver.epochs", "expected section.key=value"),
-    ("run.precision=fp8", "run.precision: 'fp8' is not one of fp32, bf16, fp16"),
+    ("run.precision=fp8", "run.precision: 'fp8' is not one of fp32, bf16, fp16, auto"),
     ("run.channels_last=sometimes", "run.channels_last: 'sometimes' is not one of auto, true, false"),
     ("solver.amp=bf16", "unknown key solver.amp"),  # gone: run.precision replaces it
 ])
@@ -65,8 +65,12 @@ def test_values_out_of_range_are_refused_when_the_config_is_read(override, messa
 
 
 def test_precision_and_channels_last_options(tmp_path):
-    config = load_config("retinanet_digits")
-    assert config.run.precision == "fp32" and config.run.channels_last == "auto"  # defaults
+    from anchordet.config.schema import RunConfig
+
+    assert RunConfig().precision == "fp32" and RunConfig().channels_last == "auto"  # defaults
+    digits = ("retinanet_digits", "retinanet_digits_fast", "ssd_digits", "faster_rcnn_digits")
+    assert {name: load_config(name).run.precision for name in digits} == dict.fromkeys(digits, "auto")
+    assert load_config("retinanet_r50_coco").run.precision == "fp32"  # real datasets: fp32 unless asked
     config = load_config("retinanet_digits", ["run.precision=bf16", "run.channels_last=false"])
     assert config.run.precision == "bf16" and config.run.channels_last is False
     path = tmp_path / "config.yaml"  # saved with the run

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_checkpoint
+from anchordet.engine.logger import read_metrics
 
 TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
         "data.digits.num_train=16", "data.digits.num_val=4", "data.digits.canvas_size=64",
@@ -173,9 +174,11 @@ def one_process_first_step(tmp_path_factory):
 
 # Plain SGD (no momentum, no decay) for one step: equal weights after it mean equal gradients of
 # the global batch. Frozen BN, so batch statistics do not depend on the split.
+# fp32: one step on B images equals 2 processes' steps on B / 2 each to float rounding (in bf16, the
+# digits presets' "auto" where the CPU has it, each batch shape rounds its own way)
 ONE_SGD_STEP = ["solver.optimizer=sgd", "solver.epochs=1", "run.stop_after_iters=1", "run.eval_every=0",
                 "solver.momentum=0.0", "solver.weight_decay=0.0", "model.frozen_bn=true", "solver.clip_grad_norm=0.0",
-                "solver.warmup_iters=0"]
+                "solver.warmup_iters=0", "run.precision=fp32"]
 
 
 def _free_port() -> int:
@@ -224,7 +227,9 @@ def test_demo_with_a_time_budget_still_evaluates_and_predicts(tmp_path, capsys):
     """`anchordet demo` on a budget too small for its epochs: it stops training, then scores and
     predicts with what it learned (and says how to continue)."""
     overrides = []
-    for item in TINY + ["solver.epochs=50", "run.fit_epochs_to_budget=false"]:  # the safety net alone
+    tiny_ssd = ["model.width=8", "data.digits.num_train=16", "data.digits.num_val=4", "solver.batch_size=4",
+                "solver.warmup_iters=2", "run.log_every=1", "run.threads=1"]  # the demo trains ssd_digits
+    for item in tiny_ssd + ["solver.epochs=50", "run.fit_epochs_to_budget=false"]:  # the safety net alone
         overrides += ["--set", item]
     assert main(["demo", "--out", str(tmp_path), "--epochs", "50", "--minutes", "0.05", *overrides]) == 0
     out = capsys.readouterr().out
@@ -288,20 +293,28 @@ def test_precision_bf16_trains_in_bf16_or_falls_back_to_fp32_in_one_line(tmp_pat
     from anchordet.engine import precision as precision_module
 
     common = ("solver.epochs=1", "run.eval_every=0", "run.stop_after_iters=2")
-    assert train(tmp_path / "fp32", *common) == 0
+    assert train(tmp_path / "fp32", *common, "run.precision=fp32") == 0
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     capsys.readouterr()
     assert train(tmp_path / "fallback", *common, "run.precision=bf16") == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
     assert len(lines) == 1 and "no native bf16" in lines[0] and "running in fp32" in lines[0]
+    assert train(tmp_path / "auto", *common, "run.precision=auto") == 0  # the digits presets' setting
+    assert not [line for line in capsys.readouterr().err.splitlines() if "precision" in line]  # silent
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     args = ["train", "--no-progress", "--config", "retinanet_digits", "--precision", "bf16"]
     for item in TINY + [f"run.out_dir={tmp_path / 'bf16'}", *common]:
         args += ["--set", item]
     assert main(args) == 0
     assert yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["run"]["precision"] == "bf16"
-    weights = {name: load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("fp32", "fallback", "bf16")}
+    weights = {name: load_checkpoint(tmp_path / name / "last.pt")["model"]
+               for name in ("fp32", "fallback", "auto", "bf16")}
     assert all(torch.equal(weights["fallback"][k], v) for k, v in weights["fp32"].items())
+    assert all(torch.equal(weights["auto"][k], v) for k, v in weights["fp32"].items())
+    ran = {name: {r["precision"] for r in read_metrics(tmp_path / name / "metrics.jsonl") if r["type"] == "train"}
+           for name in ("fp32", "fallback", "auto", "bf16")}
+    assert ran == {"fp32": {"fp32"}, "fallback": {"fp32"}, "auto": {"fp32"}, "bf16": {"bf16"}}
+    assert load_checkpoint(tmp_path / "auto" / "last.pt")["extra"]["precision"] == "fp32"
     changed = [k for k, v in weights["fp32"].items() if v.is_floating_point() and not torch.equal(weights["bf16"][k], v)]
     assert len(changed) > len(weights["fp32"]) // 2
     assert all(torch.isfinite(v).all() for v in weights["bf16"].values() if v.is_floating_point())
