@@ -135,10 +135,14 @@ class ResNet(nn.Module):
             convolution (``anchordet.ops.fuse.conv_bn``; opt-in, see ``_conv_bn``). The model and
             each block keep it as an instance attribute; ``anchordet.ops.fuse.fold_batch_norms``
             switches it on a built model.
+        zero_init_residual: start the last BN of every residual block at weight 0 (Goyal et al.
+            2017, torchvision's ``zero_init_residual``), so each block starts as the identity;
+            for training from scratch (pretrained weights overwrite it).
     """
 
     def __init__(self, depth: int = 50, return_layers: Sequence[str] = ("c3", "c4", "c5"),
-                 frozen_bn: bool = True, trainable_layers: int = 3, width: int = 64, fold_bn: bool = False):
+                 frozen_bn: bool = True, trainable_layers: int = 3, width: int = 64, fold_bn: bool = False,
+                 zero_init_residual: bool = False):
         super().__init__()
         self.fold_bn = fold_bn
         if depth not in RESNET_SPECS:
@@ -165,13 +169,13 @@ class ResNet(nn.Module):
             self.stage_channels[f"c{index + 2}"] = in_channels
             channels *= 2
         self.out_channels = [self.stage_channels[name] for name in self.return_layers]
-        self._init_weights()
+        self._init_weights(zero_init_residual)
         self._freeze(trainable_layers)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, zero_init_residual: bool) -> None:
         # Seed 001 and torchvision's ResNet: every conv N(0, sqrt(2 / (k * k * out_channels)))
-        # (He et al. 2015, fan_out), BN weight 1 and bias 0 (no zero-init of the last BN of a
-        # block, torchvision's default). PyTorch's default conv init is ~2.4x smaller, which
+        # (He et al. 2015, fan_out), BN weight 1 and bias 0 (the last BN of a block at 0 only with
+        # zero_init_residual, as torchvision). PyTorch's default conv init is ~2.4x smaller, which
         # from scratch gave larger loss spikes (issue 19 item 15). Pretrained weights overwrite it.
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -179,6 +183,12 @@ class ResNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if zero_init_residual:
+            for module in self.modules():
+                last = getattr(module, "bn3", None) if isinstance(module, Bottleneck) else (
+                    module.bn2 if isinstance(module, BasicBlock) else None)
+                if isinstance(last, nn.BatchNorm2d):
+                    nn.init.zeros_(last.weight)
 
     def _freeze(self, trainable_layers: int) -> None:
         stages = ["layer4", "layer3", "layer2", "layer1", "stem"][:trainable_layers]

@@ -241,6 +241,7 @@ def faster_rcnn_resnet_c4(depth: int, num_classes: int, *,
                           frozen_bn: bool = True,
                           trainable_layers: int = 3,
                           backbone_width: int = 64,
+                          backbone_zero_init_residual: bool = False,
                           roi_output_size: int = 14,
                           **options) -> FasterRCNN:
     """Faster R-CNN on ResNet-``depth``-C4 (seed 004; He et al. 2016, Appendix A): layer1-3 as
@@ -251,12 +252,15 @@ def faster_rcnn_resnet_c4(depth: int, num_classes: int, *,
             the torch hub cache); None / "none": random initialisation.
         trainable_layers: ResNet stages trained, from layer4 down (3: the stem and layer1 frozen,
             as Detectron's C4 models).
+        backbone_zero_init_residual: every residual block (layer4 in the RoI head too) starts as
+            the identity (``backbones.resnet.ResNet``; for training from scratch).
         options: any keyword of ``assemble_faster_rcnn``.
     """
     from anchordet.backbones.resnet import ResNet
     from anchordet.backbones.weights import load_torchvision_weights, resolve_backbone_weights
 
-    backbone = ResNet(depth, ("c4",), frozen_bn=frozen_bn, trainable_layers=trainable_layers, width=backbone_width)
+    backbone = ResNet(depth, ("c4",), frozen_bn=frozen_bn, trainable_layers=trainable_layers, width=backbone_width,
+                      zero_init_residual=backbone_zero_init_residual)
     weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")
     if weights_file:
         load_torchvision_weights(backbone, weights_file)

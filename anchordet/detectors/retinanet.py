@@ -133,6 +133,8 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
                          p6_from: str = "c5",
                          head_channels: int = 256,
                          head_num_convs: int = 4,
+                         head_norm: str | None = None,
+                         backbone_zero_init_residual: bool = False,
                          anchor_base_sizes: Sequence[float] = (32, 64, 128, 256, 512),
                          anchor_octave_scales: Sequence[float] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
                          anchor_aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
@@ -156,6 +158,9 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
     ``anchor_sizes``: per-level sizes that replace ``anchor_base_sizes`` x ``anchor_octave_scales``
     (torchvision truncates them to integers: ``TORCHVISION_RETINANET_ANCHOR_SIZES``).
     ``anchor_round_base``: round the centred base anchors to whole pixels, as torchvision.
+    ``head_norm``: "gn" puts GroupNorm after every subnet conv (``heads.retina.RetinaHead``);
+    ``backbone_zero_init_residual``: each residual block starts as the identity
+    (``backbones.resnet.ResNet``). Both for training from scratch (the digits presets).
     """
     from anchordet.backbones.fpn import FPN
     from anchordet.backbones.resnet import ResNet
@@ -163,7 +168,7 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
     from anchordet.heads.retina import RetinaHead
 
     backbone = ResNet(depth, ("c3", "c4", "c5"), frozen_bn=frozen_bn, trainable_layers=trainable_layers,
-                      width=backbone_width)
+                      width=backbone_width, zero_init_residual=backbone_zero_init_residual)
     weights_file = resolve_backbone_weights(backbone_weights, f"resnet{depth}")
     if weights_file:
         load_torchvision_weights(backbone, weights_file)
@@ -172,7 +177,8 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
                                   round_base=anchor_round_base)
     return RetinaNet(
         backbone, FPN(backbone.out_channels, fpn_channels, p6_from),
-        RetinaHead(fpn_channels, anchors.num_anchors_per_location, num_classes, head_channels, head_num_convs),
+        RetinaHead(fpn_channels, anchors.num_anchors_per_location, num_classes, head_channels, head_num_convs,
+                   norm=head_norm),
         num_classes, anchors, box_loss=box_loss, box_loss_beta=box_loss_beta,
         postprocess=DensePostprocess(score_thresh, topk_candidates, nms_thresh, max_detections),
         pixel_mean=pixel_mean, pixel_std=pixel_std,

@@ -172,3 +172,21 @@ def test_retinanet_backbone_is_he_initialised_and_heads_keep_the_paper_init():
     assert torch.allclose(model.head.cls_output.bias, torch.full_like(model.head.cls_output.bias,
                                                                       -math.log(99.0)))
     assert bool((model.head.box_output.weight == 0).all())
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_zero_init_residual_zeroes_the_same_norms_as_torchvision(depth):
+    """torchvision's ``zero_init_residual`` zeroes bn2 of every BasicBlock and bn3 of every
+    Bottleneck: the same names here, and then a block without downsample is relu(x) at start."""
+    def zeroed(model):
+        return sorted(name for name, m in model.named_modules()
+                      if isinstance(m, torch.nn.BatchNorm2d) and bool((m.weight == 0).all()))
+
+    ours = zeroed(ResNet(depth, frozen_bn=False, zero_init_residual=True))
+    theirs = zeroed(getattr(torchvision.models, f"resnet{depth}")(zero_init_residual=True))
+    assert ours == theirs and len(ours) == (8 if depth == 18 else 16)
+    assert zeroed(ResNet(depth, frozen_bn=False)) == []
+    block = ResNet(depth, frozen_bn=False, zero_init_residual=True).layer1[1].eval()
+    x = torch.randn(2, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x.clone()), x.relu())

@@ -34,3 +34,44 @@ def test_separate_subnets():
     head = RetinaHead(8, 9, 3, channels=8, num_convs=4)
     assert len([m for m in head.cls_subnet if isinstance(m, torch.nn.Conv2d)]) == 4
     assert head.cls_subnet[0].weight is not head.box_subnet[0].weight
+
+
+def test_group_norm_subnets():
+    """norm="gn": conv, GroupNorm, ReLU per subnet conv; groups keep >= 8 channels (at most 32),
+    convs keep the paper's N(0, 0.01) and the norms start as identity affine maps."""
+    from anchordet.heads.retina import gn_groups
+
+    assert [gn_groups(c) for c in (4, 16, 32, 256, 512)] == [1, 2, 4, 32, 32]
+    head = RetinaHead(32, 9, 10, channels=32, num_convs=2, norm="gn")
+    kinds = [type(m).__name__ for m in head.cls_subnet]
+    assert kinds == ["Conv2d", "ContiguousGroupNorm", "ReLU"] * 2 and isinstance(head.cls_subnet[1], torch.nn.GroupNorm)
+    norm = head.box_subnet[1]
+    assert norm.num_groups == 4 and bool((norm.weight == 1).all()) and bool((norm.bias == 0).all())
+    # each (image, group) is normalised on its own: scaling one image leaves its subnet output unchanged
+    features = torch.randn(2, 32, 6, 6)
+    scaled = features.clone()
+    scaled[1] *= 5
+    with torch.no_grad():
+        torch.testing.assert_close(head.cls_subnet(features)[1], head.cls_subnet(scaled)[1], rtol=1e-4, atol=1e-4)
+        cls, box = head([features])
+    assert cls[0].shape == (2, 6 * 6 * 9, 10) and box[0].shape == (2, 6 * 6 * 9, 4)
+    try:
+        RetinaHead(32, 9, 10, norm="bn")
+    except ValueError as error:
+        assert "'bn'" in str(error)
+    else:
+        raise AssertionError("norm='bn' accepted")
+
+
+def test_contiguous_group_norm_equals_group_norm_on_channels_last_inputs():
+    from anchordet.heads.retina import ContiguousGroupNorm
+
+    torch.manual_seed(0)
+    ours, plain = ContiguousGroupNorm(4, 32), torch.nn.GroupNorm(4, 32)
+    with torch.no_grad():
+        for norm in (ours, plain):
+            norm.weight.copy_(torch.linspace(0.5, 2, 32))
+            norm.bias.copy_(torch.linspace(-1, 1, 32))
+    x = torch.randn(2, 32, 5, 7).to(memory_format=torch.channels_last)
+    torch.testing.assert_close(ours(x), plain(x))
+    assert ours.state_dict().keys() == plain.state_dict().keys()
