@@ -1,8 +1,12 @@
 """``anchordet demo``: the README's main job on the built-in digits dataset, on a short budget.
 
-Trains the ``retinanet_digits_fast`` preset (the digits RetinaNet at the scenes' own 128 px, a
-quarter of ``retinanet_digits``' pixels) on the CPU (or GPU when there is one), evaluates it on the
-unseen test scenes, and runs ``predict`` on a few of them, printing where everything went.
+Trains the ``ssd_digits`` preset (a quarter-width VGG16 SSD at the scenes' own 128 px, bf16 where
+the CPU computes it natively) on the CPU (or GPU when there is one), evaluates it on the unseen
+test scenes, and runs ``predict`` on a few of them, printing where everything went.
+
+Why SSD: of the digits presets it reaches the highest test AP50 per minute of CPU training
+(BENCHMARKS.md "Digits presets"): on the Intel Xeon (AMX) of 2026-12-01 a 6-minute budget gives it
+AP50 above 0.92, where ``retinanet_digits_fast`` (the demo's model until then) plateaus near 0.83.
 """
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ from pathlib import Path
 
 from anchordet.cli.common import add_procs_argument, device_name
 
-DEMO_PRESET = "retinanet_digits_fast"
-# At most the preset's 28 epochs, as many as fit DEMO_MINUTES (run.fit_epochs_to_budget): all 28
-# on 2 idle Zen 5 cores (about 4 minutes at 210-230 img/s), about 13 on the Zen 3 VM of
-# 2026-11-23 (75-80 img/s).
-DEMO_EPOCHS = 28
-DEMO_MINUTES = 6.0
+DEMO_PRESET = "ssd_digits"
+# At most the preset's 20 epochs, as many as fit DEMO_MINUTES (run.fit_epochs_to_budget): 16 on 2
+# idle cores of the Intel Xeon (AMX, bf16) of 2026-12-01 (about 94 img/s); a CPU without native
+# bf16 trains in fp32 and fits fewer (the Zen 3 VM of 2026-11-23 ran this SSD at 22-25 img/s).
+DEMO_EPOCHS = 20
+DEMO_MINUTES = 7.0
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
