@@ -5,8 +5,9 @@ the CPU computes it natively) on the CPU (or GPU when there is one), evaluates i
 test scenes, and runs ``predict`` on a few of them, printing where everything went.
 
 Why SSD: of the digits presets it reaches the highest test AP50 per minute of CPU training
-(BENCHMARKS.md "Digits presets"): on the Intel Xeon (AMX) of 2026-12-01 a 6-minute budget gives it
-AP50 above 0.92, where ``retinanet_digits_fast`` (the demo's model until then) plateaus near 0.83.
+(BENCHMARKS.md "The digits presets in bf16"): on the Intel Xeon (AMX) of 2026-12-02 the 7-minute
+budget gave it test AP50 0.947 (17 epochs), where ``retinanet_digits_fast`` (the demo's model until
+then) ends near 0.82.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from pathlib import Path
 from anchordet.cli.common import add_procs_argument, device_name
 
 DEMO_PRESET = "ssd_digits"
-# At most the preset's 20 epochs, as many as fit DEMO_MINUTES (run.fit_epochs_to_budget): 16 on 2
-# idle cores of the Intel Xeon (AMX, bf16) of 2026-12-01 (about 94 img/s); a CPU without native
-# bf16 trains in fp32 and fits fewer (the Zen 3 VM of 2026-11-23 ran this SSD at 22-25 img/s).
+# At most the preset's 20 epochs, as many as fit DEMO_MINUTES (run.fit_epochs_to_budget): 17 on 2
+# idle cores of the Intel Xeon (AMX, bf16) of 2026-12-02 (75-95 img/s as its host's load drifts);
+# a CPU without native bf16 trains in fp32 and fits fewer (the Zen 3 VM of 2026-11-23 ran this SSD
+# at 22-25 img/s).
 DEMO_EPOCHS = 20
 DEMO_MINUTES = 7.0
 
