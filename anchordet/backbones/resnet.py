@@ -64,6 +64,11 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
+    @property
+    def last_bn(self) -> nn.Module:
+        """The norm that ends the residual branch (zeroed by ``zero_init_residual``)."""
+        return self.bn2
+
 
 class Bottleneck(nn.Module):
     """1x1, 3x3, 1x1 convs with BN and a residual; ``fold_bn`` as ``BasicBlock``."""
@@ -97,6 +102,11 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
+
+    @property
+    def last_bn(self) -> nn.Module:
+        """The norm that ends the residual branch (zeroed by ``zero_init_residual``)."""
+        return self.bn3
 
 
 def _conv_bn(owner: nn.Module, x: Tensor, conv: nn.Conv2d, bn: nn.Module) -> Tensor:
@@ -185,10 +195,8 @@ class ResNet(nn.Module):
                 nn.init.zeros_(module.bias)
         if zero_init_residual:
             for module in self.modules():
-                last = getattr(module, "bn3", None) if isinstance(module, Bottleneck) else (
-                    module.bn2 if isinstance(module, BasicBlock) else None)
-                if isinstance(last, nn.BatchNorm2d):
-                    nn.init.zeros_(last.weight)
+                if isinstance(module, (BasicBlock, Bottleneck)) and isinstance(module.last_bn, nn.BatchNorm2d):
+                    nn.init.zeros_(module.last_bn.weight)
 
     def _freeze(self, trainable_layers: int) -> None:
         stages = ["layer4", "layer3", "layer2", "layer1", "stem"][:trainable_layers]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anchordet.cli.common import add_device_argument
+from anchordet.cli.common import add_device_argument, positive_int
 from anchordet.cli.main import UserError
 
 
@@ -33,25 +33,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="memory formats to compare (auto: the family's measured default)")
     parser.add_argument("--fold-bn", nargs="+", choices=("auto", "on", "off"), default=["auto"],
                         help="BN folding to compare (auto: on for inference where the backbone folds, off for training)")
-    parser.add_argument("--batch-size", nargs="+", type=_positive, default=[1, 8], help="batch sizes (default 1 8)")
-    parser.add_argument("--size", nargs=2, type=_positive, metavar=("HEIGHT", "WIDTH"),
+    parser.add_argument("--batch-size", nargs="+", type=positive_int, default=[1, 8], help="batch sizes (default 1 8)")
+    parser.add_argument("--size", nargs=2, type=positive_int, metavar=("HEIGHT", "WIDTH"),
                         help="input size (default: the model's fixed size, or the config's min_size square)")
-    parser.add_argument("--repeats", type=_positive, default=5, help="timed rounds after the warm-up (default 5)")
-    parser.add_argument("--warmup", type=_positive, default=1, help="untimed calls per variant first (default 1)")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed rounds after the warm-up (default 5)")
+    parser.add_argument("--warmup", type=positive_int, default=1, help="untimed calls per variant first (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures and the machine as JSON")
     add_device_argument(parser)
     return parser
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
-    return number
 
 
 def run(args) -> int:

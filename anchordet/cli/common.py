@@ -91,7 +91,9 @@ def score_threshold(value: str) -> float:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default=default,
+    from anchordet.config.schema import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help="the network's arithmetic: fp32, bf16 autocast (CPUs with AVX512_BF16 / AMX, "
                              "GPUs) or fp16 autocast (GPUs); losses, box decoding and NMS stay fp32; falls back to "
                              "fp32 with one line where the device has no native support; auto: bf16 where "

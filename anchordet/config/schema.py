@@ -295,6 +295,10 @@ class SolverConfig:
         return self.base_lr * self.effective_batch_size / self.base_batch_size
 
 
+# run.precision's values (engine.precision resolves them; the CLI offers them)
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Attributes:
@@ -346,7 +350,7 @@ class RunConfig:
         check_device(self.device, "run.device")
         _check_ranges("run", self, eval_every=(0, None), log_every=(1, None), threads=(0, None),
                       stop_after_iters=(0, None), max_minutes=(0, None))
-        _check_choice("run.precision", self.precision, ("fp32", "bf16", "fp16", "auto"))
+        _check_choice("run.precision", self.precision, PRECISIONS)
         if self.channels_last not in (True, False, "auto"):
             raise ConfigError(f"run.channels_last: {self.channels_last!r} is not one of auto, true, false")
         if self.fit_epochs_to_budget and self.max_minutes <= 0:

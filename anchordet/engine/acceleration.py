@@ -15,9 +15,10 @@ training and for inference.
 """
 from __future__ import annotations
 
-from torch import nn
+from typing import Callable
 
 import torch
+from torch import nn
 
 from anchordet.engine.precision import Precision, apply_precision, resolve_precision
 
@@ -37,16 +38,21 @@ FOLD_BN_FOR_INFERENCE = True
 
 
 def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device | str,
-                          training: bool = False) -> bool:
+                          training: bool = False, say: Callable[[str], None] | None = None) -> bool:
     """``setting`` True / False as given; "auto": the measured default of ``model``'s class on
-    ``device`` (off for a class never measured, and off for CPU training of a model with a
-    convolution that oneDNN's NHWC backward crashes on: ``nhwc_backward_crashes``)."""
-    if setting != "auto":
-        return bool(setting)
+    ``device`` (off for a class never measured). Either way off for CPU training of a model with
+    a convolution that oneDNN's NHWC backward crashes on (``nhwc_backward_crashes``): silently
+    for "auto", with one line through ``say`` for an explicit True (never abort the process)."""
     device_type = torch.device(device).type
-    if training and device_type == "cpu" and nhwc_backward_crashes(model):
+    crashing = nhwc_backward_crashing_convs(model) if training and device_type == "cpu" else []
+    if setting == "auto":
+        return not crashing and CHANNELS_LAST_FASTER.get(device_type, {}).get(type(model).__name__, False)
+    if setting and crashing:
+        if say is not None:
+            say(f"run.channels_last: {crashing[0]} is a 1x1 stride-2 convolution with fewer than 16 input "
+                f"channels, whose channels_last backward crashes oneDNN on CPUs; training NCHW")
         return False
-    return CHANNELS_LAST_FASTER.get(device_type, {}).get(type(model).__name__, False)
+    return bool(setting)
 
 
 def nhwc_backward_crashes(model: nn.Module) -> bool:
@@ -98,14 +104,7 @@ def accelerate_for_training(model: nn.Module, device: torch.device, precision: s
     """Set ``model`` (already on ``device``) up for training: memory format and precision.
     BN folding is left as the model has it (a trainable BN cannot be folded). Returns the
     precision that runs (``resolve_precision``; ``say`` gets its fallback line)."""
-    enabled = resolve_channels_last(channels_last, model, device, training=True)
-    crashing = nhwc_backward_crashing_convs(model) if enabled and torch.device(device).type == "cpu" else []
-    if crashing:  # asked for explicitly ("auto" already said no): never abort the process
-        enabled = False
-        if say is not None:
-            say(f"run.channels_last: {crashing[0]} is a 1x1 stride-2 convolution with fewer than 16 input "
-                f"channels, whose channels_last backward crashes oneDNN on CPUs; training NCHW")
-    use_channels_last(model, enabled)
+    use_channels_last(model, resolve_channels_last(channels_last, model, device, training=True, say=say))
     resolved = resolve_precision(precision, device, **({} if say is None else {"say": say}))
     apply_precision(model, resolved)
     return resolved

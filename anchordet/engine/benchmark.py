@@ -26,8 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, nhwc_backward_crashes,
-                                           resolve_channels_last, set_fold_bn, use_channels_last)
+from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, resolve_channels_last, set_fold_bn,
+                                           use_channels_last)
 from anchordet.engine.precision import (NETWORK_PARTS, Precision, apply_precision, cpu_flags, network_parts,
                                         resolve_precision)
 
@@ -289,9 +289,7 @@ def make_variants(precisions: list[str], channels_last: list[str], fold_bn: list
         setting = "auto" if layout == "auto" else layout == "on"
         foldable = can_fold_bn(model, training=mode == "train")
         folded = foldable and (mode == "infer" if fold == "auto" else fold == "on")
-        training = mode == "train"
-        layout_ok = not (training and device.type == "cpu" and nhwc_backward_crashes(model))
-        variant = Variant(precision, resolve_channels_last(setting, model, device, training) and layout_ok, folded,
+        variant = Variant(precision, resolve_channels_last(setting, model, device, training=mode == "train"), folded,
                           batch)
         if not any(_same(variant, v) for v in variants):
             variants.append(variant)

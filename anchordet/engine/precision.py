@@ -27,9 +27,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from anchordet.config.schema import PRECISIONS
 from anchordet.detectors.parts import NETWORK_PARTS, network_parts
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # What runs under autocast: the detectors' network parts (``detectors.parts.NETWORK_PARTS``).

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from anchordet.heads.retina import RetinaHead, flatten_anchors
@@ -55,12 +56,8 @@ def test_group_norm_subnets():
         torch.testing.assert_close(head.cls_subnet(features)[1], head.cls_subnet(scaled)[1], rtol=1e-4, atol=1e-4)
         cls, box = head([features])
     assert cls[0].shape == (2, 6 * 6 * 9, 10) and box[0].shape == (2, 6 * 6 * 9, 4)
-    try:
+    with pytest.raises(ValueError, match="'bn'"):
         RetinaHead(32, 9, 10, norm="bn")
-    except ValueError as error:
-        assert "'bn'" in str(error)
-    else:
-        raise AssertionError("norm='bn' accepted")
 
 
 def test_contiguous_group_norm_equals_group_norm_on_channels_last_inputs():
