@@ -69,12 +69,14 @@ def _child(rank: int, world: int, port: int, parent: int, target: Callable, args
 
     try:
         results.put((rank, "ok", target(*args)))
-        distributed.cleanup()
     except KeyboardInterrupt:
         results.put((rank, "interrupted", None))
     except BaseException as exc:  # noqa: BLE001 - report any failure to the parent, then exit non-zero
         results.put((rank, "error", (f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", _picklable(exc))))
         raise SystemExit(1)
+    # After the report: a failure in torch's process-group teardown (a gloo thread aborting the
+    # process, seen in tests) does not undo a result that is complete.
+    distributed.cleanup()
 
 
 def _detach(parent: int) -> None:
@@ -150,8 +152,10 @@ def _collect(children: list, results) -> tuple[dict, int | None]:
         # message in it, and the other reports are not needed.
         while first_error is None and not results.empty():
             rank, status, value = results.get()
-            reports.setdefault(rank, (status, value))
-            if status == "error" and first_error is None:
+            if rank in reports:  # a process reports once; this guards against a second message
+                continue
+            reports[rank] = (status, value)
+            if status == "error":
                 first_error = rank
                 _kill(child for index, child in enumerate(children) if index != rank)
         if not alive:

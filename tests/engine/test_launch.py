@@ -27,6 +27,16 @@ def test_a_failing_child_raises_with_its_traceback():
         run_processes(operator.add, 0, 1, 2)
 
 
+# Returns 7, then the process's teardown fails: a Python error, or the process aborts (SIGABRT),
+# as a gloo thread of torch's did in the sync-BN test.
+FAILING_TEARDOWN = ("(setattr(__import__('anchordet.engine.distributed', fromlist=['cleanup']), 'cleanup', {}), 7)[1]")
+
+
+@pytest.mark.parametrize("teardown", ["lambda: 1 / 0", "__import__('os').abort"])
+def test_a_complete_result_survives_a_failing_teardown(teardown):
+    assert run_processes(eval, 2, FAILING_TEARDOWN.format(teardown)) == 7
+
+
 def test_threads_are_shared_out():
     assert threads_per_process(1) == cpu_count()
     assert threads_per_process(cpu_count() * 2) == 1
