@@ -1,4 +1,9 @@
-"""Writing files so that a crash, a full disk or Ctrl-C never leaves half a file behind.
+"""Reading JSON fast, and writing files so that a crash, a full disk or Ctrl-C never leaves half
+a file behind.
+
+``load_json`` reads the large JSON files users give (COCO annotation files of hundreds of MB,
+results files of 500k entries) with orjson when it is installed, with the garbage collector
+paused: the collector's passes over half a million fresh dicts cost more than the parse itself.
 
 Every file a command writes goes through ``atomic_write``: the data goes to a temporary file in
 the same folder, is flushed and fsynced, then renamed over the target (a rename within one
@@ -13,12 +18,54 @@ path, never the temporary one, so the CLI can print it as one line.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from anchordet.errors import UserError
+
+try:
+    import orjson
+except ImportError:  # optional speed-up: the standard library parses the same files
+    orjson = None
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Pause the cyclic garbage collector (building many containers triggers it over and over)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file; malformed JSON raises ``UserError`` naming the file and the position.
+
+    orjson first; what it refuses (``NaN`` / ``Infinity``, integers beyond 64 bits, invalid
+    UTF-8) goes to the standard library, so both give the same values and the same errors.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    with paused_gc():
+        if orjson is not None:
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        try:
+            return json.loads(data.decode("utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: malformed JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:

@@ -102,7 +102,7 @@ def run_faster_coco_eval(gt_path, res_path):
 
 def run_anchordet(gt_path, res_path):
     from anchordet.evaluation import CocoEvaluator
-    from anchordet.evaluation.results import load_json
+    from anchordet.files import load_json
 
     t0 = time.perf_counter()
     ev = CocoEvaluator(load_json(gt_path))

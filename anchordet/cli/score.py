@@ -57,7 +57,7 @@ def check_analysis_arguments(args: argparse.Namespace, *dependent: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from anchordet.cli.main import UserError
     from anchordet.evaluation import CocoEvaluator, VocEvaluator
-    from anchordet.evaluation.results import load_json
+    from anchordet.files import load_json
 
     check_analysis_arguments(args, "analysis_dir")
     for path in (args.gt, args.detections):

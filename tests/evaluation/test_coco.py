@@ -193,10 +193,10 @@ def test_bad_add_names_image_and_detection():
 def test_bad_ground_truth_names_the_annotation():
     gt = copy.deepcopy(GT_SMALL)
     gt["annotations"].append({"id": 2, "image_id": 3, "category_id": 1, "bbox": [0, 0, 1, 1]})
-    with pytest.raises(ValueError, match="ground truth annotation 1: image_id 3 is not in 'images'"):
+    with pytest.raises(ValueError, match="ground truth annotation id 2: image_id 3 is not in 'images'"):
         CocoEvaluator(gt)
     gt["annotations"][1] = {"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1]}
-    with pytest.raises(ValueError, match="ground truth annotation 1: bbox has a negative"):
+    with pytest.raises(ValueError, match=r"ground truth annotation id 2, image_id 1: bbox has a negative width or height: \[0, 0, -1, 1\]"):
         CocoEvaluator(gt)
 
 

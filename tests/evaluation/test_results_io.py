@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 
+from anchordet import files
 from anchordet.evaluation import results as R
 
 
 @pytest.fixture(params=["orjson", "stdlib"])
 def parser(request, monkeypatch):
     if request.param == "stdlib":
-        monkeypatch.setattr(R, "orjson", None)
+        monkeypatch.setattr(files, "orjson", None)
     else:
         pytest.importorskip("orjson")
     return request.param
@@ -23,14 +24,14 @@ def parser(request, monkeypatch):
 def test_same_values_either_parser(tmp_path, parser):
     data = [{"image_id": 1, "category_id": 2, "bbox": [0.1, 2, 3e-05, 4.5], "score": 0.123456789012345678}]
     (tmp_path / "r.json").write_text(json.dumps(data))
-    assert R.load_json(tmp_path / "r.json") == data
+    assert files.load_json(tmp_path / "r.json") == data
     assert gc.isenabled()  # paused only while parsing
 
 
 def test_nan_reaches_the_entry_check_either_parser(tmp_path, parser):
     """orjson refuses NaN; the stdlib fallback reads it, so the error names the entry, as before."""
     (tmp_path / "r.json").write_text('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": NaN}]')
-    loaded = R.load_json(tmp_path / "r.json")
+    loaded = files.load_json(tmp_path / "r.json")
     assert np.isnan(loaded[0]["score"])
 
 
@@ -39,7 +40,7 @@ def test_malformed_file_is_named(tmp_path, parser, text, message):
     path = tmp_path / "bad.json"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=f"bad.json: ({message})"):
-        R.load_json(path)
+        files.load_json(path)
 
 
 def test_fast_paths_equal_the_per_entry_parsers():
