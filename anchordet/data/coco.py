@@ -18,7 +18,7 @@ from pathlib import Path
 
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
 from anchordet.errors import UserError
-from anchordet.files import atomic_write_json, load_json
+from anchordet.files import atomic_write_json, load_json, paused_gc
 
 
 def load_coco_json(path: str | os.PathLike) -> dict:
@@ -26,7 +26,7 @@ def load_coco_json(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
-    data = load_json(path)  # orjson, gc paused: 1.5 s instead of 4.7 (json.load) for a 209 MB COCO-like file
+    data = load_json(path)  # orjson, gc paused: a third of json.load's time (BENCHMARKS.md)
     if not isinstance(data, dict):
         raise UserError(f"{path}: a COCO annotation file is a JSON object, got {type(data).__name__}")
     for key in ("images", "categories"):
@@ -60,21 +60,32 @@ def coco_categories(data: dict, path: str | os.PathLike, class_names: list[str] 
 
 def read_coco_records(annotation_file: str | os.PathLike, images_dir: str | os.PathLike,
                       class_names: list[str] | None = None) -> RecordSet:
-    """Parse a COCO JSON into a ``RecordSet`` (malformed entries become problems)."""
+    """Parse a COCO JSON into a ``RecordSet`` (malformed entries become problems).
+
+    Speed: COCO train2017 holds 860k annotations, so the per-annotation work is kept to type
+    checks and one record, with the garbage collector paused; the texts that quote an entry in
+    messages are built only when a message is (``_WrittenBbox``). ``benchmarks/coco_load.py``
+    measures it against pycocotools."""
+    # the collector's passes over millions of fresh objects would cost more than the parse
+    with paused_gc():
+        return _records_of(load_coco_json(annotation_file), annotation_file, images_dir, class_names)
+
+
+def _records_of(data: dict, annotation_file: str | os.PathLike, images_dir: str | os.PathLike,
+                class_names: list[str] | None) -> RecordSet:
     source = str(annotation_file)
-    data = load_coco_json(annotation_file)
     names, ids = coco_categories(data, annotation_file, class_names)
     problems: list[Problem] = []
     images: dict[int, ImageRecord] = {}
     records = []
+    root = Path(images_dir)
     for i, entry in enumerate(data["images"]):
         if not (isinstance(entry, dict) and isinstance(entry.get("id"), int) and isinstance(entry.get("file_name"), str)
                 and isinstance(entry.get("width"), int) and isinstance(entry.get("height"), int)):
             problems.append(Problem("malformed", source, None, None,
                                     f"images[{i}] needs an integer id, width, height and a file_name: {entry!r}"))
             continue
-        record = ImageRecord(entry["id"], Path(images_dir) / entry["file_name"], (entry["height"], entry["width"]),
-                             [], source)
+        record = ImageRecord(entry["id"], root / entry["file_name"], (entry["height"], entry["width"]), [], source)
         records.append(record)
         images.setdefault(record.image_id, record)  # a duplicate id is reported by check_records
     for i, ann in enumerate(data["annotations"]):
@@ -89,32 +100,59 @@ def read_coco_records(annotation_file: str | os.PathLike, images_dir: str | os.P
     return RecordSet(records, names, ids, {cid: k for k, cid in enumerate(ids)}, False, problems)
 
 
-def _parse_coco_annotation(index: int, ann, source: str) -> AnnotationRecord | Problem:
-    """One entry of "annotations"; messages name it by its "id" (what users search the file
-    for), or by its position when it has none."""
-    ann_id = ann.get("id") if isinstance(ann, dict) else None
-    ref = f"annotation id {ann_id}" if isinstance(ann_id, (int, str)) and not isinstance(ann_id, bool) \
+_NUMBER_TYPES = frozenset({int, float})  # by exact type: bool (an int) is not a number here
+
+
+class _WrittenBbox:
+    """``AnnotationRecord.written`` of a COCO annotation: the text ``bbox [x, y, w, h] (x, y, w, h)``,
+    made when a message quotes it (``json.dumps`` for every annotation took a third of the parse)."""
+
+    __slots__ = ("bbox",)
+
+    def __init__(self, bbox: list):
+        self.bbox = bbox
+
+    def __str__(self) -> str:
+        return f"bbox {json.dumps(self.bbox)} (x, y, w, h)"
+
+    def __eq__(self, other) -> bool:
+        return str(self) == str(other)
+
+    __hash__ = None
+
+
+def _annotation_ref(index: int, ann_id) -> str:
+    """How messages name an annotation: by its "id" (what users search the file for), or by its
+    position when it has none."""
+    return f"annotation id {ann_id}" if isinstance(ann_id, (int, str)) and not isinstance(ann_id, bool) \
         else f"annotations[{index}]"
-    bbox = ann.get("bbox") if isinstance(ann, dict) else None
-    image_id = ann.get("image_id") if isinstance(ann, dict) else None
+
+
+def _parse_coco_annotation(index: int, ann, source: str) -> AnnotationRecord | Problem:
+    """One entry of "annotations"; messages name it by its "id" (``_annotation_ref``)."""
+    if not isinstance(ann, dict):
+        return Problem("malformed", source, None, _annotation_ref(index, None),
+                       f"needs an integer image_id and a category_id: {ann!r}")
+    ann_id = ann.get("id")
+    bbox, image_id = ann.get("bbox"), ann.get("image_id")
     if not isinstance(image_id, int) or "category_id" not in ann:
-        return Problem("malformed", source, None, ref, f"needs an integer image_id and a category_id: {ann!r}")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        return Problem("malformed", source, image_id, ref, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        return Problem("malformed", source, None, _annotation_ref(index, ann_id),
+                       f"needs an integer image_id and a category_id: {ann!r}")
+    if not (type(bbox) is list and len(bbox) == 4 and _NUMBER_TYPES.issuperset(map(type, bbox))):
+        return Problem("malformed", source, image_id, _annotation_ref(index, ann_id),
+                       f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1) or isinstance(crowd, float):  # True / False pass (bool is an int); "0", "yes" do not
-        return Problem("malformed", source, image_id, ref, f"iscrowd must be 0 or 1, got {crowd!r}")
+        return Problem("malformed", source, image_id, _annotation_ref(index, ann_id),
+                       f"iscrowd must be 0 or 1, got {crowd!r}")
     area = ann.get("area")
-    if area is not None and not (_is_number(area) and math.isfinite(area) and area >= 0):
-        return Problem("malformed", source, image_id, ref, f"area must be a number >= 0, got {area!r}")
-    x, y, w, h = (float(v) for v in bbox)
+    if area is not None and not (type(area) in _NUMBER_TYPES and math.isfinite(area) and area >= 0):
+        return Problem("malformed", source, image_id, _annotation_ref(index, ann_id),
+                       f"area must be a number >= 0, got {area!r}")
+    x, y, w, h = map(float, bbox)
     return AnnotationRecord(index, ann["category_id"], (x, y, x + w, y + h), bool(crowd),
-                            None if area is None else float(area), ann_id if isinstance(ann_id, int) else None,
-                            source, f"bbox {json.dumps(bbox)} (x, y, w, h)", ref)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+                            None if area is None else float(area), ann_id if type(ann_id) is int else None,
+                            source, _WrittenBbox(bbox), _annotation_ref(index, ann_id))
 
 
 def write_coco_json(path: str | os.PathLike, gt: dict) -> Path:

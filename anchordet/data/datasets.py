@@ -24,6 +24,7 @@ from anchordet.data.validate import (
 from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
 from anchordet.errors import InputSkipped, UserError
+from anchordet.files import paused_gc
 from anchordet.structures.boxes import clip_boxes, nonempty_mask
 from anchordet.structures.targets import Targets
 
@@ -52,8 +53,9 @@ class RecordDataset(Dataset):
 
     def __init__(self, records: RecordSet, transforms=None, skip_bad_annotations: bool = False,
                  what: str = "the annotations"):
-        sizes, unreadable = header_sizes(records, every=skip_bad_annotations)
-        clean, problems = check_records(records, sizes=sizes)
+        with paused_gc():  # its passes over a large dataset's records cost more than the checks
+            sizes, unreadable = header_sizes(records, every=skip_bad_annotations)
+            clean, problems = check_records(records, sizes=sizes)
         bad = {p.image_id for p in unreadable}
         clean = replace(clean, images=[image for image in clean.images if image.image_id not in bad])
         report_or_raise(problems + unreadable, skip_bad_annotations, what)

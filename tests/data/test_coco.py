@@ -53,6 +53,18 @@ def test_reads_boxes_labels_ignore_and_ids(coco_dir):
     assert empty.image_id == 12 and len(empty.targets) == 0 and empty.image.shape == (3, 24, 20)
 
 
+def test_the_dataset_pickles_for_loader_workers(coco_dir):
+    """DataLoader workers started by spawn / forkserver get the dataset pickled, with the records'
+    message texts (made lazily, ``_WrittenBbox``) still able to quote the file."""
+    import pickle
+
+    ds = CocoDataset(coco_dir / "images", coco_dir / "ann.json")
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy.records == ds.records and torch.equal(copy[0].targets.boxes, ds[0].targets.boxes)
+    ann = copy.records.images[0].annotations[0]
+    assert str(ann.written) == "bbox [1.5, 2.0, 10.0, 8.0] (x, y, w, h)"  # as the file writes it
+
+
 def test_round_trip_write_read_same_targets_and_gt(coco_dir):
     ds = CocoDataset(coco_dir / "images", coco_dir / "ann.json")
     gt = ds.coco_ground_truth()
