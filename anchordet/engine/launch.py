@@ -34,6 +34,11 @@ import torch.multiprocessing as mp
 from anchordet.engine import interrupt
 
 
+# Seconds a process may take to exit once it has reported its result (process-group teardown,
+# interpreter exit) before it is killed.
+TEARDOWN_GRACE_S = 60.0
+
+
 class ChildProcessFailed(RuntimeError):
     """A training process raised; the message holds its traceback and ``exception`` the
     exception itself (the first failing rank's; None if it could not be pickled back)."""
@@ -143,11 +148,21 @@ def run_processes(target: Callable[..., Any], processes: int, *args) -> Any:
 
 def _collect(children: list, results) -> tuple[dict, int | None]:
     """Wait for every child; rank -> (status, value) of their reports, and the rank that reported
-    an error first (the others are killed at that moment)."""
+    an error first (the others are killed at that moment). Once every child has reported, those
+    still alive after ``TEARDOWN_GRACE_S`` are killed: a process hanging in torch's process-group
+    teardown must not keep a finished run from returning."""
     reports: dict = {}
     first_error = None
+    all_reported_at = None
     while True:
         alive = [child for child in children if child.is_alive()]
+        if all_reported_at is None and len(reports) == len(children):
+            all_reported_at = time.monotonic()
+        if alive and all_reported_at is not None and time.monotonic() - all_reported_at > TEARDOWN_GRACE_S:
+            os.write(2, f"training processes {[children.index(c) for c in alive]} did not exit "
+                        f"{TEARDOWN_GRACE_S:g} s after their report: killed\n".encode())
+            _kill(alive)
+            alive = []
         # After the first error the queue is left alone: a killed child may have left half a
         # message in it, and the other reports are not needed.
         while first_error is None and not results.empty():

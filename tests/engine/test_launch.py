@@ -4,6 +4,7 @@ import operator
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -35,6 +36,16 @@ FAILING_TEARDOWN = ("(setattr(__import__('anchordet.engine.distributed', fromlis
 @pytest.mark.parametrize("teardown", ["lambda: 1 / 0", "__import__('os').abort"])
 def test_a_complete_result_survives_a_failing_teardown(teardown):
     assert run_processes(eval, 2, FAILING_TEARDOWN.format(teardown)) == 7
+
+
+def test_a_process_hanging_after_its_report_is_killed_after_the_grace_period(monkeypatch, capfd):
+    from anchordet.engine import launch
+
+    monkeypatch.setattr(launch, "TEARDOWN_GRACE_S", 1.0)
+    started = time.monotonic()
+    assert run_processes(eval, 2, FAILING_TEARDOWN.format("lambda: __import__('time').sleep(3600)")) == 7
+    assert time.monotonic() - started < 120  # without the grace period: an hour
+    assert "training processes [0, 1] did not exit 1 s after their report: killed" in capfd.readouterr().err
 
 
 def test_threads_are_shared_out():
