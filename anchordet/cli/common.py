@@ -22,15 +22,13 @@ def add_procs_argument(parser: argparse.ArgumentParser, default: int | str) -> N
 
 
 def _procs(value: str) -> int | str:
+    """argparse type: 'auto' or an integer >= 1 (argparse names the option in its message)."""
     if value == "auto":
         return value
     try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--procs: expected a number or 'auto', got {value!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"--procs: expected at least 1, got {count}")
-    return count
+        return positive_int(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {value!r}") from None
 
 
 def resolve_procs(procs: int | str, device: str) -> int:

@@ -49,7 +49,6 @@ def run(args) -> int:
     from anchordet.data.spec import build_dataset
     from anchordet.engine.data import dataset_spec
     from anchordet.engine.interrupt import exit_status
-    from anchordet.engine.launch import ChildProcessFailed
     from anchordet.engine.logger import read_metrics
     from anchordet.engine.run_folder import RunFolder
     from anchordet.engine.trainer import train
@@ -71,10 +70,6 @@ def run(args) -> int:
         outcome = train(config, processes=processes, finish_on_budget=True, overwrite=True)
     except KeyboardInterrupt:
         outcome = None
-    except ChildProcessFailed as exc:  # the first failing process's own exception, as with one process
-        if exc.exception is None:
-            raise
-        raise exc.exception from exc
     if outcome is None or outcome.status == "interrupted":
         print(f"training interrupted; resume with: anchordet train --resume {Path(config.run.out_dir) / 'last.pt'}")
         return exit_status(outcome.stop_signal if outcome is not None else 0)

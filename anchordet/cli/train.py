@@ -41,20 +41,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from anchordet.engine.interrupt import exit_status
-    from anchordet.engine.launch import ChildProcessFailed
     from anchordet.engine.trainer import TrainingDiverged, train
 
     config = _config_for(args)
     if args.precision:
         config = _with_precision(config, args.precision)
-    try:
-        try:
-            outcome = train(config, resume=args.resume, progress=not args.no_progress,
-                            processes=resolve_procs(args.procs, config.run.device), overwrite=args.overwrite)
-        except ChildProcessFailed as exc:  # the first failing process's own exception, as with one process
-            if exc.exception is None:
-                raise
-            raise exc.exception from exc
+    try:  # with --procs N too, train raises the first failing process's own exception
+        outcome = train(config, resume=args.resume, progress=not args.no_progress,
+                        processes=resolve_procs(args.procs, config.run.device), overwrite=args.overwrite)
     except TrainingDiverged as exc:
         raise UserError(str(exc)) from exc
     from anchordet.engine import distributed

@@ -41,7 +41,7 @@ def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.d
                           training: bool = False, say: Callable[[str], None] | None = None) -> bool:
     """``setting`` True / False as given; "auto": the measured default of ``model``'s class on
     ``device`` (off for a class never measured). Either way off for CPU training of a model with
-    a convolution that oneDNN's NHWC backward crashes on (``nhwc_backward_crashes``): silently
+    a convolution that oneDNN's NHWC backward crashes on (``nhwc_backward_crashing_convs``): silently
     for "auto", with one line through ``say`` for an explicit True (never abort the process)."""
     device_type = torch.device(device).type
     crashing = nhwc_backward_crashing_convs(model) if training and device_type == "cpu" else []
@@ -55,18 +55,13 @@ def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.d
     return bool(setting)
 
 
-def nhwc_backward_crashes(model: nn.Module) -> bool:
-    """True when ``model`` has a 1x1 stride-2 convolution with fewer than 16 input channels (a
+def nhwc_backward_crashing_convs(model: nn.Module) -> list[str]:
+    """The names of ``model``'s 1x1 stride-2 convolutions with fewer than 16 input channels (a
     narrow ResNet's downsample). With torch 2.14.1 on an Intel Xeon (AVX-512 / AMX, 2026-12-01)
     the backward of such a convolution in channels_last segfaults the process from 64x64
     inputs on (``Conv2d(8, 16, 1, 2)`` on a (4, 8, 64, 64) NHWC input; 16 or more input channels
     never did, contiguous inputs never do), so "auto" keeps these models contiguous for CPU
     training. The detectors of the presets (ResNet width >= 16) are not affected."""
-    return bool(nhwc_backward_crashing_convs(model))
-
-
-def nhwc_backward_crashing_convs(model: nn.Module) -> list[str]:
-    """The names of the convolutions ``nhwc_backward_crashes`` is about."""
     return [name for name, m in model.named_modules()
             if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride == (2, 2) and m.in_channels < 16]
 

@@ -282,7 +282,7 @@ def make_variants(precisions: list[str], channels_last: list[str], fold_bn: list
                   model: nn.Module, device: torch.device, mode: str, say=None) -> list[Variant]:
     """The distinct variants of the option lists for ``model`` on ``device`` ("auto" resolved as
     training / inference would; a fallback precision that equals another variant is dropped;
-    training on a CPU stays NCHW where ``nhwc_backward_crashes``)."""
+    training on a CPU stays NCHW where ``nhwc_backward_crashing_convs`` finds any)."""
     variants: list[Variant] = []
     for name, layout, fold, batch in itertools.product(precisions, channels_last, fold_bn, batch_sizes):
         precision = resolve_precision(name, device, **({} if say is None else {"say": say}))

@@ -496,14 +496,21 @@ def train(config: ExperimentConfig, resume: str | Path | None = None, progress: 
     processes joined by DDP (see ``anchordet.engine.launch``). ``finish_on_budget``: when a time
     or iteration budget stops training, evaluate and write the weights as a finished run would
     (``Trainer.finish_early``; the outcome keeps status "stopped"). ``overwrite``: a new run
-    replaces a previous run in ``run.out_dir`` instead of being refused."""
+    replaces a previous run in ``run.out_dir`` instead of being refused. With several processes
+    a failure raises the first failing process's own exception (a ``UserError`` stays one line),
+    as one process would; ``ChildProcessFailed`` only when it could not be sent back."""
     if processes == 1:
         return _train_here(config.to_dict(), resume, progress, finish_on_budget, overwrite)
-    from anchordet.engine.launch import run_processes, threads_per_process
+    from anchordet.engine.launch import ChildProcessFailed, run_processes, threads_per_process
 
     if not config.run.threads:  # share the cores out instead of every process taking them all
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, threads=threads_per_process(processes)))
-    return run_processes(_train_here, processes, config.to_dict(), resume, progress, finish_on_budget, overwrite)
+    try:
+        return run_processes(_train_here, processes, config.to_dict(), resume, progress, finish_on_budget, overwrite)
+    except ChildProcessFailed as exc:
+        if exc.exception is None:
+            raise
+        raise exc.exception from exc
 
 
 def _train_here(config_dict: dict, resume, progress: bool, finish_on_budget: bool,

@@ -180,7 +180,7 @@ def test_auto_keeps_narrow_resnets_contiguous_for_cpu_training():
     (torch 2.14.1, Intel Xeon AMX): "auto" keeps such models contiguous for CPU training only."""
     narrow = retinanet_resnet18_fpn(num_classes=3, backbone_width=8, fpn_channels=16, head_channels=16)
     wide = retinanet_resnet18_fpn(num_classes=3, backbone_width=16, fpn_channels=16, head_channels=16)
-    assert A.nhwc_backward_crashes(narrow) and not A.nhwc_backward_crashes(wide)
+    assert A.nhwc_backward_crashing_convs(narrow) and not A.nhwc_backward_crashing_convs(wide)
     assert A.resolve_channels_last("auto", narrow, "cpu", training=True) is False
     assert A.resolve_channels_last("auto", narrow, "cpu") is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
     assert A.resolve_channels_last("auto", wide, "cpu", training=True) is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
