@@ -150,7 +150,9 @@ class Predictor:
     # ------------------------------------------------------------------------------- public API
     def predict(self, source: Any, score_thresh: float | None = None, classes: Sequence[int | str] | None = None,
                 nms_thresh: float | None = None, max_detections: int | None = None,
-                class_agnostic_nms: bool = False, batch_size: int = 8) -> list[Prediction]:
+                class_agnostic_nms: bool = False, batch_size: int = 8, tile: int | None = None,
+                tile_overlap: float = 0.2, tile_merge: str = "nms", tile_full: bool = False,
+                tile_metric: str = "ios", tile_merge_thresh: float = 0.5) -> list[Prediction]:
         """Detect objects in ``source``; one ``Prediction`` per image, in input order.
 
         Args:
@@ -163,23 +165,41 @@ class Predictor:
             max_detections: per image (default: the model's own).
             class_agnostic_nms: after the per-class NMS, also suppress overlapping boxes of
                 different classes (one box per object).
-            batch_size: images per forward pass.
+            batch_size: images per forward pass (tiles, with ``tile``).
+            tile: predict on ``tile`` x ``tile`` windows at the image's own resolution and merge
+                them (``anchordet.tiling``); a TIFF is then read window by window, whatever its
+                size. ``max_detections`` then caps the merged image (default: no cap; each tile
+                keeps the model's own number).
+            tile_overlap: the share of ``tile`` that neighbouring windows have in common.
+            tile_merge: "nms" (keep the best of matching boxes from different tiles) or "nmm"
+                (merge them into their enclosing box, SAHI's greedy NMM).
+            tile_metric, tile_merge_thresh: boxes match when their "ios" (intersection over the
+                smaller box) or "iou" is above the threshold.
+            tile_full: also run the whole image, reduced, for objects larger than a tile.
         Raises:
             UserError naming the input that cannot be read (``stream`` can skip those instead).
         """
         return [p for p in self.stream(source, score_thresh, classes, nms_thresh, max_detections,
-                                       class_agnostic_nms, batch_size)]
+                                       class_agnostic_nms, batch_size, tile=tile, tile_overlap=tile_overlap,
+                                       tile_merge=tile_merge, tile_full=tile_full, tile_metric=tile_metric,
+                                       tile_merge_thresh=tile_merge_thresh)]
 
     def stream(self, source: Any, score_thresh: float | None = None, classes: Sequence[int | str] | None = None,
                nms_thresh: float | None = None, max_detections: int | None = None,
                class_agnostic_nms: bool = False, batch_size: int = 8,
-               skip_unreadable: bool = False) -> Iterator[Prediction | Skipped]:
+               skip_unreadable: bool = False, tile: int | None = None, tile_overlap: float = 0.2,
+               tile_merge: str = "nms", tile_full: bool = False, tile_metric: str = "ios",
+               tile_merge_thresh: float = 0.5) -> Iterator[Prediction | Skipped]:
         """``predict`` as a generator: images are read ``batch_size`` at a time and each result
         is yielded as soon as its batch is done, so memory does not grow with the input count.
         ``skip_unreadable``: yield a ``Skipped`` for an unreadable image and go on."""
         options = self.options(score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms)
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
+        tiling = tile_options(tile, tile_overlap, tile_merge, tile_full, tile_metric, tile_merge_thresh, batch_size)
+        if tiling is not None:
+            yield from self._stream_tiled(source, options, tiling, skip_unreadable)
+            return
         batch: list[tuple[str, Tensor | None, str | None]] = []  # skipped inputs wait in place: input order
         for name, image, reason in _read_all(_expand_source(source), skip_unreadable):
             batch.append((name, image, reason))
@@ -200,7 +220,9 @@ class Predictor:
                       classes: Sequence[int | str] | None = None, nms_thresh: float | None = None,
                       max_detections: int | None = None, class_agnostic_nms: bool = False,
                       batch_size: int = 8, draw: bool = True, on_bad_frame=None,
-                      progress: bool = True) -> Iterator[Prediction]:
+                      progress: bool = True, tile: int | None = None, tile_overlap: float = 0.2,
+                      tile_merge: str = "nms", tile_full: bool = False, tile_metric: str = "ios",
+                      tile_merge_thresh: float = 0.5) -> Iterator[Prediction]:
         """Detect objects in every frame of a video, streaming (see ``anchordet.video``).
 
         Args:
@@ -211,6 +233,8 @@ class Predictor:
             on_bad_frame: called with the ``FrameError`` of a frame that cannot be decoded, which
                 is then skipped (default: the error is raised).
             progress: frames and frames/s on stderr (a bar on a terminal, lines in a log).
+            tile, tile_overlap, tile_merge, tile_full, tile_metric, tile_merge_thresh: each frame
+                predicted tiled, as ``predict`` does (``batch_size`` tiles at a time).
         Yields:
             one ``Prediction`` per frame (``frame`` = its number, from 0), as frames are decoded.
         Raises:
@@ -218,8 +242,9 @@ class Predictor:
             subclasses it for a frame that cannot be decoded (with its number).
         """
         options = self.options(score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms)
+        tiling = tile_options(tile, tile_overlap, tile_merge, tile_full, tile_metric, tile_merge_thresh, batch_size)
         return predict_frames(self, source, options, out=out, batch_size=batch_size, draw=draw,
-                              on_bad_frame=on_bad_frame, progress=progress)
+                              on_bad_frame=on_bad_frame, progress=progress, tiling=tiling)
 
     # ---------------------------------------------------------------------------------- helpers
     def options(self, score_thresh=None, classes=None, nms_thresh=None, max_detections=None,
@@ -258,6 +283,36 @@ class Predictor:
             else:
                 yield Prediction(next(detections), self.class_names, self.category_ids, name,
                                  (int(image.shape[-2]), int(image.shape[-1])))
+
+    def _stream_tiled(self, source: Any, options: _Options, tiling, skip_unreadable: bool) -> Iterator[Prediction | Skipped]:
+        """One image at a time, each cut into windows (``anchordet.tiling``)."""
+        from anchordet.tiling import open_source
+
+        for name, item in _expand_source(source):
+            try:
+                image = open_source(item, name)
+            except (UserError, OSError) as exc:
+                if not skip_unreadable:
+                    raise
+                yield Skipped(name, str(exc))
+                continue
+            try:
+                detections = self.detect_tiled(image, options, tiling)
+            finally:
+                image.close()
+            yield Prediction(detections, self.class_names, self.category_ids, name, (image.height, image.width))
+
+    def detect_tiled(self, image, options: _Options, tiling) -> Detections:
+        """One image (an ``anchordet.tiling.ImageSource``) through ``predict_tiled``: each batch of
+        windows goes through ``_detect`` with the model's own cap per tile; ``options``' cap,
+        if any, applies to the merged image."""
+        from anchordet.tiling import predict_tiled
+
+        per_tile = dataclasses.replace(options, max_detections=None)
+        merged = predict_tiled(image, lambda crops: self._detect(crops, per_tile), tiling,
+                               class_agnostic=options.class_agnostic_nms)
+        cap = options.max_detections
+        return merged.select(torch.arange(cap)) if cap is not None and len(merged) > cap else merged
 
     @torch.inference_mode()
     def _detect(self, originals: list[Tensor], options: _Options) -> list[Detections]:
@@ -309,6 +364,15 @@ def _filter(det: Detections, options: _Options, max_detections: int) -> Detectio
     if len(det) > max_detections:
         det = det.select(torch.arange(max_detections))
     return det
+
+
+def tile_options(tile, overlap, merge, full, metric, threshold, batch_size):
+    """``anchordet.tiling.TileOptions`` for ``tile`` (None: no tiling), checked."""
+    if tile is None:
+        return None
+    from anchordet.tiling import TileOptions
+
+    return TileOptions(tile, overlap, merge, metric, threshold, bool(full), batch_size)
 
 
 def eval_transform(settings: InferenceSettings, min_size: int | None = None, max_size: int | None = None,
@@ -385,11 +449,12 @@ def collect_images(inputs: Sequence[str]) -> list[Path]:
 # --------------------------------------------------------------------------------------- video
 def predict_frames(predictor, source: Any, options, out: str | Path | None = None, batch_size: int = 8,
                    draw: bool = True, on_bad_frame: Callable | None = None,
-                   progress: bool = True) -> Iterator:
+                   progress: bool = True, tiling=None) -> Iterator:
     """``Predictor.predict_video``'s generator: one ``Prediction`` per frame, as decoded.
 
     The annotated video (``out``) is committed when the generator ends, also when it is closed
-    early or an error stops it (the frames done so far are kept).
+    early or an error stops it (the frames done so far are kept). ``tiling``: each frame is
+    predicted tiled (``anchordet.tiling.TileOptions``; its batch size counts tiles).
     """
     from anchordet.video import FrameProgress, VideoWriter, frames_of
     from anchordet.visualize import draw_detections, readable_scale
@@ -409,7 +474,7 @@ def predict_frames(predictor, source: Any, options, out: str | Path | None = Non
                     continue
             if not batch:
                 continue
-            detections = predictor._detect([image for _, image in batch], options)
+            detections = _detect_frames(predictor, [image for _, image in batch], options, tiling)
             for (index, image), det in zip(batch, detections):
                 size = (int(image.shape[-2]), int(image.shape[-1]))
                 if writer is not None:
@@ -429,6 +494,14 @@ def predict_frames(predictor, source: Any, options, out: str | Path | None = Non
             except Exception:
                 if not failed:
                     raise
+
+
+def _detect_frames(predictor, frames: list[Tensor], options, tiling) -> list[Detections]:
+    if tiling is None:
+        return predictor._detect(frames, options)
+    from anchordet.tiling import TensorSource
+
+    return [predictor.detect_tiled(TensorSource(frame, "frame"), options, tiling) for frame in frames]
 
 
 def _with_flush(frames: Iterator, batch_size: int) -> Iterator:
