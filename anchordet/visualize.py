@@ -33,11 +33,15 @@ def readable_scale(height: int, width: int, target: int = READABLE_SIDE) -> int:
     return 1 if longest >= target else -(-target // longest)
 
 
-def _caption_font(picture: Image.Image):
-    """A font about 1/40 of the picture's shorter side, 11 px at least (PIL's default bitmap font
-    if FreeType is missing)."""
+def _caption_font(picture: Image.Image, box_side: float | None = None):
+    """A font about 1/40 of the picture's shorter side, at most half the median box side (dense
+    scenes of a large image: captions stay smaller than their boxes), 11 px at least (PIL's
+    default bitmap font if FreeType is missing)."""
+    size = min(picture.size) // 40
+    if box_side is not None:
+        size = min(size, int(box_side / 2))
     try:
-        return ImageFont.load_default(size=max(11, min(picture.size) // 40))
+        return ImageFont.load_default(size=max(11, size))
     except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
         return ImageFont.load_default()
 
@@ -45,14 +49,16 @@ def _caption_font(picture: Image.Image):
 def draw_detections(image: Image.Image | Tensor, detections: Detections, class_names: Sequence[str] | None = None,
                     score_thresh: float = 0.0, scale: int = 1) -> Image.Image:
     """Draw boxes with "label score" captions; ``scale`` enlarges small images first (see
-    ``readable_scale``). Lines are about 1/300 of the picture's shorter side thick (1 px at least)."""
+    ``readable_scale``). Lines are about 1/300 of the picture's shorter side thick, at most 1/10
+    of the median box side (1 px at least), so a large picture of many small boxes stays legible."""
     picture = to_pil(image) if isinstance(image, Tensor) else image.convert("RGB")
     if scale != 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
-    width = max(1, scale, min(picture.size) // 300)
-    font = _caption_font(picture)
     keep = detections.scores >= score_thresh
+    box_side = _median_side(detections.boxes[keep]) * scale
+    width = max(1, min(max(scale, min(picture.size) // 300), int(box_side / 10) if box_side else 10 ** 6))
+    font = _caption_font(picture, box_side or None)
     for box, score, label in zip(detections.boxes[keep].tolist(), detections.scores[keep].tolist(),
                                  detections.labels[keep].tolist()):
         colour = PALETTE[label % len(PALETTE)]
@@ -65,6 +71,14 @@ def draw_detections(image: Image.Image | Tensor, detections: Detections, class_n
         draw.rectangle((x1, top, x1 + right - left + 2, top + lower - upper + 2), fill=colour)
         draw.text((x1 + 1 - left, top - upper), caption, fill=(0, 0, 0), font=font)
     return picture
+
+
+def _median_side(boxes: Tensor) -> float:
+    """The median of the boxes' shorter sides (0 without boxes)."""
+    if not len(boxes):
+        return 0.0
+    sides = torch.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    return float(sides.float().median())
 
 
 def save_grid(pictures: Sequence[Image.Image], path: str | Path, columns: int = 4) -> Path:

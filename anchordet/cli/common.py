@@ -108,3 +108,37 @@ def load_model_for_inference(weights: str, device: str):
     torch_device = resolve_device(device)
     model, model_config = load_detector(weights, torch_device)
     return model, model_config, read_inference_settings(weights, model_config.num_classes), torch_device
+
+
+def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tile``, ``--tile-overlap``, ``--tile-merge``, ``--tile-metric``, ``--tile-merge-thresh``,
+    ``--tile-full`` (shared with ``anchordet predict``)."""
+    parser.add_argument("--tile", type=positive_int, default=None, metavar="SIZE",
+                        help="predict on SIZE x SIZE windows at the image's own resolution, merged across tiles "
+                             "(large images, small objects); a TIFF is read window by window, at any size")
+    parser.add_argument("--tile-overlap", type=float, default=0.2, metavar="FRAC",
+                        help="with --tile: the share of SIZE that neighbouring windows overlap (default 0.2)")
+    parser.add_argument("--tile-merge", choices=("nms", "nmm"), default="nms",
+                        help="with --tile: nms keeps the best of matching boxes from different tiles; nmm merges "
+                             "them into their enclosing box (SAHI's greedy NMM) (default nms)")
+    parser.add_argument("--tile-metric", choices=("ios", "iou"), default="ios",
+                        help="with --tile: boxes match by intersection over the smaller box (ios: a box cut by a "
+                             "tile edge lies inside the whole one) or IoU (default ios)")
+    parser.add_argument("--tile-merge-thresh", type=float, default=0.5, metavar="T",
+                        help="with --tile: boxes match above this ios / iou (default 0.5)")
+    parser.add_argument("--tile-full", action="store_true",
+                        help="with --tile: also predict on the whole image, reduced, for objects larger than a tile")
+
+
+def tile_arguments(args):
+    """``TileOptions`` from the arguments (None without --tile); tiling options without --tile are refused."""
+    if args.tile is None:
+        for name, default in (("tile_overlap", 0.2), ("tile_merge", "nms"), ("tile_metric", "ios"),
+                              ("tile_merge_thresh", 0.5), ("tile_full", False)):
+            if getattr(args, name) != default:
+                raise UserError(f"--{name.replace('_', '-')} needs --tile")
+        return None
+    from anchordet.tiling import TileOptions
+
+    return TileOptions(args.tile, args.tile_overlap, args.tile_merge, args.tile_metric, args.tile_merge_thresh,
+                       args.tile_full, args.batch_size)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from anchordet.cli.common import add_device_argument, add_precision_argument
+from anchordet.cli.common import add_device_argument, add_precision_argument, add_tile_arguments, tile_arguments
 from anchordet.cli.main import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".gif")
@@ -29,6 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  anchordet predict --weights runs/retinanet_digits/model.safetensors photos/*.jpg --out preds\n"
                "  anchordet predict -w model.safetensors clip.mp4 --classes person,dog --save-txt\n"
+               "  anchordet predict -w model.safetensors orthophoto.tif --tile 512 --tile-overlap 0.2\n"
                "  anchordet predict -w model.safetensors rtsp://camera/stream /dev/video0",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", help="image files, folders (their images), glob patterns, video files, "
@@ -47,13 +48,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--save-txt", action="store_true",
                         help="also write OUT/labels/<name>.txt per image: YOLO lines 'class cx cy w h' (normalized)")
     parser.add_argument("--no-draw", action="store_true", help="write no pictures or annotated videos, only the JSON")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4, help="images (tiles with --tile) per forward pass (default 4)")
     parser.add_argument("--min-size", type=int, default=None,
                         help="override the keep-ratio resize's shorter side (refused for fixed-size models: SSD)")
     parser.add_argument("--max-size", type=int, default=None,
                         help="override the keep-ratio resize's longer-side cap (refused for fixed-size models)")
     add_device_argument(parser)
     add_precision_argument(parser)
+    add_tile_arguments(parser)
     return parser
 
 
@@ -76,6 +78,10 @@ def run(args) -> int:
     options = dict(score_thresh=args.score_thresh, classes=_classes(args.classes), nms_thresh=args.nms_thresh,
                    max_detections=args.max_det, class_agnostic_nms=args.class_agnostic_nms)
     predictor.options(**options)  # checks the values before anything is written
+    tiling = tile_arguments(args)
+    if tiling is not None:
+        options.update(tile=tiling.size, tile_overlap=tiling.overlap, tile_merge=tiling.merge, tile_full=tiling.full,
+                       tile_metric=tiling.metric, tile_merge_thresh=tiling.threshold)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = unique_output_names(paths + [Path(v) for v in videos])
@@ -152,13 +158,33 @@ def _skip_frame(exc, tally) -> None:
 
 def _save_picture(prediction, path: Path) -> None:
     from anchordet.files import atomic_write
+
+    picture = draw_prediction(prediction)
+    atomic_write(path, lambda f: picture.save(f, format="PNG"))
+
+
+def draw_prediction(prediction):
+    """The picture of one image's detections. A large image (a side above ``tiling.FULL_PASS_SIDE``,
+    or any TIFF predicted tiled) is drawn reduced, read block by block; boxes scaled to match."""
     from anchordet.data.image_io import as_image_tensor
+    from anchordet.data.tiff_windows import is_tiff
+    from anchordet.structures.targets import Detections
+    from anchordet.tiling import FULL_PASS_SIDE, TensorSource, TiffSource, reduced_image
     from anchordet.visualize import draw_detections, readable_scale
 
-    image = as_image_tensor(Path(prediction.source), prediction.source)
-    picture = draw_detections(image, prediction.detections, prediction.class_names,
-                              scale=readable_scale(*prediction.image_size))
-    atomic_write(path, lambda f: picture.save(f, format="PNG"))
+    height, width = prediction.image_size
+    if max(height, width) <= FULL_PASS_SIDE and not is_tiff(prediction.source):
+        image = as_image_tensor(Path(prediction.source), prediction.source)
+        return draw_detections(image, prediction.detections, prediction.class_names, scale=readable_scale(height, width))
+    source = TiffSource(prediction.source) if is_tiff(prediction.source) else \
+        TensorSource(as_image_tensor(Path(prediction.source), prediction.source))
+    try:
+        image, factor = reduced_image(source)
+    finally:
+        source.close()
+    d = prediction.detections
+    return draw_detections(image, Detections(d.boxes / factor, d.scores, d.labels), prediction.class_names,
+                           scale=readable_scale(*image.shape[-2:]))
 
 
 def write_yolo_txt(path: Path, prediction) -> None:

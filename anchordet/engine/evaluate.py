@@ -35,11 +35,12 @@ class EvaluationResult:
         return {k: float(v) for k, v in flat.items() if isinstance(v, (int, float))}
 
 
-def make_evaluator(metric: str, ground_truth: dict):
+def make_evaluator(metric: str, ground_truth: dict, max_dets: int = 100):
+    """``max_dets``: COCO's maxDets [1, 10, max_dets] (the VOC metrics count every detection)."""
     from anchordet.evaluation import CocoEvaluator, VocEvaluator
 
     if metric == "coco":
-        return CocoEvaluator(ground_truth)
+        return CocoEvaluator(ground_truth, max_dets=max_dets)
     return VocEvaluator(ground_truth, iou_threshold=0.5, use_07_metric=(metric == "voc07"))
 
 
@@ -97,15 +98,15 @@ def _predict_batch(model: nn.Module, batch, device: torch.device, category_ids) 
 
 def evaluate_dataset(model: nn.Module, dataset, metric: str, device: torch.device, batch_size: int = 8,
                      num_workers: int = 0, should_stop: Callable[[], bool] | None = None,
-                     progress: bool = False) -> EvaluationResult | None:
+                     progress: bool = False, max_dets: int = 100) -> EvaluationResult | None:
     """Predict on every image (shared between processes) and score on rank 0 (None elsewhere).
-    ``should_stop``, ``progress``: see ``predict_dataset``."""
+    ``should_stop``, ``progress``: see ``predict_dataset``; ``max_dets``: COCO's last maxDets."""
     results = predict_dataset(model, dataset, device, batch_size, num_workers, should_stop=should_stop,
                               progress=progress)
     gathered = [r for part in dist_utils.all_gather_objects(results) for r in part]
     if not dist_utils.is_main_process():
         return None
-    evaluator = make_evaluator(metric, dataset.coco_ground_truth())
+    evaluator = make_evaluator(metric, dataset.coco_ground_truth(), max_dets)
     if gathered:
         evaluator.add_results(gathered)
     metrics = evaluator.summarize()

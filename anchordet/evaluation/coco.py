@@ -49,6 +49,20 @@ STAT_SPECS = (
 STAT_KEYS = tuple(spec[0] for spec in STAT_SPECS)
 
 
+def stat_specs(max_dets: int = 100) -> tuple:
+    """``STAT_SPECS`` for ``params.maxDets = [1, 10, max_dets]``: pycocotools reads AP and the last
+    AR at ``maxDets[2]``; the key "AR100" becomes f"AR{max_dets}"."""
+    return tuple((f"AR{max_dets}" if name == "AR100" else name, is_ap, iou, area, max_dets if md == 100 else md)
+                 for name, is_ap, iou, area, md in STAT_SPECS)
+
+
+def check_max_dets(max_dets: int) -> int:
+    """At least 10: pycocotools' list [1, 10, N] must stay sorted (below 10 its summary reads -1)."""
+    if isinstance(max_dets, bool) or int(max_dets) != max_dets or max_dets < 10:
+        raise ValueError(f"max_dets must be an integer >= 10, got {max_dets!r}")
+    return int(max_dets)
+
+
 @dataclass
 class CocoMetrics:
     """Result of :meth:`CocoEvaluator.summarize`.
@@ -71,6 +85,7 @@ class CocoMetrics:
     category_names: list[str]
     iou_thresholds: np.ndarray = field(default_factory=lambda: IOU_THRESHOLDS.copy())
     recall_thresholds: np.ndarray = field(default_factory=lambda: RECALL_THRESHOLDS.copy())
+    max_dets: int = 100  # pycocotools' params.maxDets = [1, 10, max_dets]
 
     def to_dict(self) -> dict[str, Any]:
         """``{"stats": {12 keys}, "per_class": {name: AP}}`` as plain floats (JSON-serialisable)."""
@@ -80,7 +95,7 @@ class CocoMetrics:
     def table(self) -> str:
         """The 12 statistics in pycocotools' wording, then per-class AP."""
         lines = []
-        for name, is_ap, iou, area, max_dets in STAT_SPECS:
+        for name, is_ap, iou, area, max_dets in stat_specs(self.max_dets):
             title = "Average Precision  (AP)" if is_ap else "Average Recall     (AR)"
             iou_str = "0.50:0.95" if iou is None else f"{iou:0.2f}"
             lines.append(f" {title} @[ IoU={iou_str:<9} | area={area:>6s} | maxDets={max_dets:>3d} ]"
@@ -98,9 +113,12 @@ class CocoEvaluator:
 
     Args:
         gt: COCO ground-truth dict (as ``json.load`` gives it) or the path to its JSON file.
+        max_dets: detections per image and category counted, pycocotools' ``params.maxDets =
+            [1, 10, max_dets]`` (its default: 100).
     """
 
-    def __init__(self, gt: dict | str | Path):
+    def __init__(self, gt: dict | str | Path, max_dets: int = 100):
+        self.max_dets = check_max_dets(max_dets)
         self.gt = GroundTruth.load(gt)
         self._store = DetectionStore(self.gt)
 
@@ -124,13 +142,14 @@ class CocoEvaluator:
 
     def summarize(self) -> CocoMetrics:
         """Evaluate everything added so far (the evaluator can keep streaming afterwards)."""
-        return evaluate_coco(self.gt, self._store.arrays())
+        return evaluate_coco(self.gt, self._store.arrays(), self.max_dets)
 
 
-def evaluate_coco(gt: GroundTruth, dets: DetectionArrays) -> CocoMetrics:
-    """COCOeval.evaluate + accumulate + summarize on flat arrays."""
+def evaluate_coco(gt: GroundTruth, dets: DetectionArrays, max_dets: int = 100) -> CocoMetrics:
+    """COCOeval.evaluate + accumulate + summarize on flat arrays, ``params.maxDets = [1, 10, max_dets]``."""
     num_images, num_cats = len(gt.image_ids), len(gt.category_ids)
-    keep, rank = _top_detections(dets, num_images, MAX_DETS[-1])
+    all_max = (MAX_DETS[0], MAX_DETS[1], check_max_dets(max_dets))
+    keep, rank = _top_detections(dets, num_images, all_max[-1])
     det_bbox, det_score = dets.bbox_xywh[keep], dets.score[keep]
     det_img, det_cat = dets.image_index[keep], dets.category_index[keep]
     gt_ignore = _gt_ignored(gt)  # (G, A)
@@ -139,16 +158,16 @@ def evaluate_coco(gt: GroundTruth, dets: DetectionArrays) -> CocoMetrics:
     num_pos = np.stack([np.bincount(gt.category_index, weights=~gt_ignore[:, a], minlength=num_cats)
                         for a in range(len(AREA_RANGES))], axis=1).astype(np.int64)  # (K, A)
     precision, recall, scores = _accumulate(det_cat, det_score, rank, matched, ignored,
-                                            outside, num_pos, num_cats)
-    stats = {name: _summarize(precision, recall, is_ap, iou, area, md)
-             for name, is_ap, iou, area, md in STAT_SPECS}
+                                            outside, num_pos, num_cats, all_max)
+    stats = {name: _summarize(precision, recall, is_ap, iou, area, md, all_max)
+             for name, is_ap, iou, area, md in stat_specs(all_max[-1])}
     per_class = {}
     for k, name in enumerate(gt.category_names):
         p = precision[:, :, k, 0, -1]
         per_class[name] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
     return CocoMetrics(stats=stats, per_class=per_class, precision=precision, recall=recall,
                        scores=scores, category_ids=gt.category_ids.tolist(),
-                       category_names=list(gt.category_names))
+                       category_names=list(gt.category_names), max_dets=all_max[-1])
 
 
 def _top_detections(dets: DetectionArrays, num_images: int, max_det: int):
@@ -296,7 +315,7 @@ def _greedy(rows: _CandidateLayout, di, gi, iou, gt_crowd, gt_ignore, thresholds
     return out_matched[rows.row_of_cand], out_ignored[rows.row_of_cand]
 
 
-def _accumulate(det_cat, det_score, rank, matched, ignored, outside, num_pos, num_cats):
+def _accumulate(det_cat, det_score, rank, matched, ignored, outside, num_pos, num_cats, all_max=MAX_DETS):
     """cocoeval.accumulate, vectorized over (A, M, T) per category.
 
     Returns precision (T, R, K, A, M), recall (T, K, A, M), scores (T, R, K, A, M).
@@ -311,7 +330,7 @@ def _accumulate(det_cat, det_score, rank, matched, ignored, outside, num_pos, nu
     # by (category, -score) gives that order (half the time of the four-key lexsort).
     order = np.lexsort((-det_score, det_cat))
     bounds = np.searchsorted(det_cat[order], np.arange(num_cats + 1), side="left")
-    max_dets = np.array(MAX_DETS)[:, None]
+    max_dets = np.array(all_max)[:, None]
     is_matched = matched.any(axis=(1, 2))
     for k in range(num_cats):
         if not (num_pos[k] > 0).any():
@@ -388,10 +407,10 @@ def _accumulate_category(included, cand, matched, ignored, outside, score, num_p
     return q.transpose(2, 3, 0, 1), recall.transpose(2, 0, 1), ss.transpose(2, 3, 0, 1)
 
 
-def _summarize(precision, recall, is_ap, iou, area, max_dets) -> float:
+def _summarize(precision, recall, is_ap, iou, area, max_dets, all_max=MAX_DETS) -> float:
     """COCOeval.summarize._summarize: mean over entries > -1, or -1 when there are none."""
     a = AREA_LABELS.index(area)
-    m = MAX_DETS.index(max_dets)
+    m = [i for i, value in enumerate(all_max) if value == max_dets]  # pycocotools: every index (maxDets 10: two)
     s = precision if is_ap else recall
     if iou is not None:
         s = s[np.where(iou == IOU_THRESHOLDS)[0]]

@@ -68,13 +68,15 @@ def random_case(seed: int, num_images: int = 6, num_cats: int = 4):
     return {"images": images, "annotations": anns, "categories": cats}, results
 
 
-def pycocotools_stats(gt: dict, results: list[dict]) -> np.ndarray:
+def pycocotools_stats(gt: dict, results: list[dict], max_dets: int | None = None) -> np.ndarray:
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(gt)
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(copy.deepcopy(results))
         ev = COCOeval(coco_gt, coco_dt, "bbox")
+        if max_dets is not None:
+            ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -93,6 +95,30 @@ def test_matches_pycocotools(seed):
     np.testing.assert_allclose(m.precision, expected_eval["precision"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.recall, expected_eval["recall"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.scores, expected_eval["scores"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("max_dets", [10, 50, 300, 1000])
+@pytest.mark.parametrize("seed", [0, 3, 6, 9])
+def test_max_dets_matches_pycocotools_with_those_max_dets(seed, max_dets):
+    gt, results = random_case(seed)  # seeds divisible by 3 hold an image with 130 detections of one category
+    expected, expected_eval = pycocotools_stats(gt, results, max_dets)
+    ev = CocoEvaluator(gt, max_dets=max_dets)
+    ev.add_results(results)
+    m = ev.summarize()
+    keys = [f"AR{max_dets}" if k == "AR100" else k for k in STAT_KEYS]
+    got = np.array([m.stats[k] for k in keys])
+    # pycocotools' summarize reads stats[0] (AP) at a hard-coded maxDets=100 (its _summarize's
+    # default) and gives -1 when 100 is not in the list; every other statistic reads maxDets[2].
+    # Our AP reads maxDets[2] too: the mean of pycocotools' own precision array there.
+    p = expected_eval["precision"][..., 0, -1]
+    assert expected[0] == -1.0 and got[0] == pytest.approx(float(np.mean(p[p > -1])), abs=1e-12)
+    np.testing.assert_allclose(got[1:], expected[1:], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(m.precision, expected_eval["precision"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m.recall, expected_eval["recall"], rtol=0, atol=1e-12)
+    if max_dets == 300 and seed in (0, 3):  # the cap mattered: 100 would count fewer detections
+        default, _ = pycocotools_stats(gt, results)
+        assert not np.allclose(default, expected)
+    assert f"maxDets={max_dets:>3d}" in m.table()
 
 
 def test_hand_worked_single_detection():
