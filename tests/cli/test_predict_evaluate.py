@@ -116,3 +116,67 @@ def test_precision_option_reaches_the_model_and_fp16_on_cpu_falls_back(tmp_path,
     assert main(["evaluate", "--weights", str(tmp_path / "w.safetensors"), "--data", "digits", "--precision", "bf16",
                  "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
     assert seen == ["bf16"] and (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_evaluate_tiled_merges_seams_to_one_box_per_object(tmp_path, monkeypatch, capsys):
+    """An oracle that sees, in each tile, the visible part of every digit (scored by the share
+    shown): tiled evaluation must give one box per digit (AP 1, F1 1, as many results as digits)."""
+    from anchordet.predictor import Predictor
+    from anchordet.tiling import tile_windows
+
+    options = DigitsOptions(num_val=2, canvas_size=256, digits_per_image=(12, 16), seed=0)
+    config = ModelConfig("retinanet_resnet_fpn", TINY_MODEL)
+    settings = InferenceSettings("resize", 96, 96, class_names=[f"digit{i}" for i in range(10)],
+                                 category_ids=list(range(10)), dataset="digits", digits=options)
+    save_weights(tmp_path / "w.safetensors", config.build().eval(), config, settings.to_metadata())
+    scenes = DigitsDataset("test", options)
+    crops = [(scenes.read_annotations(i), window) for i in range(2) for window in tile_windows(256, 256, 128, 0.25)]
+
+    def oracle(self, images, opts):
+        out = []
+        for image in images:
+            t, (x0, y0, x1, y1) = crops.pop(0)
+            assert tuple(image.shape[-2:]) == (y1 - y0, x1 - x0)
+            boxes = t.boxes - torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
+            clipped = torch.stack([boxes[:, 0].clamp(0, x1 - x0), boxes[:, 1].clamp(0, y1 - y0),
+                                   boxes[:, 2].clamp(0, x1 - x0), boxes[:, 3].clamp(0, y1 - y0)], dim=1)
+            share = ((clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+                     / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+            keep = share > 0
+            order = share[keep].argsort(descending=True, stable=True)
+            out.append(Detections(clipped[keep][order], share[keep][order], t.labels[keep][order]))
+        return out
+
+    monkeypatch.setattr(Predictor, "_detect", oracle)
+    assert main(["evaluate", "--weights", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "eval"),
+                 "--device", "cpu", "--tile", "128", "--tile-overlap", "0.25", "--batch-size", "3",
+                 "--max-dets", "300", "--iou", "0.4"]) == 0
+    assert not crops  # every window of both scenes went through the model
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["stats"]["AP"] == pytest.approx(1.0) and metrics["stats"]["AR300"] == pytest.approx(1.0)
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    count = sum(len(scenes.read_annotations(i)) for i in range(2))
+    assert len(results) == count  # a digit cut by a seam is one box, not two pieces
+    prf = json.loads((tmp_path / "eval" / "prf.json").read_text())
+    assert prf["iou"] == 0.4 and prf["overall"]["f1"] == 1.0 and len(prf["per_image"]) == 2
+
+
+def test_predict_tiled_writes_detections_and_refuses_tile_options_without_tile(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    write_weights(tmp_path / "w.safetensors")
+    pixels = (np.random.default_rng(0).random((200, 300, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", pixels, photometric="rgb", tile=(64, 64))
+    assert main(["predict", "-w", str(tmp_path / "w.safetensors"), str(tmp_path / "big.tif"), "--out",
+                 str(tmp_path / "out"), "--tile", "96", "--tile-merge", "nmm", "--tile-full", "--score-thresh", "0",
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "out" / "big.png").is_file()
+    images = json.loads((tmp_path / "out" / "images.json").read_text())
+    assert (images[0]["height"], images[0]["width"]) == (200, 300)
+    results = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert results and all(r["bbox"][0] + r["bbox"][2] <= 300 + 1e-3 for r in results)
+    capsys.readouterr()
+    assert main(["predict", "-w", str(tmp_path / "w.safetensors"), str(tmp_path / "big.tif"), "--out",
+                 str(tmp_path / "out2"), "--tile-overlap", "0.3", "--device", "cpu"]) == 2
+    assert "--tile-overlap needs --tile" in capsys.readouterr().err

@@ -153,3 +153,46 @@ def test_analyze_unknown_category_is_named(files):
     code, out, err = run_cli(["score", str(files[0]), str(files[1]), "--analyze"])
     assert code == 2 and out == ""
     assert "dets.json: results entry 3: category_id 9 is not in the ground truth categories" in err
+
+
+def crowded_files(tmp_path, objects=150):
+    """One image with ``objects`` separate boxes of one class, each detected (scores falling)."""
+    boxes = [[float(12 * (i % 15)), float(12 * (i // 15)), 10.0, 10.0] for i in range(objects)]
+    gt = {"images": [{"id": 7}], "categories": [{"id": 1, "name": "tree"}],
+          "annotations": [{"id": 100 + i, "image_id": 7, "category_id": 1, "bbox": b, "area": 100.0, "iscrowd": 0}
+                          for i, b in enumerate(boxes)]}
+    dets = [{"image_id": 7, "category_id": 1, "bbox": b, "score": 1.0 - i / 1000} for i, b in enumerate(boxes)]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    return tmp_path / "gt.json", tmp_path / "dets.json"
+
+
+def test_max_dets_counts_more_detections_and_the_cap_is_named(tmp_path):
+    gt, dets = crowded_files(tmp_path)
+    code, out, err = run_cli(["score", str(gt), str(dets), "--json"])
+    assert code == 0 and json.loads(out)["AR100"] == pytest.approx(100 / 150)
+    assert "image id 7: 150" in err and "--max-dets 100" in err  # not silent
+    code, out, err = run_cli(["score", str(gt), str(dets), "--json", "--max-dets", "300"])
+    assert code == 0 and json.loads(out)["AR300"] == 1.0 and json.loads(out)["AP"] == 1.0
+    assert "warning" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["score", str(gt), str(dets), "--max-dets", "5"])
+    assert exit_info.value.code == 2
+
+
+def test_precision_recall_f1_at_the_iou_and_threshold_given(files, tmp_path):
+    # at IoU 0.8 the dog detection (IoU 0.75) is a false positive: TP 1 (cat .9), FP 2, FN 2
+    code, out, _ = run_cli(["score", str(files[0]), str(files[1]), "--iou", "0.8", "--score-thresh", "0.5",
+                            "--prf-json", str(tmp_path / "prf.json")])
+    assert code == 0
+    assert "overall: precision 0.333  recall 0.333  F1 0.333" in out
+    written = json.loads((tmp_path / "prf.json").read_text())
+    assert written["iou"] == 0.8 and written["score_threshold"] == 0.5
+    assert [(r["image_id"], r["tp"], r["fp"], r["fn"]) for r in written["per_image"]] == [(1, 1, 1, 1), (2, 0, 1, 1)]
+    # at the default IoU 0.5 the dog hits; the best-F1 threshold is 0.7: TP 2, FP 1 (the .8 miss), FN 1
+    code, out, _ = run_cli(["score", str(files[0]), str(files[1])])
+    assert "score >= 0.7 (best-F1)" in out and "overall: precision 0.667  recall 0.667  F1 0.667" in out
+    for bad in (["--iou", "0"], ["--iou", "nan"], ["--score-thresh", "1.5"]):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(["score", str(files[0]), str(files[1]), *bad])
+        assert exit_info.value.code == 2
