@@ -6,12 +6,18 @@ index and the value; then a summary per split (images, boxes per class, box size
 without objects). Exit status 1 when a problem was found, 0 when the dataset is clean.
 Training runs the same checks (except decoding every image) and stops at the first problem
 unless it is told to skip bad annotations.
+
+With ``--config PRESET_OR_YAML`` (and ``--set``) it also warns where the configured model cannot
+take the dataset (``anchordet.data.capacity``): images holding more objects than the model keeps,
+and objects that the eval resize shrinks below what the anchors can learn. Warnings do not
+change the exit status.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from anchordet.cli.common import add_config_arguments, load_config_or_fail
 from anchordet.cli.main import UserError
 from anchordet.data.spec import DatasetSpec, load_dataset_spec, read_records
 from anchordet.data.validate import DatasetSummary, Problem, check_image_files, check_records, summarize
@@ -26,17 +32,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-decode", action="store_true",
                         help="skip decoding the images (faster; misses unreadable files and size mismatches)")
     parser.add_argument("--max-problems", type=int, default=100, help="problems printed per split (default 100)")
+    add_config_arguments(parser, required=False)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     spec = _spec(args)
+    config = load_config_or_fail(args.config, args.overrides) if args.config else None
+    if config is None and args.overrides:
+        raise UserError("--set needs --config")
     splits = args.split or list(spec.splits)
     total = 0
     for split in splits:
         if split not in spec.splits:
             raise UserError(f"{spec.source}: no split {split!r}; it has {', '.join(spec.splits)}")
-        problems, summary = check_split(spec, split, decode=not args.no_decode)
+        problems, summary, warnings = check_split(spec, split, decode=not args.no_decode, config=config)
         total += len(problems)
         print(f"== {split}: {summary.num_images} images, {len(problems)} problem(s)")
         for problem in problems[:args.max_problems]:
@@ -45,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  ... and {len(problems) - args.max_problems} more (--max-problems)")
         for line in format_summary(summary):
             print(f"  {line}")
+        for line in warnings:
+            print(f"  warning: {line}")
     print(f"{total} problem(s) found" if total else "no problems found")
     return 1 if total else 0
 
@@ -65,15 +77,22 @@ def _spec(args: argparse.Namespace) -> DatasetSpec:
     return load_dataset_spec(path)
 
 
-def check_split(spec: DatasetSpec, split: str, decode: bool = True) -> tuple[list[Problem], DatasetSummary]:
-    """Every problem of a split (parse, annotations, files) and its summary."""
+def check_split(spec: DatasetSpec, split: str, decode: bool = True,
+                config=None) -> tuple[list[Problem], DatasetSummary, list[str]]:
+    """Every problem of a split (parse, annotations, files), its summary, and with an
+    ``ExperimentConfig`` the warnings of ``data.capacity``."""
     records = read_records(spec, split)
     clean, problems = check_records(records)
     sizes = {}
     if decode:
         file_problems, sizes = check_image_files(clean)
         problems += file_problems
-    return problems, summarize(clean, sizes)
+    warnings = []
+    if config is not None:
+        from anchordet.data.capacity import capacity_warnings
+
+        warnings = capacity_warnings(clean, sizes, config.model, config.data)
+    return problems, summarize(clean, sizes), warnings
 
 
 def format_summary(summary: DatasetSummary) -> list[str]:

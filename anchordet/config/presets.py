@@ -28,7 +28,7 @@ RETINANET_DIGITS = ExperimentConfig(
         depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=16,
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[32, 64, 128, 256, 512], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
-        max_detections=100)),
+        max_detections=300)),
     data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=256, max_size=256,
                     hflip=False, num_workers=0),  # a flipped digit is not a digit; scenes take 2-5 ms each
@@ -46,7 +46,7 @@ RETINANET_DIGITS_FAST = ExperimentConfig(
         depth=18, num_classes=10, frozen_bn=False, trainable_layers=5, backbone_width=16,
         fpn_channels=32, head_channels=32, head_num_convs=2,
         anchor_base_sizes=[16, 32, 64, 128, 256], anchor_aspect_ratios=[1.0, 1.6, 3.0], box_loss="l1",
-        max_detections=100)),
+        max_detections=300)),
     data=DataConfig(dataset="digits", digits=DigitsOptions(num_train=2000, num_val=300),
                     train_transform="resize", eval_transform="resize", min_size=128, max_size=128,
                     hflip=False, num_workers=0),

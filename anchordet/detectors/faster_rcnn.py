@@ -180,7 +180,7 @@ def assemble_faster_rcnn(backbone: nn.Module, feature_channels: int, roi_head: n
                          roi_box_loss_beta: float = 1.0,
                          box_score_thresh: float = 0.05,
                          box_nms_thresh: float = 0.5,
-                         box_detections_per_img: int = 100) -> FasterRCNN:
+                         box_detections_per_img: int = 300) -> FasterRCNN:
     """The RPN and RoI options shared by every Faster R-CNN factory, with the paper's / seed
     003's numbers as defaults (see ``detectors.rpn``, ``postprocess.proposals`` and
     ``losses.roi_targets.RoITargetBuilder``). Anchors: stride

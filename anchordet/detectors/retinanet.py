@@ -36,7 +36,8 @@ class RetinaNet(nn.Module):
         anchor_generator: anchors of P3..P7 (Lin et al. Sec. 4: sizes 32..512, 3 scales x 3 ratios).
         matcher: >= 0.5 positive, < 0.4 negative (Lin et al. Sec. 4), low-quality matches on.
         box_loss: "smooth_l1" (beta 1/9, Detectron) or "l1" (torchvision).
-        postprocess: 0.05 / top 1000 per level / NMS 0.5 / 100 detections (Lin et al. Sec. 5.1).
+        postprocess: 0.05 / top 1000 per level / NMS 0.5 / 300 detections (the paper keeps 100, Lin et al.
+            Sec. 5.1; 300 so that a dense scene is not cut silently, BENCHMARKS.md "Detections per image").
         size_divisible: inputs are padded to this multiple (the largest stride of C5).
 
     ``score_kind`` "sigmoid": one independent sigmoid per class (``DensePostprocess``).
@@ -146,7 +147,7 @@ def retinanet_resnet_fpn(depth: int, num_classes: int, *,
                          score_thresh: float = 0.05,
                          topk_candidates: int = 1000,
                          nms_thresh: float = 0.5,
-                         max_detections: int = 100,
+                         max_detections: int = 300,
                          pixel_mean: Sequence[float] = IMAGENET_MEAN,
                          pixel_std: Sequence[float] = IMAGENET_STD) -> RetinaNet:
     """RetinaNet on ResNet-``depth`` + FPN P3-P7 with the paper's numbers as defaults.

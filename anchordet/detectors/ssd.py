@@ -158,7 +158,7 @@ def ssd_vgg16(num_classes: int, *,
               score_thresh: float = 0.01,
               topk_candidates: int = 400,
               nms_thresh: float = 0.45,
-              max_detections: int = 200,
+              max_detections: int = 300,
               pixel_mean: Sequence[float] = IMAGENET_MEAN,
               pixel_std: Sequence[float] = IMAGENET_STD) -> SSD:
     """SSD on VGG16 for square ``image_size`` inputs, with the paper's numbers as defaults.

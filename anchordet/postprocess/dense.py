@@ -46,7 +46,7 @@ class DensePostprocess:
     score_thresh: float = 0.05
     topk_candidates: int = 1000
     nms_thresh: float = 0.5
-    max_detections: int = 100
+    max_detections: int = 300
 
     def __call__(self, outputs: DenseOutputs, image_sizes: Tensor | Sequence[tuple[int, int]], box_coder: BoxCoder,
                  score_kind: str) -> FlatDetections:

@@ -29,13 +29,13 @@ class RoIPostprocess:
         and detectron2; py-faster-rcnn's VOC evaluation used 0.0).
     nms_thresh: IoU above which a lower-scoring box of the same class is dropped (0.5,
         torchvision and detectron2; py-faster-rcnn used 0.3).
-    max_detections: per image (100).
+    max_detections: per image (300: dense scenes of a large image hold hundreds of objects).
     min_size: boxes narrower or lower than this after clipping are dropped (torchvision: 0.01).
     """
 
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
-    max_detections: int = 100
+    max_detections: int = 300
     min_size: float = 1e-2
 
     def candidates(self, class_logits: Tensor, box_deltas: Tensor, proposals: Tensor,
