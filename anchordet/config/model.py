@@ -113,6 +113,21 @@ def _option_hints(factory: str) -> tuple[list[str], dict[str, Any]]:
     return known, hints
 
 
+def model_options(factory: str) -> list[str]:
+    """The keyword options of ``factory`` (its own, then those it forwards), in signature order."""
+    return _option_hints(factory)[0]
+
+
+def model_option_defaults(factory: str) -> dict[str, Any]:
+    """Each keyword option of ``factory`` (its own and those it forwards) that has a default -> it."""
+    defaults = {}
+    for function in _option_functions(factory):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.default is not parameter.empty:
+                defaults.setdefault(name, parameter.default)
+    return defaults
+
+
 def check_model_args(factory: str, args: Mapping[str, Any], source: str = "config") -> None:
     """Every key must be a keyword of the factory, with a value of its annotated type."""
     known, hints = _option_hints(factory)

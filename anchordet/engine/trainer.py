@@ -108,6 +108,14 @@ class Trainer:
 
     def _set_up(self, resume: str | Path | None) -> None:
         config, run, solver = self.config, self.config.run, self.config.solver
+        init = None
+        if config.model.init_weights and not resume:  # fine-tuning: fit the options the weights determine
+            from anchordet.engine.init_weights import fit_to_source, read_source
+
+            source = read_source(config.model.init_weights)
+            model_config, fitted = fit_to_source(config.model, source)
+            self.config = config = dataclasses.replace(config, model=model_config)
+            init = (source, fitted)
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
         if config.model.sync_batch_norm and self.world > 1:
@@ -117,10 +125,10 @@ class Trainer:
                                                  say=self._say)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
-        if config.model.init_weights and not resume:  # fine-tuning: before the optimizer sees the weights
+        if init is not None:  # fine-tuning: before the optimizer sees the weights
             from anchordet.engine.init_weights import initialise_from
 
-            summary = initialise_from(self.model, config.model.init_weights, list(self.val_set.class_names), config.model)
+            summary = initialise_from(self.model, init[0], list(self.val_set.class_names), config.model, init[1])
             if self.is_main:
                 print(summary.line(), flush=True)
         self.train_groups = aspect_groups(config.data, self.train_set)
