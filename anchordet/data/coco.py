@@ -85,7 +85,8 @@ def _records_of(data: dict, annotation_file: str | os.PathLike, images_dir: str 
             problems.append(Problem("malformed", source, None, None,
                                     f"images[{i}] needs an integer id, width, height and a file_name: {entry!r}"))
             continue
-        record = ImageRecord(entry["id"], root / entry["file_name"], (entry["height"], entry["width"]), [], source)
+        record = ImageRecord(entry["id"], root / entry["file_name"], (entry["height"], entry["width"]), [], source,
+                             root)
         records.append(record)
         images.setdefault(record.image_id, record)  # a duplicate id is reported by check_records
     for i, ann in enumerate(data["annotations"]):

@@ -80,7 +80,7 @@ def _parse_voc_xml(root: Path, stem: str, image_id: int, problems: list[Problem]
             problems.append(parsed)  # only this object is dropped
         else:
             annotations.append(parsed)
-    return ImageRecord(image_id, image_path, size, annotations, source)
+    return ImageRecord(image_id, image_path, size, annotations, source, root)
 
 
 def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -> AnnotationRecord | Problem:
