@@ -23,8 +23,6 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from anchordet.config.schema import DigitsOptions
 from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
 from anchordet.data.csv_format import read_class_list, read_csv_records
@@ -32,6 +30,7 @@ from anchordet.data.validate import RecordSet, read_text
 from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
 from anchordet.errors import UserError
+from anchordet.files import load_yaml_file
 
 FORMATS = ("coco", "voc", "yolo", "csv", "digits")
 SPLITS = ("train", "val", "test")
@@ -87,10 +86,7 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
     path = Path(path_or_name)
     if not path.is_file():
         raise FileNotFoundError(f"dataset description not found: {path} (a YAML file, or the built-in 'digits')")
-    try:
-        data = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from exc
+    data = load_yaml_file(path)  # bounded: size, nesting, alias expansion (one line)
     if not isinstance(data, dict):
         raise UserError(f"{path}: a dataset description is a YAML mapping with keys format, names, train, val")
     return _SpecReader(path, data).read()
