@@ -352,6 +352,9 @@ class DatasetSummary:
         size_counts: {"small", "medium", "large": boxes} by COCO's sqrt(area) thresholds, in pixels.
         side_percentiles: {"min", "p5", "p50", "p95", "max": sqrt(area) in pixels}.
         num_unsized: normalized boxes that could not be measured (image not decoded).
+        num_unmeasurable: boxes whose sqrt(area) is infinite (coordinates near 1e308 in a file
+            whose images state no size, not checked against the image: ``check-data --no-decode``),
+            left out of ``size_counts`` and ``side_percentiles``.
     """
 
     num_images: int
@@ -361,6 +364,7 @@ class DatasetSummary:
     size_counts: dict[str, int]
     side_percentiles: dict[str, float]
     num_unsized: int = 0
+    num_unmeasurable: int = 0
 
 
 def summarize(records: RecordSet, sizes: dict[int, tuple[int, int]] | None = None) -> DatasetSummary:
@@ -380,11 +384,13 @@ def summarize(records: RecordSet, sizes: dict[int, tuple[int, int]] | None = Non
             sides.append(math.sqrt((x2 - x1) * scale[1] * (y2 - y1) * scale[0]))
     small, large = SIZE_THRESHOLDS
     array = np.asarray(sides, dtype=np.float64)
+    finite = np.isfinite(array)
+    array, unmeasurable = array[finite], int((~finite).sum())  # inf - inf in a percentile: NaN and a warning
     size_counts = {"small": int((array < small).sum()), "medium": int(((array >= small) & (array < large)).sum()),
                    "large": int((array >= large).sum())}
     percentiles = {} if not len(array) else {
         name: float(np.percentile(array, q)) for name, q in (("min", 0), ("p5", 5), ("p50", 50), ("p95", 95), ("max", 100))}
-    return DatasetSummary(len(records.images), empty, counts, ignored, size_counts, percentiles, unsized)
+    return DatasetSummary(len(records.images), empty, counts, ignored, size_counts, percentiles, unsized, unmeasurable)
 
 
 def _pixel_scale(image: ImageRecord, normalized: bool, sizes: dict) -> tuple[float, float] | None:

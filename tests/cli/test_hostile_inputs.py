@@ -115,3 +115,57 @@ def test_shown_is_repr_for_ordinary_values_and_bounded_for_others():
         deep = [deep]
     assert shown(deep) == "[[[[[...]]]]]"
     assert len(shown(list(range(10 ** 6)))) < 260 and shown("x" * 10 ** 6).endswith("...")
+
+
+# ------------------------------------------------------------------ item 11: library warnings
+def test_pil_decompression_bomb_warning_never_comes_before_our_line(tmp_path):
+    """A 10000 x 10000 PNG (100 M pixels, above PIL's 89.5 M warning and our 67 M limit): our
+    error alone; with a caller's limit above PIL's, PIL's warning still reaches the caller."""
+    import warnings
+
+    from PIL import Image
+
+    from anchordet.data.image_io import ImageReadError, image_size, load_image
+
+    big = tmp_path / "big.png"
+    Image.new("1", (10000, 10000)).save(big)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageReadError, match=r"big\.png: 10000x10000 = 100000000 pixels exceeds the limit"):
+            load_image(big)
+    assert not seen
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert image_size(big, max_pixels=10 ** 9) == (10000, 10000)
+
+
+def test_check_data_on_huge_csv_values_prints_no_numpy_warning(tmp_path, capsys):
+    """Coordinates near 1e308 made sqrt(area) infinite, and numpy's percentile of several
+    infinities warned 'invalid value encountered in scalar subtract' and printed NaN."""
+    import warnings
+
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    (tmp_path / "train.csv").write_text("a.png,0,0,1e308,1e308,cat\na.png,-1e308,-1e308,1e308,1e308,cat\n"
+                                        "a.png,1,1,5,5,cat\n")
+    (tmp_path / "d.yaml").write_text("format: csv\nnames: [cat]\ntrain: train.csv\n")
+    for options, summary in (([], "boxes: 1 "), (["--no-decode"], "2 boxes of infinite size not measured")):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            main(["check-data", str(tmp_path / "d.yaml"), *options])
+        captured = capsys.readouterr()
+        assert not seen and not captured.err
+        assert summary in captured.out and "nan" not in captured.out
+        assert "min 4.0, p5 4.0, p50 4.0, p95 4.0, max 4.0" in captured.out
+
+
+def test_the_command_line_prints_any_other_warning_as_one_line(capsys):
+    import warnings
+
+    from anchordet.cli.main import _one_line_skip_warnings
+
+    _one_line_skip_warnings("check-data")
+    warnings.showwarning(RuntimeWarning("invalid value encountered\nin scalar subtract"), RuntimeWarning,
+                         "/v/lib/python3.11/site-packages/numpy/lib/_function_base_impl.py", 4596)
+    assert capsys.readouterr().err == ("anchordet check-data: warning: invalid value encountered in scalar "
+                                       "subtract (RuntimeWarning from numpy)\n")
