@@ -184,6 +184,7 @@ def _parse_ground_truth(gt: Any) -> GroundTruth:
 
 _INT = {int}
 _NUMBER = {int, float}
+_FLAG = {int, bool}  # iscrowd / difficult: 0 or 1 (JSON true / false), as the dataset readers require
 
 
 def _types(values) -> set:
@@ -200,7 +201,8 @@ def _annotation_columns(anns: list):
     except (KeyError, TypeError, AttributeError):
         return None
     if not (_types(img) <= _INT and _types(cat) <= _INT and _types(box) <= {list} and set(map(len, box)) <= {4}
-            and _types(itertools.chain.from_iterable(box)) <= _NUMBER and _types(area) <= _NUMBER | {type(None)}):
+            and _types(itertools.chain.from_iterable(box)) <= _NUMBER and _types(area) <= _NUMBER | {type(None)}
+            and _types(itertools.chain.from_iterable(flags)) <= _FLAG and set(itertools.chain.from_iterable(flags)) <= {0, 1}):
         return None
     bbox = np.fromiter(itertools.chain.from_iterable(box), np.float64, 4 * n).reshape(n, 4)
     area_np = np.array([np.nan if a is None else a for a in area], np.float64).reshape(n)
@@ -232,8 +234,17 @@ def _parse_annotation(ann: Any, what: str):
     area = ann.get("area", box[2] * box[3])
     if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0:
         raise ValueError(f"{what}: area must be a finite number >= 0, got {shown(area)}")
-    flags = (bool(ann.get("iscrowd", 0)), bool(ann.get("difficult", 0)))
+    flags = tuple(_flag_field(ann, key, what) for key in ("iscrowd", "difficult"))
     return box, float(area), flags, image_id, category_id
+
+
+def _flag_field(ann: dict, key: str, what: str) -> bool:
+    """``iscrowd`` / ``difficult``: 0 or 1 (JSON true / false), absent 0; the rule of the COCO
+    and VOC readers ("yes", "0", 2 are errors, not flags)."""
+    value = ann.get(key, 0)
+    if type(value) not in _FLAG or value not in (0, 1):
+        raise ValueError(f"{what}: {key} must be 0 or 1, got {shown(value)}")
+    return bool(value)
 
 
 def _parse_bbox(value: Any, what: str) -> list[float]:
