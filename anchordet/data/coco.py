@@ -89,6 +89,7 @@ def _records_of(data: dict, annotation_file: str | os.PathLike, images_dir: str 
                              root)
         records.append(record)
         images.setdefault(record.image_id, record)  # a duplicate id is reported by check_records
+    image_of_annotation: dict[int, int] = {}  # annotation id -> image id: evaluation tells objects apart by id
     for i, ann in enumerate(data["annotations"]):
         parsed = _parse_coco_annotation(i, ann, source)
         if isinstance(parsed, Problem):
@@ -96,7 +97,13 @@ def _records_of(data: dict, annotation_file: str | os.PathLike, images_dir: str 
         elif ann["image_id"] not in images:
             problems.append(Problem("unknown-image-id", source, ann["image_id"], parsed.name,
                                     f"annotation's image_id {ann['image_id']} is not in 'images'"))
+        elif parsed.annotation_id is not None and parsed.annotation_id in image_of_annotation:
+            first = image_of_annotation[parsed.annotation_id]
+            problems.append(Problem("duplicate-annotation-id", source, ann["image_id"], parsed.name,
+                                    f"annotation id {parsed.annotation_id} is used twice (first in image {first})"))
         else:
+            if parsed.annotation_id is not None:
+                image_of_annotation[parsed.annotation_id] = ann["image_id"]
             images[ann["image_id"]].annotations.append(parsed)
     return RecordSet(records, names, ids, {cid: k for k, cid in enumerate(ids)}, False, problems)
 

@@ -60,9 +60,9 @@ class Problem:
         return f"{', '.join(where)}: {self.message}"
 
 
-PROBLEM_KINDS = ("malformed", "outside-dataset", "missing-image", "unreadable-image", "size-mismatch", "duplicate-image-id",
-                 "unknown-image-id", "non-finite-box", "degenerate-box", "box-outside-image",
-                 "unknown-category")
+PROBLEM_KINDS = ("malformed", "outside-dataset", "missing-image", "unreadable-image", "size-mismatch",
+                 "duplicate-image-id", "duplicate-annotation-id", "unknown-image-id", "non-finite-box",
+                 "degenerate-box", "box-outside-image", "unknown-category")
 
 
 @dataclass
