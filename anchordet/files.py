@@ -1,9 +1,16 @@
-"""Reading JSON fast, and writing files so that a crash, a full disk or Ctrl-C never leaves half
-a file behind.
+"""Reading JSON fast and YAML within bounds, and writing files so that a crash, a full disk or
+Ctrl-C never leaves half a file behind.
 
 ``load_json`` reads the large JSON files users give (COCO annotation files of hundreds of MB,
 results files of 500k entries) with orjson when it is installed, with the garbage collector
 paused: the collector's passes over half a million fresh dicts cost more than the parse itself.
+A file nested deeper than the parsers go (about 1000 levels) is one line, not a RecursionError.
+
+``load_yaml`` reads the small YAML files users write (dataset descriptions, configs) with
+bounds on size, nesting and alias expansion: a 337-byte "billion laughs" file of nested
+``&anchor`` / ``*alias`` lists expands to billions of values (6 GB and a 2 GB error line when
+anything walks it), so the expanded size is counted on the parsed node graph before any Python
+object is built.
 
 Every file a command writes goes through ``atomic_write``: the data goes to a temporary file in
 the same folder, is flushed and fsynced, then renamed over the target (a rename within one
@@ -26,12 +33,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import yaml
+
 from anchordet.errors import UserError
 
 try:
     import orjson
 except ImportError:  # optional speed-up: the standard library parses the same files
     orjson = None
+
+# Dataset YAMLs and configs are a few kB; the largest real one (an ultralytics YAML naming 1000
+# ImageNet classes) has about 1000 values, 3 levels deep.
+MAX_YAML_BYTES = 16 * 2**20
+MAX_YAML_VALUES = 1_000_000  # after alias expansion
+MAX_YAML_DEPTH = 100
 
 
 @contextlib.contextmanager
@@ -66,6 +81,91 @@ def load_json(path: str | Path) -> Any:
             raise UserError(f"{path}: malformed JSON: {exc}") from None
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not UTF-8 text: {exc}") from None
+        except RecursionError:  # orjson stops at 1024 levels, the standard library near 1000
+            raise UserError(f"{path}: JSON nested more than about 1000 levels deep (a COCO or results file "
+                            "has 4): not read") from None
+
+
+def load_yaml_file(path: str | Path, error: type[UserError] = UserError) -> Any:
+    """A YAML file read with ``load_yaml``'s bounds, its size checked before it is read; a file
+    that is not UTF-8 is ``error`` too."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise error(f"{path}: {size} bytes of YAML; a dataset description or config is a few kB "
+                    f"(at most {MAX_YAML_BYTES})")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return load_yaml(text, path, error)
+
+
+def load_yaml(text: str, source: str | Path, error: type[UserError] = UserError) -> Any:
+    """``yaml.safe_load(text)`` within bounds: at most ``MAX_YAML_BYTES`` of text,
+    ``MAX_YAML_DEPTH`` levels and ``MAX_YAML_VALUES`` values once aliases are expanded (a
+    recursive alias, ``&a [*a]``, never ends: refused too). Every error is ``error`` (a
+    ``UserError``), one line naming ``source``."""
+    if len(text) > MAX_YAML_BYTES:
+        raise error(f"{source}: {len(text)} characters of YAML; a dataset description or config is a few kB "
+                    f"(at most {MAX_YAML_BYTES})")
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)
+    except _YamlTooLarge as exc:
+        raise error(f"{source}: {exc}: refused") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: not valid YAML ({' '.join(str(exc).split())})") from None
+
+
+class _YamlTooLarge(Exception):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts nesting while composing and the expanded size of the composed
+    node graph (aliases share nodes there, so the count is linear in the file) before
+    constructing anything."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _YamlTooLarge(f"YAML nested more than {MAX_YAML_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _expanded_values(node, {}, set())
+        return node
+
+
+def _expanded_values(node: yaml.Node, counted: dict[int, int], open_nodes: set[int]) -> int:
+    """Values in ``node`` with every alias expanded; raises _YamlTooLarge past MAX_YAML_VALUES or
+    on a node that contains itself. Recursion depth is bounded by MAX_YAML_DEPTH."""
+    key = id(node)
+    if key in counted:
+        return counted[key]
+    if key in open_nodes:
+        raise _YamlTooLarge("YAML alias refers to a node that contains it (an endless value)")
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    open_nodes.add(key)
+    children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+    total = 1
+    for child in children:
+        total += _expanded_values(child, counted, open_nodes)
+        if total > MAX_YAML_VALUES:
+            raise _YamlTooLarge(f"YAML expands to more than {MAX_YAML_VALUES} values through its aliases "
+                                "(*name repeats what &name marks)")
+    open_nodes.discard(key)
+    counted[key] = total
+    return total
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
