@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.config.schema import ModelConfig
-from anchordet.errors import UserError
+from anchordet.errors import UserError, torch_load_refusal
 
 PROBE_SIZE = (256, 256)  # input size at which the anchors of the two models are compared
 
@@ -138,9 +138,8 @@ def _read_torch_file(path: Path) -> SourceWeights:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses pickles that would run code
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: refused to load: not a plain weights file or checkpoint (read with "
-                        f"weights_only=True; {first})") from exc
+        raise UserError(f"{path}: refused to load: not a plain weights file or checkpoint (anchordet never runs "
+                        f"pickled code; {torch_load_refusal(exc)})") from exc
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a state dict or an anchordet checkpoint, found {type(state).__name__}")
     if "model" in state and "config" in state and isinstance(state["model"], dict):  # an anchordet checkpoint
