@@ -10,8 +10,9 @@ import torch
 
 from anchordet.backbones.weights import load_state_dict_file
 from anchordet.config.schema import ModelConfig
-from anchordet.engine.checkpoint import canonical_safetensors, load_checkpoint, read_model_config, save_weights
+from anchordet.engine.checkpoint import load_checkpoint
 from anchordet.engine.init_weights import read_source
+from anchordet.weights_file import canonical_safetensors, read_model_config, read_weights, save_weights
 from anchordet.errors import UserError
 from tests.helpers import TINY_RETINANET
 
@@ -51,7 +52,7 @@ class _RunsCode:
         return (os.system, ("echo pwned > /dev/null",))
 
 
-@pytest.mark.parametrize("reader", [load_checkpoint, load_state_dict_file, read_source])
+@pytest.mark.parametrize("reader", [load_checkpoint, load_state_dict_file, read_source, read_weights])
 def test_the_pickle_refusal_does_not_pass_on_torchs_advice(tmp_path, reader):
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "config": {}, "payload": _RunsCode()}, path)
