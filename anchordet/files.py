@@ -189,10 +189,30 @@ def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            write(f)
+            try:
+                write(f)
+            except Exception as exc:
+                # torch.save reports a failed write (ENOSPC) as RuntimeError("[enforce fail at
+                # inline_container.cc ...] unexpected pos"), the OSError only as its context: the
+                # OSError is the error (one line naming the target; the previous file stays).
+                cause = os_error_behind(exc)
+                if cause is None:
+                    raise
+                raise cause from None
             f.flush()
             os.fsync(f.fileno())
     return path
+
+
+def os_error_behind(exc: BaseException) -> OSError | None:
+    """The ``OSError`` that ``exc`` is, or that it was raised from or while handling (None if none)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @contextlib.contextmanager
