@@ -51,3 +51,17 @@ def _shown(value, limit: int, levels: int) -> str:
     if isinstance(value, (str, bytes)) and len(value) > limit:
         return repr(value[:limit]) + "..."
     return repr(value)
+
+
+def torch_load_refusal(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, for a one-line message: torch's
+    text without its advice to re-run with ``weights_only=False`` ("will likely succeed"), which
+    would run the code a hostile file carries. Keeps what the file held ("Trying to load
+    unsupported GLOBAL posix.system ...") or why it is damaged (a truncated zip)."""
+    paragraphs = [" ".join(p.split()) for p in str(exc).split("\n\n") if p.strip()]
+    kept = [p for p in paragraphs if "weights_only" not in p]
+    if not kept:
+        return f"{type(exc).__name__}: it holds Python objects that would run code when loaded"
+    first = kept[0]
+    sentence = first.split(". ")[0].rstrip(".")  # torch's further sentences are advice
+    return f"{type(exc).__name__}: {sentence}"

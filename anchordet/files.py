@@ -17,6 +17,10 @@ the same folder, is flushed and fsynced, then renamed over the target (a rename 
 file system is atomic). Writers that want a file name rather than a file object (ONNX export)
 use ``atomic_path``. Torch-free, so torch-free commands can use it.
 
+A writer holds an exclusive ``flock`` on its temporary file while it writes; the OS drops it when
+the process dies, ``kill -9`` included, so ``remove_stale_temp_files`` (run by the next command
+writing to that folder) can tell an orphan (unlocked) from a live writer's file (locked).
+
 The file gets the permissions an ordinary ``open(path, "w")`` would give it: those of the file
 it replaces, else ``0o666`` minus the umask (``tempfile.mkstemp`` alone makes it ``0o600``).
 An ``OSError`` (read-only folder, full disk, a file where a folder should be) names the target
@@ -28,8 +32,10 @@ import contextlib
 import gc
 import json
 import os
+import re
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -41,6 +47,16 @@ try:
     import orjson
 except ImportError:  # optional speed-up: the standard library parses the same files
     orjson = None
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: temporary files are then never taken for stale
+    fcntl = None
+
+# The temporary files of our writers: ".<target name>.<8 characters of mkstemp>.tmp", and
+# ".<stem>.<8>.tmp.<suffix>" for videos (FFmpeg picks the format by the suffix).
+TEMP_FILE_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+STALE_AFTER_S = 2.0  # younger files are left alone: a writer locks its file just after creating it
 
 # Dataset YAMLs and configs are a few kB; the largest real one (an ultralytics YAML naming 1000
 # ImageNet classes) has about 1000 values, 3 levels deep.
@@ -173,10 +189,30 @@ def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            write(f)
+            try:
+                write(f)
+            except Exception as exc:
+                # torch.save reports a failed write (ENOSPC) as RuntimeError("[enforce fail at
+                # inline_container.cc ...] unexpected pos"), the OSError only as its context: the
+                # OSError is the error (one line naming the target; the previous file stays).
+                cause = os_error_behind(exc)
+                if cause is None:
+                    raise
+                raise cause from None
             f.flush()
             os.fsync(f.fileno())
     return path
+
+
+def os_error_behind(exc: BaseException) -> OSError | None:
+    """The ``OSError`` that ``exc`` is, or that it was raised from or while handling (None if none)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -185,11 +221,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     exception the file is fsynced, given ``path``'s permissions and renamed over ``path``;
     otherwise it is removed and ``path`` is left as it was."""
     path = Path(path)
-    tmp_name = None
+    tmp_name, fd = None, None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        lock_temp_file(fd)  # held until the rename: the file is not stale while we live
         yield Path(tmp_name)
         _fsync_file(tmp_name)
         os.chmod(tmp_name, target_mode(path))
@@ -200,7 +236,48 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
+        if fd is not None:
+            os.close(fd)
     _fsync_directory(path.parent)
+
+
+def lock_temp_file(fd: int) -> None:
+    """Mark a fresh temporary file as being written (an exclusive ``flock`` on ``fd``, kept
+    until ``fd`` is closed; the OS releases it when the process dies)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a file system without locks: the file may later be taken for stale
+            pass
+
+
+def remove_stale_temp_files(folder: str | Path, min_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the temporary files of our naming (``TEMP_FILE_NAME``) in ``folder`` that no live
+    writer holds: what a killed command (``kill -9``, a power cut) left behind. A file younger
+    than ``min_age_s`` or locked by a writer is kept. Returns the removed files."""
+    if fcntl is None:
+        return []
+    try:
+        entries = [e for e in os.scandir(folder) if TEMP_FILE_NAME.match(e.name) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+    removed, now = [], time.time()
+    for entry in entries:
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a live writer holds it
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -291,6 +368,7 @@ class AtomicJsonListWriter:
             fd, self._tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         except OSError as exc:
             raise _naming(exc, self.path, None) from exc
+        lock_temp_file(fd)  # released when the file is closed (or the process dies)
         self._file = os.fdopen(fd, "w", encoding="utf-8")
         self._file.write("[")
         self.count = 0

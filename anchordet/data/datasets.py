@@ -121,14 +121,16 @@ class RecordDataset(Dataset):
 
     def _readable(self, index: int):
         """(record, decoded image) of ``index``; when skipping unreadable images, of the next one
-        that decodes (deterministic, so a resumed run reads the same)."""
+        that decodes (deterministic, so a resumed run reads the same). A file that became
+        unreadable or went missing since the dataset was checked is an ``ImageReadError`` naming
+        the annotation file, the image id and the file."""
         for step in range(len(self.records.images)):
             record = self.records.images[(index + step) % len(self.records.images)]
             try:
                 return record, load_image(record.path)
-            except ImageReadError as exc:
+            except (ImageReadError, FileNotFoundError) as exc:
                 if not self.skip_unreadable:
-                    raise
+                    raise ImageReadError(f"{record.source}, image {record.image_id}: {exc}") from exc
                 self.skipped_images += 1
                 warnings.warn(f"skipped: {record.source}, image {record.image_id}: {exc} (unreadable images "
                               f"skipped so far: {self.skipped_images})", InputSkipped, stacklevel=2)
