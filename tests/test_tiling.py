@@ -147,7 +147,7 @@ def faster_rcnn_weights(path):
     import json
 
     from anchordet.config.schema import ModelConfig
-    from anchordet.engine.checkpoint import save_weights
+    from anchordet.weights_file import save_weights
 
     config = ModelConfig("faster_rcnn_resnet_c4", dict(
         depth=18, num_classes=10, backbone_width=8, roi_pool="align", roi_output_size=6, anchor_sizes=[16, 32, 64],
