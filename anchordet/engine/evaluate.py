@@ -48,6 +48,8 @@ def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size:
                     size_divisible: int = 32, should_stop: Callable[[], bool] | None = None,
                     progress: bool = False) -> list[dict]:
     """This process's share of ``dataset`` through ``model.predict``, as COCO results (original pixels).
+    ``model``: a detector, or any object with its ``predict(images) -> list[Detections]`` (an
+    ``anchordet.backends.Backend``: an exported file).
 
     ``should_stop`` is called before each global batch and after the last, the same number of
     times in every process (so it may hold a collective); True raises ``EvaluationCancelled``.
@@ -62,8 +64,9 @@ def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size:
     bar = Progress(steps, "evaluating", every=100, end_line=False, enabled=progress)
     batches = iter(loader)
     results = []
-    was_training = model.training
-    model.eval()
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
     try:
         for _ in range(steps):
             _check(should_stop)
@@ -74,7 +77,8 @@ def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size:
         _check(should_stop)
     finally:
         bar.close()
-        model.train(was_training)
+        if isinstance(model, nn.Module):
+            model.train(was_training)
     return results
 
 
