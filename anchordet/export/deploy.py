@@ -14,6 +14,8 @@ Both calibrate on graph feeds (``export.calibration.calibration_inputs``).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -53,6 +55,19 @@ def export_openvino(onnx_path: str | Path, xml_path: str | Path, metadata: dict[
     return xml_path
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs advice on the root logger (pre-processing, bias initializers)
+    for every run; the export's own lines say what happened."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: Sequence[dict[str, np.ndarray]],
                   metadata: dict[str, str]) -> Path:
     """``onnx_path`` quantized to INT8 (QDQ) into ``out_path`` (see the module docstring), with
@@ -72,7 +87,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: Sequ
     if not calibration:
         raise UserError("--int8 needs calibration images (--calib DATA.yaml)")
     out_path = Path(out_path)
-    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=out_path.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=out_path.parent) as tmp, _quiet_root_logger():
         staged = Path(tmp) / "model.onnx"
         quantize_static(str(onnx_path), str(staged), Reader(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["Conv"], per_channel=True, activation_type=QuantType.QUInt8,
