@@ -109,17 +109,16 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
 
     Args:
         device: "cpu", "cuda", "cuda:N", a ``torch.device``; None or "auto": CUDA when available
-            (exported files run on the CPU).
+            (exported files: the CPU).
         min_size, max_size: override the keep-ratio eval resize of the weights file (refused for
             fixed-size models such as SSD, whose input side is part of the architecture).
         precision: "fp32", "bf16" (CPUs with AVX512_BF16 / AMX, GPUs) or "fp16" (GPUs): the
             network's arithmetic; post-processing stays fp32. Falls back to fp32 with one line
-            where the device lacks it (``anchordet.engine.precision``). OpenVINO: fp32 or bf16
+            where the device lacks it (``anchordet.runtime.precision``). OpenVINO: fp32 or bf16
             (its inference precision hint); onnxruntime: the file's own.
         channels_last, fold_bn: "auto" (where measured faster), True or False
-            (``anchordet.engine.acceleration``); both change results by float rounding only.
-        backend: None (by the file: weights run in torch, .onnx in onnxruntime, .xml in
-            OpenVINO), or "openvino" to run an .onnx file in OpenVINO.
+            (``anchordet.runtime.acceleration``); both change results by float rounding only.
+        backend: None (by the suffix: .onnx onnxruntime, .xml OpenVINO) or "openvino" for an .onnx.
         threads: CPU threads of an exported file's runtime (None: the runtime's default).
     """
     from anchordet.backends import backend_for_file, open_exported
@@ -127,28 +126,25 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
     if backend_for_file(path, backend) is not None:
         runner = open_exported(path, backend, precision=precision, threads=threads)
         return Predictor(runner, runner.info.settings, "cpu", min_size=min_size, max_size=max_size, source=str(path))
-    from anchordet.engine.acceleration import accelerate_for_inference
-    from anchordet.engine.checkpoint import load_detector, read_inference_settings
+    from anchordet.runtime.acceleration import accelerate_for_inference
     from anchordet.devices import resolve_device
+    from anchordet.weights_file import load_detector
 
     torch_device = resolve_device("auto" if device is None else str(device))
-    model, model_config = load_detector(path, torch_device)
+    model, read = load_detector(path, torch_device)
     accelerate_for_inference(model, torch_device, precision, channels_last, fold_bn)
-    settings = read_inference_settings(path, model_config.num_classes)
-    return Predictor(model, settings, torch_device, min_size=min_size, max_size=max_size, source=str(path),
-                     num_classes=model_config.num_classes)
+    return Predictor(model, read.inference, torch_device, min_size=min_size, max_size=max_size, source=str(path),
+                     num_classes=read.model_config.num_classes)
 
 
 class Predictor:
-    """A detector (or an exported file) plus its eval resize and class names (see the module
-    docstring). ``backend`` runs the network on a resized batch (``anchordet.backends``: torch,
-    onnxruntime, OpenVINO); everything else here is the same for all of them."""
+    """A detector or exported file (``backend``: torch, onnxruntime, OpenVINO; ``anchordet.backends``)
+    plus its eval resize and class names (see the module docstring)."""
 
     def __init__(self, model: "torch.nn.Module | Backend", settings: InferenceSettings = InferenceSettings(),
                  device: torch.device | str = "cpu", *,
                  min_size: int | None = None, max_size: int | None = None, source: str = "model",
                  num_classes: int | None = None):
-        """model: a detector (run in eager PyTorch) or a ``Backend``."""
         from anchordet.backends import Backend, TorchBackend
 
         self.backend = model if isinstance(model, Backend) else TorchBackend(model, device)
@@ -281,10 +277,8 @@ class Predictor:
 
     @torch.inference_mode()
     def detect_batch(self, originals: list[Tensor], options: _Options) -> list[Detections]:
-        """One batch: (3, H_i, W_i) float images in [0, 1] (whole images, video frames, tiles)
-        -> their ``Detections`` in their own pixels. Resize as evaluated, run the backend on the
-        batch (``Backend.predict``: detections in resized pixels), map back to each original;
-        then the options' filters (``options``: from ``Predictor.options``)."""
+        """(3, H_i, W_i) float images in [0, 1] (images, frames, tiles) -> ``Detections`` in their own
+        pixels: resize as evaluated, ``backend.predict`` the batch, map back, ``options``' filters."""
         from anchordet.postprocess.rescale import rescale_detections
 
         resized = [self.transform(image, Targets())[0] if self.transform else image for image in originals]
@@ -307,8 +301,6 @@ class Predictor:
             changes["max_detections"] = _UNCAPPED  # cut after the class filter and agnostic NMS
         if not changes:
             return None
-        if post is None or not dataclasses.is_dataclass(post):
-            raise UserError(f"{self.source} has no adjustable post-processing")
         return dataclasses.replace(post, **changes)
 
     def _max_detections(self, options: _Options) -> int:

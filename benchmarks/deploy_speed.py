@@ -10,7 +10,7 @@ pixels), anchordet eager fp32 / bf16 (``anchordet.load``'s set-up: BN folded, ch
 measured faster), and each exported file through its backend (OpenVINO once in fp32 and once in
 bf16 as its inference precision). Every row times one ``predict`` of an already resized batch
 (network and post-processing), A, B, C, A, B, C, ... after one warm-up call each
-(``anchordet.engine.backend_benchmark``). All runtimes get ``--threads`` threads (torch
+(``anchordet.runtime.backend_benchmark``). All runtimes get ``--threads`` threads (torch
 ``set_num_threads``, onnxruntime ``intra_op_num_threads``, OpenVINO ``INFERENCE_NUM_THREADS``).
 Without ``--torchvision`` the reference is anchordet's eager fp32 row.
 """
@@ -56,10 +56,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from anchordet.backends import TorchBackend, open_exported
-    from anchordet.engine import backend_benchmark as BB
-    from anchordet.engine.acceleration import accelerate_for_inference
-    from anchordet.engine.benchmark import machine_info
-    from anchordet.engine.checkpoint import load_detector
+    from anchordet.runtime import backend_benchmark as BB
+    from anchordet.runtime.acceleration import accelerate_for_inference
+    from anchordet.runtime.benchmark import machine_info
+    from anchordet.weights_file import load_detector
 
     size = tuple(args.size)
     rows_of = []

@@ -77,9 +77,8 @@ class TorchBackend(Backend):
         self.device = torch.device(device)
         self.precision = precision
         self.num_classes = int(model.num_classes)
-        self.size_divisible = int(getattr(model, "size_divisible", 1))
-        self.postprocess = getattr(model, "postprocess", None)
-        self.adjustable = self.postprocess is not None and dataclasses.is_dataclass(self.postprocess)
+        self.size_divisible = int(model.size_divisible)
+        self.postprocess = model.postprocess
 
     def predict(self, images, postprocess=None) -> list[Detections]:
         if isinstance(images, (list, tuple)):
@@ -150,7 +149,9 @@ class ExportedBackend(Backend):
         self.file_precision = info.precision
         self.image_shape = input_shapes["images"]
         if info.outputs == "raw":
-            if not hasattr(self.detector, "score_kind"):
+            from anchordet.detectors.base import DenseDetector
+
+            if not isinstance(self.detector, DenseDetector):
                 raise UserError(f"{info.path}: this {type(self.detector).__name__} file holds the network's first stage "
                                 f"only (exported without --postprocess); export it with --postprocess to predict")
             self.postprocess = self.detector.postprocess
@@ -202,20 +203,14 @@ class ExportedBackend(Backend):
         return detections
 
     def _anchors_per_level(self, padded: tuple[int, int]) -> list[int]:
-        """A_l of each level for this input size (RetinaNet's per-level top-k needs them; SSD's
-        softmax rule does not): feature sizes from a shape-only forward of the meta detector."""
+        """A_l of each level for this input size (RetinaNet's per-level top-k needs them): feature
+        sizes from a shape-only forward of the meta detector, anchors as its ``forward`` makes them."""
         if padded not in self._level_counts:
             from anchordet.ops.meta import feature_map_sizes
 
-            det = self.detector
-            generator = getattr(det, "anchor_generator", None)
-            if generator is None:
-                self._level_counts[padded] = []
-            else:
-                sizes = feature_map_sizes([det.backbone, det.fpn], padded)
-                self._level_counts[padded] = [h * w * generator.num_anchors_per_location for h, w in sizes]
-        counts = self._level_counts[padded]
-        return counts
+            sizes = feature_map_sizes(self.detector.feature_modules(), padded)
+            self._level_counts[padded] = [len(a) for a in self.detector.anchors_for(sizes, padded, torch.device("cpu"))]
+        return self._level_counts[padded]
 
     def _fit_size(self, batch: ImageBatch) -> Tensor:
         """The batch padded to the graph's static height and width, if it has them."""

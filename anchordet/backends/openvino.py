@@ -46,7 +46,7 @@ class OpenVinoBackend(ExportedBackend):
         if precision not in _HINTS:
             raise UserError(f"{path}: OpenVINO runs on the CPU in fp32 or bf16, not {precision}")
         if precision == "bf16":
-            from anchordet.engine.precision import cpu_has_native_bf16
+            from anchordet.runtime.precision import cpu_has_native_bf16
 
             if not cpu_has_native_bf16():
                 raise UserError(f"{path}: bf16 needs a CPU with AVX512_BF16 or AMX")

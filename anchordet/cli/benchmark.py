@@ -57,7 +57,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import torch
 
-    from anchordet.engine import benchmark as B
+    from anchordet.runtime import benchmark as B
     from anchordet.devices import resolve_device
 
     if args.threads:
@@ -101,16 +101,16 @@ def _exported(path: str | None) -> bool:
 
 
 def _run_backends(args) -> int:
-    """The backends of --weights and --compare side by side (``engine.backend_benchmark``)."""
+    """The backends of --weights and --compare side by side (``runtime.backend_benchmark``)."""
     import copy
 
     import torch
 
     from anchordet.backends import TorchBackend, open_exported
-    from anchordet.engine import backend_benchmark as BB
-    from anchordet.engine.acceleration import accelerate_for_inference
-    from anchordet.engine.benchmark import machine_info
-    from anchordet.engine.precision import resolve_precision
+    from anchordet.runtime import backend_benchmark as BB
+    from anchordet.runtime.acceleration import accelerate_for_inference
+    from anchordet.runtime.benchmark import machine_info
+    from anchordet.runtime.precision import resolve_precision
 
     if args.config or "train" in args.mode:
         raise UserError("exported files are compared in --mode infer, with --weights (a weights file or an exported file)")
@@ -160,11 +160,10 @@ def _torch_model(weights: str | None, exported):
     from anchordet.config.schema import ModelConfig
 
     if weights is not None:
-        from anchordet.engine.checkpoint import load_detector, read_inference_settings
+        from anchordet.weights_file import load_detector
 
-        model, _ = load_detector(weights)
-        settings = read_inference_settings(weights)
-        source = weights
+        model, read = load_detector(weights)
+        settings, source = read.inference, weights
     else:
         config = exported.info.model_config
         model = ModelConfig(config.factory, {k: v for k, v in config.args.items() if k != "backbone_weights"}).build()
@@ -191,13 +190,11 @@ def _model(args):
     if args.weights:
         if args.overrides:
             raise UserError("--set applies to --config (a weights file carries its own model)")
-        from anchordet.engine.checkpoint import load_detector, read_inference_settings
+        from anchordet.weights_file import load_detector
 
-        model, _ = load_detector(args.weights)
-        settings = read_inference_settings(args.weights)
-        values = {"eval_transform": settings.eval_transform, "min_size": settings.min_size,
-                  "fixed_size": settings.fixed_size}
-        return model, args.weights, tuple(args.size) if args.size else _size(model, values)
+        model, read = load_detector(args.weights)
+        settings = read.inference.to_dict()
+        return model, args.weights, tuple(args.size) if args.size else _size(model, settings)
     from anchordet.cli.common import load_config_or_fail
     from anchordet.config.schema import ModelConfig
 
@@ -211,8 +208,8 @@ def _model(args):
 
 
 def _size(model, settings: dict) -> tuple[int, int]:
-    if getattr(model, "image_size", None):  # SSD takes its one size
-        return int(model.image_size), int(model.image_size)
+    if model.fixed_size is not None:  # SSD takes its one size
+        return model.fixed_size, model.fixed_size
     if settings.get("eval_transform") == "fixed" and settings.get("fixed_size"):
         return int(settings["fixed_size"]), int(settings["fixed_size"])
     if settings.get("min_size"):

@@ -129,17 +129,31 @@ def _export_onnx_or_openvino(model, config, settings, size, path: Path, args) ->
 
 
 def _check_size(model, size: tuple[int, int]) -> None:
-    side = getattr(model, "image_size", None)
-    if side and tuple(size) != (side, side):
-        raise UserError(f"--size {size[0]} {size[1]}: this SSD takes {side} x {side} inputs")
-    step = getattr(model, "size_divisible", 1)
+    side = model.fixed_size
+    if side is not None and tuple(size) != (side, side):
+        raise UserError(f"--size {size[0]} {size[1]}: this {type(model).__name__} takes {side} x {side} inputs")
+    step = model.size_divisible
     if any(s % step for s in size):
         raise UserError(f"--size {size[0]} {size[1]}: sides must be multiples of {step} for this model")
 
 
+# --check's tolerance: |exported - eager| <= CHECK_ATOL + CHECK_RTOL * (the output's largest |value|).
+# float32 error grows with the magnitude of what is summed, not with each element: at 800 px the
+# R50-C4 features reach 112 and eager float32 is itself 8.6e-05 from float64 there while
+# onnxruntime is 6.5e-05 from it (benchmarks/onnx_check_error.py, BENCHMARKS.md), so a fixed 1e-4
+# failed a faithful export. 1e-5 of the scale is ~10x the float32-vs-float64 error measured
+# (7.7e-07 of it); anything the export drifts by (a dropped op, a wrong constant) is far larger.
+CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-5
+
+
+def check_tolerance(scale: float) -> float:
+    """The largest difference --check accepts for an output whose largest |value| is ``scale``."""
+    return CHECK_ATOL + CHECK_RTOL * scale
+
+
 def _check(model, path, args, size) -> int:
     """Compare the exported file with eager PyTorch on random images (``forward``, or ``predict``
-    with --postprocess); exit 1 beyond 1e-4."""
+    with --postprocess); exit 1 when an output differs by more than ``check_tolerance`` of its scale."""
     import numpy as np
     import torch
 
@@ -159,16 +173,25 @@ def _check(model, path, args, size) -> int:
         got = [torch.from_numpy(v) for v in session.run(None, feed)]
     if args.postprocess:
         expected = _flatten(model.predict(images))
-        worst = _detections_difference(got, expected)
+        differences = [(_detections_difference(got, expected), _scale(expected[0]))]  # the boxes, in pixels
     else:
         with torch.no_grad():
             expected = list(model(images))[: len(got)]
         if any(g.shape != e.shape for g, e in zip(got, expected)):
             print(f"check: FAILED, shapes {[tuple(g.shape) for g in got]} vs eager {[tuple(e.shape) for e in expected]}")
             return 1
-        worst = max(((g.double() - e.double()).abs().max().item() if g.numel() else 0.0) for g, e in zip(got, expected))
-    print(f"check: largest difference from eager PyTorch {worst:.3g} ({'ok' if worst <= 1e-4 else 'FAILED'})")
-    return 0 if worst <= 1e-4 else 1
+        differences = [((g.double() - e.double()).abs().max().item() if g.numel() else 0.0, _scale(e))
+                       for g, e in zip(got, expected)]
+    worst, scale = max(differences, key=lambda d: d[0] / check_tolerance(d[1]))
+    ok = all(d <= check_tolerance(s) for d, s in differences)
+    print(f"check: largest difference from eager PyTorch {worst:.3g} on values up to {scale:.3g} (tolerance "
+          f"{check_tolerance(scale):.3g} = {CHECK_ATOL:g} + {CHECK_RTOL:g} x that) ({'ok' if ok else 'FAILED'})")
+    return 0 if ok else 1
+
+
+def _scale(values) -> float:
+    """The largest |value| of an output (0 for an empty one)."""
+    return float(values.abs().max()) if values.numel() else 0.0
 
 
 def _check_backend(model, path, args, size) -> int:

@@ -6,7 +6,7 @@ class names and category ids: ``anchordet.config.inference.InferenceSettings``).
 write a file, so both are input like any other: every value is checked (type, range, length)
 and a bad one is a ``UserError`` of one line naming the file and the field. Bounds keep a bad
 file from allocating what no real model needs (``MAX_PARAMETERS`` is checked on the meta device
-by ``anchordet.engine.checkpoint.load_detector``). Torch-free.
+by ``anchordet.weights_file.build_detector``). Torch-free.
 """
 from __future__ import annotations
 

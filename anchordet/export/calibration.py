@@ -26,10 +26,9 @@ def calibration_inputs(data: str, settings, count: int, size_divisible: int, pos
         digits_images: for "digits", the number of training scenes to generate from (default:
             the settings' own, or ``count``).
     """
-    from anchordet.config.schema import DataConfig, DigitsOptions
-    from anchordet.data.spec import build_dataset
+    from anchordet.config.schema import DigitsOptions
+    from anchordet.data.spec import build_dataset, digits_spec, load_dataset_spec
     from anchordet.data.transforms import build_transforms
-    from anchordet.engine.data import dataset_spec
 
     if count < 1:
         raise UserError(f"--calib-images must be >= 1, got {count}")
@@ -38,7 +37,7 @@ def calibration_inputs(data: str, settings, count: int, size_divisible: int, pos
         import dataclasses
 
         digits = dataclasses.replace(digits, num_train=digits_images or count)
-    spec = dataset_spec(DataConfig(dataset=data, digits=digits))
+    spec = digits_spec(digits) if data == "digits" else load_dataset_spec(data)
     dataset = build_dataset(spec, split="train", transforms=build_transforms(settings, train=False))
     if len(dataset) == 0:
         raise UserError(f"{data}: its training split has no images to calibrate on")

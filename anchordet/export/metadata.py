@@ -31,7 +31,7 @@ def export_metadata(detector: nn.Module, model_config, inference: dict[str, str]
     """The metadata entries of an export of ``detector`` (``model_config``: its ``ModelConfig``;
     ``inference``: ``InferenceSettings.to_metadata()``)."""
     values = {MODEL: json.dumps({"factory": model_config.factory, **model_config.args}),
-              SIZE_DIVISIBLE: str(getattr(detector, "size_divisible", 1)),
+              SIZE_DIVISIBLE: str(detector.size_divisible),
               OUTPUTS: "detections" if postprocess else "raw", PRECISION: precision, **(inference or {})}
     if postprocess:
         values[POSTPROCESS] = json.dumps(graph_postprocess(detector))
@@ -41,7 +41,6 @@ def export_metadata(detector: nn.Module, model_config, inference: dict[str, str]
 def graph_postprocess(detector: nn.Module) -> dict:
     """The post-processing settings an export with NMS inside holds (the detector's own)."""
     settings = {"postprocess": dataclasses.asdict(detector.postprocess)}
-    rpn = getattr(detector, "rpn", None)
-    if rpn is not None:  # Faster R-CNN: the proposal stage is in the graph too
-        settings["proposals"] = dataclasses.asdict(rpn.test_proposals)
+    if detector.family == "faster_rcnn":  # the proposal stage is in the graph too
+        settings["proposals"] = dataclasses.asdict(detector.rpn.test_proposals)
     return settings
