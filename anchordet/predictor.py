@@ -25,68 +25,13 @@ from torch import Tensor
 from anchordet.config.inference import InferenceSettings
 from anchordet.data.image_io import as_image_tensor
 from anchordet.errors import UserError
+from anchordet.prediction import Prediction, Skipped
 from anchordet.structures.targets import Detections, Targets
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # detections kept by the model's own post-processing before ``classes`` and class-agnostic NMS
 # cut them down to ``max_detections`` (the candidates' top-k bounds the count anyway).
 _UNCAPPED = 1_000_000
-
-
-@dataclass
-class Prediction:
-    """The detections of one image, in that image's own pixels.
-
-    Attributes:
-        detections: boxes (N, 4) xyxy float, scores (N,) decreasing, labels (N,) int64 in 0..K-1.
-        class_names: the model's K class names (``class_names[label]``).
-        category_ids: the dataset's category id of each label (COCO results use them).
-        source: the file (or ``"<image N>"`` for in-memory images, ``"<path>#frame N"`` for video).
-        image_size: (height, width) of the image.
-        frame: the frame number for video frames, else None.
-    """
-
-    detections: Detections
-    class_names: Sequence[str]
-    category_ids: Sequence[int]
-    source: str
-    image_size: tuple[int, int]
-    frame: int | None = None
-
-    @property
-    def boxes(self) -> Tensor:
-        return self.detections.boxes
-
-    @property
-    def scores(self) -> Tensor:
-        return self.detections.scores
-
-    @property
-    def labels(self) -> Tensor:
-        return self.detections.labels
-
-    @property
-    def names(self) -> list[str]:
-        """The class name of each detection."""
-        return [self.class_names[int(label)] for label in self.labels]
-
-    def __len__(self) -> int:
-        return len(self.detections)
-
-    def to_coco(self, image_id: int) -> list[dict]:
-        """COCO results ({image_id, category_id, bbox [x, y, w, h], score})."""
-        from anchordet.evaluation import detections_to_coco_results
-
-        d = self.detections
-        return detections_to_coco_results(image_id, d.boxes, d.scores, d.labels, list(self.category_ids))
-
-
-@dataclass
-class Skipped:
-    """An input that could not be read (``Predictor.stream(..., skip_unreadable=True)``)."""
-
-    source: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -100,21 +45,32 @@ class _Options:
 
 def load(path: str | Path, device: str | torch.device | None = None, *, min_size: int | None = None,
          max_size: int | None = None, precision: str = "fp32", channels_last: bool | str = "auto",
-         fold_bn: bool | str = "auto") -> "Predictor":
+         fold_bn: bool | str = "auto", backend: str | None = None, threads: int | None = None) -> "Predictor":
     """A ``Predictor`` for a weights file (``.safetensors`` written by anchordet: a trained run's
-    ``model.safetensors`` / ``best.safetensors``, or ``anchordet convert``'s output) or a training
-    checkpoint (``.pt``, read with ``weights_only=True``).
+    ``model.safetensors`` / ``best.safetensors``, or ``anchordet convert``'s output), a training
+    checkpoint (``.pt``, read with ``weights_only=True``) or a file of ``anchordet export``
+    (``.onnx``: onnxruntime, ``.xml``: OpenVINO IR; see ``anchordet.backends``), which carries the
+    same eval resize, class names and post-processing settings in its metadata.
 
     Args:
-        device: "cpu", "cuda", "cuda:N", a ``torch.device``; None or "auto": CUDA when available.
+        device: "cpu", "cuda", "cuda:N", a ``torch.device``; None or "auto": CUDA when available
+            (exported files: the CPU).
         min_size, max_size: override the keep-ratio eval resize of the weights file (refused for
             fixed-size models such as SSD, whose input side is part of the architecture).
         precision: "fp32", "bf16" (CPUs with AVX512_BF16 / AMX, GPUs) or "fp16" (GPUs): the
             network's arithmetic; post-processing stays fp32. Falls back to fp32 with one line
-            where the device lacks it (``anchordet.runtime.precision``).
+            where the device lacks it (``anchordet.runtime.precision``). OpenVINO: fp32 or bf16
+            (its inference precision hint); onnxruntime: the file's own.
         channels_last, fold_bn: "auto" (where measured faster), True or False
             (``anchordet.runtime.acceleration``); both change results by float rounding only.
+        backend: None (by the suffix: .onnx onnxruntime, .xml OpenVINO) or "openvino" for an .onnx.
+        threads: CPU threads of an exported file's runtime (None: the runtime's default).
     """
+    from anchordet.backends import backend_for_file, open_exported
+
+    if backend_for_file(path, backend) is not None:
+        runner = open_exported(path, backend, precision=precision, threads=threads)
+        return Predictor(runner, runner.info.settings, "cpu", min_size=min_size, max_size=max_size, source=str(path))
     from anchordet.runtime.acceleration import accelerate_for_inference
     from anchordet.devices import resolve_device
     from anchordet.weights_file import load_detector
@@ -127,31 +83,34 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
 
 
 class Predictor:
-    """A detector in eval mode plus its eval resize and class names (see the module docstring)."""
+    """A detector or exported file (``backend``: torch, onnxruntime, OpenVINO; ``anchordet.backends``)
+    plus its eval resize and class names (see the module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, settings: InferenceSettings = InferenceSettings(),
+    def __init__(self, model: "torch.nn.Module | Backend", settings: InferenceSettings = InferenceSettings(),
                  device: torch.device | str = "cpu", *,
                  min_size: int | None = None, max_size: int | None = None, source: str = "model",
                  num_classes: int | None = None):
-        self.model = model.eval()
+        from anchordet.backends import Backend, TorchBackend
+
+        self.backend = model if isinstance(model, Backend) else TorchBackend(model, device)
+        self.model = getattr(self.backend, "model", None)  # the detector; None for an exported file
         self.device = torch.device(device)
         self.source = source
         self.settings = settings
-        num_classes = int(num_classes if num_classes is not None else model.num_classes)
+        num_classes = int(num_classes if num_classes is not None else self.backend.num_classes)
         self.class_names = list(settings.class_names or [str(i) for i in range(num_classes)])
         self.category_ids = [int(c) for c in (settings.category_ids or range(num_classes))]
         self.transform = eval_transform(self.settings, min_size, max_size, source)
 
     @property
     def num_classes(self) -> int:
-        return int(self.model.num_classes)
+        return int(self.backend.num_classes)
 
     # ------------------------------------------------------------------------------- public API
     def predict(self, source: Any, score_thresh: float | None = None, classes: Sequence[int | str] | None = None,
                 nms_thresh: float | None = None, max_detections: int | None = None,
                 class_agnostic_nms: bool = False, batch_size: int = 8, tile: int | None = None,
-                tile_overlap: float = 0.2, tile_merge: str = "nms", tile_full: bool = False,
-                tile_metric: str = "ios", tile_merge_thresh: float = 0.5) -> list[Prediction]:
+                tile_overlap: float = 0.2, **tile_args) -> list[Prediction]:
         """Detect objects in ``source``; one ``Prediction`` per image, in input order.
 
         Args:
@@ -164,40 +123,33 @@ class Predictor:
             max_detections: per image (default: the model's own).
             class_agnostic_nms: after the per-class NMS, also suppress overlapping boxes of
                 different classes (one box per object).
-            batch_size: images per forward pass (tiles, with ``tile``).
-            tile: predict on ``tile`` x ``tile`` windows at the image's own resolution and merge
-                them (``anchordet.tiling``); a TIFF is then read window by window, whatever its
-                size. ``max_detections`` then caps the merged image (default: no cap; each tile
-                keeps the model's own number).
-            tile_overlap: the share of ``tile`` that neighbouring windows have in common.
-            tile_merge: "nms" (keep the best of matching boxes from different tiles) or "nmm"
-                (merge them into their enclosing box, SAHI's greedy NMM).
-            tile_metric, tile_merge_thresh: boxes match when their "ios" (intersection over the
-                smaller box) or "iou" is above the threshold.
-            tile_full: also run the whole image, reduced, for objects larger than a tile.
+            batch_size: images (tiles, with ``tile``) per forward pass.
+            tile, tile_overlap, tile_args: predict on ``tile`` x ``tile`` windows at the image's own
+                resolution, merged across tiles (``anchordet.tiling.tile_options``: ``tile_merge``,
+                ``tile_metric``, ``tile_merge_thresh``, ``tile_full``); ``max_detections`` then
+                caps the merged image. A TIFF is read window by window, at any size.
         Raises:
             UserError naming the input that cannot be read (``stream`` can skip those instead).
         """
-        return [p for p in self.stream(source, score_thresh, classes, nms_thresh, max_detections,
-                                       class_agnostic_nms, batch_size, tile=tile, tile_overlap=tile_overlap,
-                                       tile_merge=tile_merge, tile_full=tile_full, tile_metric=tile_metric,
-                                       tile_merge_thresh=tile_merge_thresh)]
+        return [p for p in self.stream(source, score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms,
+                                       batch_size, tile=tile, tile_overlap=tile_overlap, **tile_args)]
 
     def stream(self, source: Any, score_thresh: float | None = None, classes: Sequence[int | str] | None = None,
                nms_thresh: float | None = None, max_detections: int | None = None,
                class_agnostic_nms: bool = False, batch_size: int = 8,
                skip_unreadable: bool = False, tile: int | None = None, tile_overlap: float = 0.2,
-               tile_merge: str = "nms", tile_full: bool = False, tile_metric: str = "ios",
-               tile_merge_thresh: float = 0.5) -> Iterator[Prediction | Skipped]:
+               **tile_args) -> Iterator[Prediction | Skipped]:
         """``predict`` as a generator: images are read ``batch_size`` at a time and each result
         is yielded as soon as its batch is done, so memory does not grow with the input count.
         ``skip_unreadable``: yield a ``Skipped`` for an unreadable image and go on."""
         options = self.options(score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms)
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
-        tiling = tile_options(tile, tile_overlap, tile_merge, tile_full, tile_metric, tile_merge_thresh, batch_size)
-        if tiling is not None:
-            yield from self._stream_tiled(source, options, tiling, skip_unreadable)
+        if tile is not None:  # one image at a time, each in batches of windows
+            from anchordet.tiling import stream_tiled, tile_options
+
+            tiling = tile_options(tile, tile_overlap, batch_size, **tile_args)
+            yield from stream_tiled(self, _expand_source(source), options, tiling, skip_unreadable)
             return
         batch: list[tuple[str, Tensor | None, str | None]] = []  # skipped inputs wait in place: input order
         for name, image, reason in _read_all(_expand_source(source), skip_unreadable):
@@ -213,15 +165,14 @@ class Predictor:
                         max_detections: int | None = None, class_agnostic_nms: bool = False) -> list[Detections]:
         """(3, H_i, W_i) float images in [0, 1] -> their ``Detections`` in their own pixels (one batch)."""
         options = self.options(score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms)
-        return self._detect(list(images), options)
+        return self.detect_batch(list(images), options)
 
     def predict_video(self, source: Any, out: str | Path | None = None, score_thresh: float | None = None,
                       classes: Sequence[int | str] | None = None, nms_thresh: float | None = None,
                       max_detections: int | None = None, class_agnostic_nms: bool = False,
                       batch_size: int = 8, draw: bool = True, on_bad_frame=None,
                       progress: bool = True, tile: int | None = None, tile_overlap: float = 0.2,
-                      tile_merge: str = "nms", tile_full: bool = False, tile_metric: str = "ios",
-                      tile_merge_thresh: float = 0.5) -> Iterator[Prediction]:
+                      **tile_args) -> Iterator[Prediction]:
         """Detect objects in every frame of a video, streaming (see ``anchordet.video``).
 
         Args:
@@ -232,18 +183,18 @@ class Predictor:
             on_bad_frame: called with the ``FrameError`` of a frame that cannot be decoded, which
                 is then skipped (default: the error is raised).
             progress: frames and frames/s on stderr (a bar on a terminal, lines in a log).
-            tile, tile_overlap, tile_merge, tile_full, tile_metric, tile_merge_thresh: each frame
-                predicted tiled, as ``predict`` does (``batch_size`` tiles at a time).
+            tile, tile_overlap, tile_args: each frame predicted tiled, as ``predict`` does.
         Yields:
             one ``Prediction`` per frame (``frame`` = its number, from 0), as frames are decoded.
         Raises:
             UserError naming the video when it cannot be opened; ``anchordet.video.FrameError``
             subclasses it for a frame that cannot be decoded (with its number).
         """
+        from anchordet.tiling import tile_options
+
         options = self.options(score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms)
-        tiling = tile_options(tile, tile_overlap, tile_merge, tile_full, tile_metric, tile_merge_thresh, batch_size)
-        return predict_frames(self, source, options, out=out, batch_size=batch_size, draw=draw,
-                              on_bad_frame=on_bad_frame, progress=progress, tiling=tiling)
+        return predict_frames(self, source, options, out=out, batch_size=batch_size, draw=draw, on_bad_frame=on_bad_frame,
+                              progress=progress, tiling=tile_options(tile, tile_overlap, batch_size, **tile_args))
 
     # ---------------------------------------------------------------------------------- helpers
     def options(self, score_thresh=None, classes=None, nms_thresh=None, max_detections=None,
@@ -255,9 +206,11 @@ class Predictor:
         if max_detections is not None and int(max_detections) < 1:
             raise UserError(f"max_detections must be >= 1, got {max_detections}")
         labels = None if classes is None else tuple(self._label_of(c) for c in classes)
-        return _Options(None if score_thresh is None else float(score_thresh), labels,
-                        None if nms_thresh is None else float(nms_thresh),
-                        None if max_detections is None else int(max_detections), bool(class_agnostic_nms))
+        options = _Options(None if score_thresh is None else float(score_thresh), labels,
+                           None if nms_thresh is None else float(nms_thresh),
+                           None if max_detections is None else int(max_detections), bool(class_agnostic_nms))
+        self.backend.check_postprocess(self._postprocess(options))  # an exported graph with NMS inside
+        return options
 
     def _label_of(self, value: int | str) -> int:
         if isinstance(value, str) and value in self.class_names:
@@ -275,7 +228,7 @@ class Predictor:
     def _run_batch(self, batch: list[tuple[str, Tensor | None, str | None]],
                    options: _Options) -> Iterator[Prediction | Skipped]:
         images = [image for _, image, _ in batch if image is not None]
-        detections = iter(self._detect(images, options) if images else [])
+        detections = iter(self.detect_batch(images, options) if images else [])
         for name, image, reason in batch:
             if image is None:
                 yield Skipped(name, reason)
@@ -283,45 +236,14 @@ class Predictor:
                 yield Prediction(next(detections), self.class_names, self.category_ids, name,
                                  (int(image.shape[-2]), int(image.shape[-1])))
 
-    def _stream_tiled(self, source: Any, options: _Options, tiling, skip_unreadable: bool) -> Iterator[Prediction | Skipped]:
-        """One image at a time, each cut into windows (``anchordet.tiling``)."""
-        from anchordet.tiling import open_source
-
-        for name, item in _expand_source(source):
-            try:
-                image = open_source(item, name)
-            except (UserError, OSError) as exc:
-                if not skip_unreadable:
-                    raise
-                yield Skipped(name, str(exc))
-                continue
-            try:
-                detections = self.detect_tiled(image, options, tiling)
-            finally:
-                image.close()
-            yield Prediction(detections, self.class_names, self.category_ids, name, (image.height, image.width))
-
-    def detect_tiled(self, image, options: _Options, tiling) -> Detections:
-        """One image (an ``anchordet.tiling.ImageSource``) through ``predict_tiled``: each batch of
-        windows goes through ``_detect`` with the model's own cap per tile; ``options``' cap,
-        if any, applies to the merged image."""
-        from anchordet.tiling import predict_tiled
-
-        per_tile = dataclasses.replace(options, max_detections=None)
-        merged = predict_tiled(image, lambda crops: self._detect(crops, per_tile), tiling,
-                               class_agnostic=options.class_agnostic_nms)
-        cap = options.max_detections
-        return merged.select(torch.arange(cap)) if cap is not None and len(merged) > cap else merged
-
     @torch.inference_mode()
-    def _detect(self, originals: list[Tensor], options: _Options) -> list[Detections]:
-        """Resize as evaluated, predict, map back to each original; then the options' filters."""
+    def detect_batch(self, originals: list[Tensor], options: _Options) -> list[Detections]:
+        """(3, H_i, W_i) float images in [0, 1] (images, frames, tiles) -> ``Detections`` in their own
+        pixels: resize as evaluated, ``backend.predict`` the batch, map back, ``options``' filters."""
         from anchordet.postprocess.rescale import rescale_detections
 
         resized = [self.transform(image, Targets())[0] if self.transform else image for image in originals]
-        post = self._postprocess(options)
-        inputs = [image.to(self.device) for image in resized]
-        raw = self.model.predict(inputs, post) if post is not None else self.model.predict(inputs)
+        raw = self.backend.predict(resized, self._postprocess(options))
         out = []
         for det, image, original in zip(raw, resized, originals):
             det = rescale_detections(det.to("cpu"), tuple(image.shape[-2:]), tuple(original.shape[-2:]))
@@ -330,7 +252,7 @@ class Predictor:
 
     def _postprocess(self, options: _Options):
         """The model's post-processing with this call's thresholds (None: the model's own)."""
-        post = self.model.postprocess  # DensePostprocess or RoIPostprocess: frozen dataclasses
+        post = self.backend.postprocess
         changes = {}
         if options.score_thresh is not None:
             changes["score_thresh"] = options.score_thresh
@@ -345,7 +267,7 @@ class Predictor:
     def _max_detections(self, options: _Options) -> int:
         if options.max_detections is not None:
             return options.max_detections
-        return int(self.model.postprocess.max_detections)
+        return int(getattr(self.backend.postprocess, "max_detections", _UNCAPPED))
 
 
 def _filter(det: Detections, options: _Options, max_detections: int) -> Detections:
@@ -361,15 +283,6 @@ def _filter(det: Detections, options: _Options, max_detections: int) -> Detectio
     if len(det) > max_detections:
         det = det.select(torch.arange(max_detections))
     return det
-
-
-def tile_options(tile, overlap, merge, full, metric, threshold, batch_size):
-    """``anchordet.tiling.TileOptions`` for ``tile`` (None: no tiling), checked."""
-    if tile is None:
-        return None
-    from anchordet.tiling import TileOptions
-
-    return TileOptions(tile, overlap, merge, metric, threshold, bool(full), batch_size)
 
 
 def eval_transform(settings: InferenceSettings, min_size: int | None = None, max_size: int | None = None,
@@ -450,9 +363,9 @@ def predict_frames(predictor, source: Any, options, out: str | Path | None = Non
     """``Predictor.predict_video``'s generator: one ``Prediction`` per frame, as decoded.
 
     The annotated video (``out``) is committed when the generator ends, also when it is closed
-    early or an error stops it (the frames done so far are kept). ``tiling``: each frame is
-    predicted tiled (``anchordet.tiling.TileOptions``; its batch size counts tiles).
+    early or an error stops it (the frames done so far are kept). ``tiling``: ``TileOptions``.
     """
+    from anchordet.tiling import detect_frames
     from anchordet.video import FrameProgress, VideoWriter, frames_of
     from anchordet.visualize import draw_detections, readable_scale
 
@@ -471,7 +384,7 @@ def predict_frames(predictor, source: Any, options, out: str | Path | None = Non
                     continue
             if not batch:
                 continue
-            detections = _detect_frames(predictor, [image for _, image in batch], options, tiling)
+            detections = detect_frames(predictor, [image for _, image in batch], options, tiling)
             for (index, image), det in zip(batch, detections):
                 size = (int(image.shape[-2]), int(image.shape[-1]))
                 if writer is not None:
@@ -491,14 +404,6 @@ def predict_frames(predictor, source: Any, options, out: str | Path | None = Non
             except Exception:
                 if not failed:
                     raise
-
-
-def _detect_frames(predictor, frames: list[Tensor], options, tiling) -> list[Detections]:
-    if tiling is None:
-        return predictor._detect(frames, options)
-    from anchordet.tiling import TensorSource
-
-    return [predictor.detect_tiled(TensorSource(frame, "frame"), options, tiling) for frame in frames]
 
 
 def _with_flush(frames: Iterator, batch_size: int) -> Iterator:

@@ -22,10 +22,11 @@ their resized copies, and the detections. A full pass adds the reduced image (lo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from torch import Tensor
 
 from anchordet.errors import UserError
 from anchordet.ops.merge import METHODS, METRICS, greedy_nmm, greedy_nms, tile_pairs
+from anchordet.prediction import Prediction, Skipped
 from anchordet.structures.targets import Detections
 
 FULL_PASS_SIDE = 2048  # the full pass (and a large image's picture) reads the image reduced to this longer side
@@ -74,6 +76,21 @@ class TileOptions:
             raise UserError(f"tile merge threshold must be in [0, 1], got {self.threshold}")
         if self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def tile_options(tile: int | None, tile_overlap: float = 0.2, batch_size: int = 8, *, tile_merge: str = "nms",
+                 tile_metric: str = "ios", tile_merge_thresh: float = 0.5, tile_full: bool = False) -> TileOptions | None:
+    """``Predictor.predict``'s tiling arguments as checked ``TileOptions`` (None: ``tile`` is None,
+    and then no other tiling argument may differ from its default)."""
+    if tile is None:
+        given = dict(tile_overlap=tile_overlap, tile_merge=tile_merge, tile_metric=tile_metric,
+                     tile_merge_thresh=tile_merge_thresh, tile_full=tile_full)
+        defaults = dict(tile_overlap=0.2, tile_merge="nms", tile_metric="ios", tile_merge_thresh=0.5, tile_full=False)
+        changed = [name for name in given if given[name] != defaults[name]]
+        if changed:
+            raise UserError(f"{', '.join(changed)} given without tile")
+        return None
+    return TileOptions(tile, tile_overlap, tile_merge, tile_metric, tile_merge_thresh, bool(tile_full), batch_size)
 
 
 def tile_windows(height: int, width: int, size: int, overlap: float) -> list[tuple[int, int, int, int]]:
@@ -226,3 +243,40 @@ def _concat(parts: list[Detections]) -> Detections:
         return Detections.empty()
     return Detections(torch.cat([p.boxes.float() for p in parts]), torch.cat([p.scores.float() for p in parts]),
                       torch.cat([p.labels for p in parts]))
+
+
+# ------------------------------------------------------------------------- with a Predictor
+def detect_tiled(predictor, image: ImageSource, options, tiling: TileOptions) -> Detections:
+    """One image through ``predict_tiled``: each batch of windows goes through the predictor's one
+    batch method (``detect_batch``: resize, network, map back, filters) with the model's own cap
+    per tile; ``options.max_detections``, if given, caps the merged image."""
+    per_tile = dataclasses.replace(options, max_detections=None)
+    merged = predict_tiled(image, lambda crops: predictor.detect_batch(crops, per_tile), tiling,
+                           class_agnostic=options.class_agnostic_nms)
+    cap = options.max_detections
+    return merged.select(torch.arange(cap)) if cap is not None and len(merged) > cap else merged
+
+
+def stream_tiled(predictor, items: Iterable[tuple[str, Any]], options, tiling: TileOptions,
+                 skip_unreadable: bool) -> Iterator[Prediction | Skipped]:
+    """``Predictor.stream(..., tile=)``: (name, item) inputs, one ``Prediction`` each, in order."""
+    for name, item in items:
+        try:
+            image = open_source(item, name)
+        except (UserError, OSError) as exc:
+            if not skip_unreadable:
+                raise
+            yield Skipped(name, str(exc))
+            continue
+        try:
+            detections = detect_tiled(predictor, image, options, tiling)
+        finally:
+            image.close()
+        yield Prediction(detections, predictor.class_names, predictor.category_ids, name, (image.height, image.width))
+
+
+def detect_frames(predictor, frames: list[Tensor], options, tiling: TileOptions | None) -> list[Detections]:
+    """A batch of video frames: through ``detect_batch`` at once, or each tiled."""
+    if tiling is None:
+        return predictor.detect_batch(frames, options)
+    return [detect_tiled(predictor, TensorSource(frame, "frame"), options, tiling) for frame in frames]

@@ -136,8 +136,17 @@ def build_detector(weights: WeightsFile, device: str | torch.device = "cpu") -> 
     weights replace them)."""
     config = weights.model_config
     build_config = ModelConfig(config.factory, {k: v for k, v in config.args.items() if k != "backbone_weights"})
-    with torch.device("meta"):
-        size = sum(t.numel() for t in build_config.build().state_dict().values())
+    try:
+        with torch.device("meta"):
+            size = sum(t.numel() for t in build_config.build().state_dict().values())
+    except UserError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as exc:
+        # each field was checked (config.metadata.check_model_values); values that pass one by
+        # one may still not make a network together (an SSD layer list that shrinks a map to 0)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"{weights.path}: its model config ({config.factory}) does not make a network "
+                        f"({type(exc).__name__}: {reason})") from exc
     if size > MAX_PARAMETERS:
         raise UserError(f"{weights.path}: its model config ({config.factory}, num_classes {config.num_classes}) "
                         f"makes {size:,} parameters, more than the {MAX_PARAMETERS:,} any model here needs")

@@ -126,6 +126,11 @@ def test_reduced_image_averages_blocks_and_scales_back():
 
 
 def test_tile_options_are_checked():
+    from anchordet.tiling import tile_options
+
+    assert tile_options(None) is None
+    with pytest.raises(UserError, match="tile_merge given without tile"):
+        tile_options(None, tile_merge="nmm")
     for bad in (dict(size=0), dict(size=64, overlap=1.0), dict(size=64, overlap=float("nan")),
                 dict(size=64, merge="wbf"), dict(size=64, metric="giou"), dict(size=64, batch_size=0)):
         with pytest.raises(UserError):

@@ -46,13 +46,15 @@ def run(args) -> int:
     check_analysis_arguments(args)
     tiling = tile_arguments(args)
     predictor = load(args.weights, args.device, precision=args.precision)  # the object `predict` and Python users get
-    keep_at_least(predictor.model, args.max_dets)
+    if predictor.model is not None:  # a torch model (an exported graph keeps its own cap)
+        for holder in (predictor.model, predictor.backend):
+            keep_at_least(holder, args.max_dets)
     dataset = _dataset(args, predictor.settings, None if tiling else predictor.transform)
     if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
                         f"predicts {predictor.num_classes}")
     if tiling is None:
-        result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size,
+        result = evaluate_dataset(predictor.backend, dataset, args.metric, predictor.device, batch_size=args.batch_size,
                                   progress=True, max_dets=args.max_dets)
     else:
         result = score_results(tiled_results(predictor, dataset, tiling), dataset, args.metric, args.max_dets)
@@ -86,7 +88,7 @@ def tiled_results(predictor, dataset, tiling) -> list[dict]:
     """COCO results of every image of ``dataset`` predicted tiled (a TIFF file window by window)."""
     from anchordet.data.tiff_windows import is_tiff
     from anchordet.progress import Progress
-    from anchordet.tiling import TensorSource, open_source
+    from anchordet.tiling import TensorSource, detect_tiled, open_source
 
     options = predictor.options(max_detections=None)
     records = getattr(dataset, "records", None)
@@ -101,7 +103,7 @@ def tiled_results(predictor, dataset, tiling) -> list[dict]:
                 sample = dataset[index]
                 source, image_id = TensorSource(sample.image, sample.file_name or str(index)), sample.image_id
             try:
-                det = predictor.detect_tiled(source, options, tiling)
+                det = detect_tiled(predictor, source, options, tiling)
             finally:
                 source.close()
             results += _to_coco(det, image_id, predictor.category_ids)

@@ -147,7 +147,7 @@ def test_evaluate_tiled_merges_seams_to_one_box_per_object(tmp_path, monkeypatch
             out.append(Detections(clipped[keep][order], share[keep][order], t.labels[keep][order]))
         return out
 
-    monkeypatch.setattr(Predictor, "_detect", oracle)
+    monkeypatch.setattr(Predictor, "detect_batch", oracle)
     assert main(["evaluate", "--weights", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "eval"),
                  "--device", "cpu", "--tile", "128", "--tile-overlap", "0.25", "--batch-size", "3",
                  "--max-dets", "300", "--iou", "0.4"]) == 0
