@@ -37,7 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                              "format under --out, with its data.yaml. YOLO and CSV cannot mark "
                                              "ignored (crowd / difficult) boxes: those are left out, and counted.")
     convert.add_argument("source", metavar="SRC", help="dataset YAML (docs/data.md) or 'digits'")
-    convert.add_argument("--to", required=True, choices=["coco", "voc", "yolo", "csv"], help="the format to write")
+    convert.add_argument("--to", required=True, choices=["coco", "voc", "yolo", "csv", "deepforest"],
+                         help="the format to write (deepforest: DeepForest's CSV, header and 0,0,0,0 rows)")
     convert.add_argument("--out", required=True, type=Path, help="new folder for the converted dataset")
     convert.add_argument("--link", action="store_true",
                          help="hard-link the image files instead of copying them (copies across file systems)")
