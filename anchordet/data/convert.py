@@ -147,23 +147,40 @@ def convert(spec, to: str, out: str | os.PathLike, link: bool = False) -> dict[s
     if to not in TARGET_FORMATS:
         raise UserError(f"--to {to!r}: choose one of {', '.join(TARGET_FORMATS)}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--out {out}: exists and is not an empty folder (conversion never writes over a dataset)")
+    check_new_folder(out)
     source = read_source(spec)
+
+    def write(temp: Path) -> dict:
+        counts = WRITERS[to](source, temp, link)
+        _write_text(temp / "data.yaml", yaml.safe_dump(_data_yaml(to, source), sort_keys=False))
+        return counts
+
+    return write_new_folder(out, write)
+
+
+def check_new_folder(out: Path, option: str = "--out") -> None:
+    """Refuse an ``out`` that exists and is not an empty folder (a dataset is never written over)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{option} {out}: exists and is not an empty folder (a dataset is never written over)")
+
+
+def write_new_folder(out: Path, write: Callable[[Path], dict]) -> dict:
+    """Run ``write(temp)`` on a temporary folder next to ``out``, then rename it to ``out`` (an
+    empty ``out`` is replaced); on any error the temporary folder is removed: nothing half written."""
+    check_new_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
     try:
-        counts = WRITERS[to](source, temp, link)
-        _write_text(temp / "data.yaml", yaml.safe_dump(_data_yaml(to, source), sort_keys=False))
+        result = write(temp)
         if out.exists():
             out.rmdir()  # the empty folder given as --out
         os.replace(temp, out)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    return counts
+    return result
 
 
 def _data_yaml(to: str, source: ConvertSource) -> dict:
