@@ -1,10 +1,12 @@
 """Which torch device to run on: one rule for training (``run.device``) and for the commands that
-load a model (``--device``)."""
+load a model (``--device``); and how many CPU cores this process has."""
 from __future__ import annotations
+
+import os
 
 import torch
 
-from anchordet.engine import distributed
+from anchordet import distributed
 from anchordet.errors import UserError
 
 
@@ -25,3 +27,11 @@ def resolve_device(name: str) -> torch.device:
             device = torch.device("cuda", distributed.local_rank())
             torch.cuda.set_device(device)
     return device
+
+
+def cpu_count() -> int:
+    """CPU cores this process may run on (the affinity mask, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -111,20 +111,19 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
             fixed-size models such as SSD, whose input side is part of the architecture).
         precision: "fp32", "bf16" (CPUs with AVX512_BF16 / AMX, GPUs) or "fp16" (GPUs): the
             network's arithmetic; post-processing stays fp32. Falls back to fp32 with one line
-            where the device lacks it (``anchordet.engine.precision``).
+            where the device lacks it (``anchordet.runtime.precision``).
         channels_last, fold_bn: "auto" (where measured faster), True or False
-            (``anchordet.engine.acceleration``); both change results by float rounding only.
+            (``anchordet.runtime.acceleration``); both change results by float rounding only.
     """
-    from anchordet.engine.acceleration import accelerate_for_inference
-    from anchordet.engine.checkpoint import load_detector, read_inference_settings
+    from anchordet.runtime.acceleration import accelerate_for_inference
     from anchordet.devices import resolve_device
+    from anchordet.weights_file import load_detector
 
     torch_device = resolve_device("auto" if device is None else str(device))
-    model, model_config = load_detector(path, torch_device)
+    model, read = load_detector(path, torch_device)
     accelerate_for_inference(model, torch_device, precision, channels_last, fold_bn)
-    settings = read_inference_settings(path, model_config.num_classes)
-    return Predictor(model, settings, torch_device, min_size=min_size, max_size=max_size, source=str(path),
-                     num_classes=model_config.num_classes)
+    return Predictor(model, read.inference, torch_device, min_size=min_size, max_size=max_size, source=str(path),
+                     num_classes=read.model_config.num_classes)
 
 
 class Predictor:
@@ -145,7 +144,7 @@ class Predictor:
 
     @property
     def num_classes(self) -> int:
-        return int(getattr(self.model, "num_classes", len(self.class_names)))
+        return int(self.model.num_classes)
 
     # ------------------------------------------------------------------------------- public API
     def predict(self, source: Any, score_thresh: float | None = None, classes: Sequence[int | str] | None = None,
@@ -276,7 +275,7 @@ class Predictor:
 
     def _postprocess(self, options: _Options):
         """The model's post-processing with this call's thresholds (None: the model's own)."""
-        post = getattr(self.model, "postprocess", None)
+        post = self.model.postprocess  # DensePostprocess or RoIPostprocess: frozen dataclasses
         changes = {}
         if options.score_thresh is not None:
             changes["score_thresh"] = options.score_thresh
@@ -286,14 +285,12 @@ class Predictor:
             changes["max_detections"] = _UNCAPPED  # cut after the class filter and agnostic NMS
         if not changes:
             return None
-        if post is None or not dataclasses.is_dataclass(post):
-            raise UserError(f"{type(self.model).__name__} has no adjustable post-processing")
         return dataclasses.replace(post, **changes)
 
     def _max_detections(self, options: _Options) -> int:
         if options.max_detections is not None:
             return options.max_detections
-        return int(getattr(getattr(self.model, "postprocess", None), "max_detections", _UNCAPPED))
+        return int(self.model.postprocess.max_detections)
 
 
 def _filter(det: Detections, options: _Options, max_detections: int) -> Detections:

@@ -15,10 +15,10 @@ after ``anchordet.ops.fuse.fold_batch_norms`` (frozen BN folded into the convs; 
 Set-ups (issue 21), applied alike to both sides: "fp32" (NCHW, what torchvision runs by default),
 "fp32+cl" (channels_last weights: NHWC convolution kernels), "bf16+cl" / "fp16+cl" (autocast
 around the network modules only: backbone, FPN, heads; their outputs cast back to float32, so
-anchors, losses and post-processing stay fp32: ``anchordet.engine.precision.apply_precision``
+anchors, losses and post-processing stay fp32: ``anchordet.runtime.precision.apply_precision``
 with each side's module names). Every row gives ours against torchvision in the same set-up and
 against torchvision's fp32 NCHW (the issue's baseline), and the network part's achieved GFLOP/s
-against the machine's peak (``anchordet.engine.benchmark.matmul_peak_gflops``: a 2048^2 matmul
+against the machine's peak (``anchordet.runtime.benchmark.matmul_peak_gflops``: a 2048^2 matmul
 in the same precision; FLOPs of one call by ``torch.utils.flop_counter``).
 
 torchvision's models are built as its factories build them for training from ImageNet or COCO
@@ -122,17 +122,17 @@ TV_PARTS = ("backbone", "head", "rpn.head", "roi_heads.box_head", "roi_heads.box
 
 
 def setup_precision(setup: str, device: str):
-    from anchordet.engine.precision import resolve_precision
+    from anchordet.runtime.precision import resolve_precision
 
     return resolve_precision(SETUPS[setup][0], device)
 
 
 def prepare(model: nn.Module, setup: str, is_tv: bool, device: str) -> nn.Module:
     """``model`` itself in the memory format and precision of ``setup`` (see the docstring)."""
-    from anchordet.engine.precision import NETWORK_PARTS, apply_precision
+    from anchordet.runtime.precision import apply_precision
 
     model.to(memory_format=torch.channels_last if SETUPS[setup][1] else torch.contiguous_format)
-    return apply_precision(model, setup_precision(setup, device), TV_PARTS if is_tv else NETWORK_PARTS)
+    return apply_precision(model, setup_precision(setup, device), TV_PARTS if is_tv else None)
 
 
 def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.Tensor | None = None,
@@ -148,7 +148,7 @@ def our_variants(name: str, ours: nn.Module, mode: str = "train", images: torch.
     if name in ("retinanet", "frcnn"):
         variants["ours+fold"] = fold_batch_norms(copy.deepcopy(ours))
     if mode == "infer" and jit:
-        from anchordet.detectors.parts import network_parts
+        from anchordet.detectors.base import network_parts
 
         fast = optimize_for_cpu_inference(ours, images)
         for part, module in network_parts(fast).items():  # hooks cannot go on ScriptModules: wrap them
@@ -372,13 +372,13 @@ def _runners(name: str, ours: nn.Module, tv: nn.Module, mode: str, images, targe
 
 
 def _flops(runner: Runner, mode: str) -> int:
-    from anchordet.engine.benchmark import count_flops
+    from anchordet.runtime.benchmark import count_flops
 
     return count_flops(runner.infer if mode == "infer" else runner.train_step)
 
 
 def bench_model(name: str, args) -> list[dict]:
-    from anchordet.engine.benchmark import matmul_peak_gflops
+    from anchordet.runtime.benchmark import matmul_peak_gflops
 
     torch.manual_seed(0)
     ours, tv = build_pair(name)
@@ -460,7 +460,7 @@ def memory_rows(name: str, args) -> list[dict]:
 
 
 def print_table(rows: list[dict], args) -> None:
-    from anchordet.engine.benchmark import machine_info
+    from anchordet.runtime.benchmark import machine_info
 
     info = machine_info(torch.device(args.device))
     print(f"\ndevice {info.get('gpu', info['device'])}, CPU {info['cpu']} [{' '.join(info['cpu_flags'])}], "

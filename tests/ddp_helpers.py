@@ -60,7 +60,7 @@ def ddp_differences() -> dict[str, tuple[str, float, int]]:
     Returns family -> (worst parameter, its max |difference| / max |gradient|, parameters
     compared, or -1 when the two sets of names differ): a few numbers, as a large result could
     not pass the launcher's result pipe before the processes are joined."""
-    from anchordet.engine import distributed
+    from anchordet import distributed
 
     distributed.init_from_environment(torch.device("cpu"))
     rank = distributed.rank()

@@ -43,9 +43,9 @@ def assert_overfits(model, images, targets, max_steps: int, check_every: int, **
 
 def collectives_in_a_process_group() -> dict:
     """Run in each process of a 2-process gloo group (``anchordet.engine.launch.run_processes``):
-    every collective of ``anchordet.engine.distributed`` with values that differ by rank; returns
+    every collective of ``anchordet.distributed`` with values that differ by rank; returns
     what each rank got (gathered), so the parent checks both."""
-    from anchordet.engine import distributed as D
+    from anchordet import distributed as D
 
     D.init_from_environment(torch.device("cpu"))
     rank = D.rank()
@@ -75,7 +75,7 @@ def write_tiny_weights(path, factory: str = "retinanet_resnet_fpn", args: dict |
     import json
 
     from anchordet.config.schema import ModelConfig
-    from anchordet.engine.checkpoint import save_weights
+    from anchordet.weights_file import save_weights
 
     config = ModelConfig(factory, args or (TINY_RETINANET if factory == "retinanet_resnet_fpn" else TINY_SSD))
     torch.manual_seed(seed)

@@ -5,10 +5,17 @@ function (a lazy import is still a dependency: both circles this test was writte
 <-> interop and config.schema <-> config.presets, ran through function-level imports). Imports
 under ``if TYPE_CHECKING:`` do not: they name types and never run.
 
-Two rules:
-- no circle between modules (a strongly connected component of more than one module);
+The rules:
+- no circle between modules (a strongly connected component of more than one module), not even
+  through imports that only name types (``if TYPE_CHECKING:``);
 - a block (``BLOCKS``) imports only blocks and the shared leaves ``errors`` and ``files``: no
-  detector, engine, CLI, analysis tool or any other tool above it.
+  detector, engine, CLI, analysis tool or any other tool above it;
+- the distributed helpers (``anchordet.distributed``) are at the bottom: they import no other
+  module of the package, so detectors and ``devices`` use them without reaching up;
+- detectors never import the training engine, and the inference path (``INFERENCE_PATH``:
+  ``anchordet.load`` / the predictor, export, convert, benchmark, the weights-file reader) never
+  reaches it, not even through other modules;
+- no module of the package is longer than ``MAX_LINES``.
 """
 from __future__ import annotations
 
@@ -19,6 +26,12 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "anchordet"
 BLOCKS = frozenset({"anchors", "coding", "matching", "sampling", "losses", "postprocess", "ops", "structures",
                     "backbones", "heads"})
 SHARED_LEAVES = frozenset({"errors", "files"})
+# what inference runs, that must never reach the training engine (anchordet/engine/)
+INFERENCE_PATH = ("anchordet.predictor", "anchordet.weights_file", "anchordet.export", "anchordet.export.onnx",
+                  "anchordet.export.torchscript", "anchordet.export.optimize", "anchordet.runtime.benchmark",
+                  "anchordet.runtime.acceleration", "anchordet.runtime.precision", "anchordet.interop.torchvision",
+                  "anchordet.cli.predict", "anchordet.cli.export", "anchordet.cli.convert", "anchordet.cli.benchmark")
+MAX_LINES = 450
 
 
 def module_files(root: Path) -> dict[str, Path]:
@@ -37,14 +50,14 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST, package: str) -> list[tuple[str, list[str]]]:
-    """(module, names) of every import in ``tree`` outside ``if TYPE_CHECKING:`` blocks:
-    ``import a.b`` gives ("a.b", []), ``from a import b, c`` gives ("a", ["b", "c"]).
-    ``package``: the module's own package, for relative imports."""
+def _imports(tree: ast.AST, package: str, type_only: bool = False) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import in ``tree`` outside ``if TYPE_CHECKING:`` blocks (inside
+    them too with ``type_only``): ``import a.b`` gives ("a.b", []), ``from a import b, c`` gives
+    ("a", ["b", "c"]). ``package``: the module's own package, for relative imports."""
     found: list[tuple[str, list[str]]] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if isinstance(node, ast.If) and _is_type_checking(node.test) and not type_only:
             for child in node.orelse:
                 visit(child)
             return
@@ -63,15 +76,16 @@ def _imports(tree: ast.AST, package: str) -> list[tuple[str, list[str]]]:
     return found
 
 
-def import_graph(root: Path = PACKAGE_ROOT) -> dict[str, set[str]]:
+def import_graph(root: Path = PACKAGE_ROOT, type_only: bool = False) -> dict[str, set[str]]:
     """Module -> the package's modules it imports: ``from a import b`` imports the module a.b
-    when there is one (``from anchordet.data import datasets``), else the module a."""
+    when there is one (``from anchordet.data import datasets``), else the module a.
+    ``type_only``: count the imports under ``if TYPE_CHECKING:`` too."""
     modules = module_files(root)
     graph = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets = set()
-        for module, names in _imports(ast.parse(path.read_text(encoding="utf-8")), package):
+        for module, names in _imports(ast.parse(path.read_text(encoding="utf-8")), package, type_only):
             for imported in [f"{module}.{n}" if f"{module}.{n}" in modules else module for n in names] or [module]:
                 if imported in modules:
                     targets.add(imported)
@@ -125,6 +139,44 @@ def block_violations(graph: dict[str, set[str]]) -> list[str]:
                   for target in targets if _folder(target) not in BLOCKS | SHARED_LEAVES)
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Every module ``start`` imports directly or through others -> the module that imports it
+    on one shortest path (for messages)."""
+    seen, frontier = {start: ""}, [start]
+    while frontier:
+        following = []
+        for module in frontier:
+            for target in sorted(graph.get(module, ())):
+                if target not in seen:
+                    seen[target] = module
+                    following.append(target)
+        frontier = following
+    del seen[start]
+    return seen
+
+
+def _path(parents: dict[str, str], start: str, end: str) -> str:
+    chain = [end]
+    while chain[-1] != start:
+        chain.append(parents.get(chain[-1], start) or start)
+    return " -> ".join(reversed(chain))
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports against the layer rules of the module docstring (beyond blocks and circles)."""
+    found = []
+    for source, targets in graph.items():
+        if source == "anchordet.distributed":
+            found += [f"{source} -> {t}" for t in sorted(targets) if _folder(t) not in SHARED_LEAVES]
+        if _folder(source) in ("detectors", *BLOCKS):
+            found += [f"{source} -> {t}" for t in sorted(targets) if _folder(t) == "engine"]
+    for start in INFERENCE_PATH:
+        if start in graph:
+            parents = reachable(graph, start)
+            found += [_path(parents, start, t) for t in sorted(parents) if _folder(t) == "engine"]
+    return sorted(found)
+
+
 def _describe(circles: list[list[str]], graph: dict[str, set[str]]) -> str:
     lines = []
     for circle in circles:
@@ -138,6 +190,25 @@ def test_the_package_has_no_import_circle():
     assert "anchordet.losses.focal" in graph["anchordet.detectors.retinanet"]  # the walk sees real imports
     circles = cycles(graph)
     assert circles == [], _describe(circles, graph)
+
+
+def test_no_circle_even_through_type_only_imports():
+    graph = import_graph(type_only=True)
+    circles = cycles(graph)
+    assert circles == [], _describe(circles, graph)
+
+
+def test_layers_read_top_down():
+    graph = import_graph()
+    assert all(m in graph for m in INFERENCE_PATH)  # a moved module would pass silently
+    assert "anchordet.distributed" in graph["anchordet.detectors.base"]  # the walk sees real imports
+    assert layer_violations(graph) == []
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {name: n for name, path in module_files(PACKAGE_ROOT).items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_blocks_import_only_blocks():
@@ -174,3 +245,33 @@ def test_the_checks_catch_the_two_old_circles_and_a_block_importing_upwards(tmp_
     assert cycles(graph) == [["anchordet.config.presets", "anchordet.config.schema"],
                              ["anchordet.detectors.retinanet", "anchordet.interop.torchvision"]]
     assert block_violations(graph) == ["anchordet.losses.focal -> anchordet.engine.distributed"]
+    # the type-only import of heads.retina closes no circle here; one that does is caught:
+    assert cycles(import_graph(root, type_only=True)) == cycles(graph)
+
+
+def test_the_layer_rules_catch_the_old_arrows_up(tmp_path):
+    """The tree of issue 26 in miniature: detectors took reduce_mean from engine/, devices.py
+    imported engine.distributed, the predictor loaded weights through engine.checkpoint, and
+    analysis.py <-> analysis_plots.py closed a circle through a type-only import."""
+    root = _write_package(tmp_path, {
+        "detectors/ssd.py": "from anchordet.engine.distributed import reduce_mean\n",
+        "engine/distributed.py": "import torch\n",
+        "engine/checkpoint.py": "from anchordet.errors import UserError\n",
+        "predictor.py": "def load():\n    from anchordet.weights_file import read_weights\n",
+        "weights_file.py": "from anchordet.engine.checkpoint import load_checkpoint\n",
+        "distributed.py": "from anchordet.devices import resolve_device\n",
+        "devices.py": "import torch\n",
+        "errors.py": "",
+        "evaluation/analysis.py": "def write():\n    from anchordet.evaluation.analysis_plots import plot\n",
+        "evaluation/analysis_plots.py": ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                         "    from anchordet.evaluation.analysis import Matrix\n"),
+    })
+    graph = import_graph(root)
+    assert layer_violations(graph) == [
+        "anchordet.detectors.ssd -> anchordet.engine.distributed",
+        "anchordet.distributed -> anchordet.devices",
+        "anchordet.predictor -> anchordet.weights_file -> anchordet.engine.checkpoint",
+        "anchordet.weights_file -> anchordet.engine.checkpoint"]
+    assert cycles(graph) == []
+    assert cycles(import_graph(root, type_only=True)) == [["anchordet.evaluation.analysis",
+                                                           "anchordet.evaluation.analysis_plots"]]

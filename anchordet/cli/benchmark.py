@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import torch
 
-    from anchordet.engine import benchmark as B
+    from anchordet.runtime import benchmark as B
     from anchordet.devices import resolve_device
 
     if args.threads:
@@ -100,10 +100,10 @@ def _model(args):
     if args.weights:
         if args.overrides:
             raise UserError("--set applies to --config (a weights file carries its own model)")
-        from anchordet.engine.checkpoint import load_detector, read_inference_settings
+        from anchordet.weights_file import load_detector
 
-        model, _ = load_detector(args.weights)
-        settings = read_inference_settings(args.weights)
+        model, read = load_detector(args.weights)
+        settings = read.inference.to_dict()
         return model, args.weights, tuple(args.size) if args.size else _size(model, settings)
     from anchordet.cli.common import load_config_or_fail
     from anchordet.config.schema import ModelConfig
@@ -118,8 +118,8 @@ def _model(args):
 
 
 def _size(model, settings: dict) -> tuple[int, int]:
-    if getattr(model, "image_size", None):  # SSD takes its one size
-        return int(model.image_size), int(model.image_size)
+    if model.fixed_size is not None:  # SSD takes its one size
+        return model.fixed_size, model.fixed_size
     if settings.get("eval_transform") == "fixed" and settings.get("fixed_size"):
         return int(settings["fixed_size"]), int(settings["fixed_size"])
     if settings.get("min_size"):

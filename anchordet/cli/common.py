@@ -36,8 +36,7 @@ def resolve_procs(procs: int | str, device: str) -> int:
     one-thread processes than as one two-thread process), else 1."""
     if procs != "auto":
         return int(procs)
-    from anchordet.engine.launch import cpu_count
-    from anchordet.devices import resolve_device
+    from anchordet.devices import cpu_count, resolve_device
 
     return 2 if resolve_device(device).type == "cpu" and cpu_count() >= 2 else 1
 
@@ -102,9 +101,9 @@ def add_precision_argument(parser: argparse.ArgumentParser, default: str | None 
 def load_model_for_inference(weights: str, device: str):
     """(model in eval mode on ``device``, model config, ``InferenceSettings``, device) from a
     weights file (.safetensors) or a training checkpoint (.pt)."""
-    from anchordet.engine.checkpoint import load_detector, read_inference_settings
     from anchordet.devices import resolve_device
+    from anchordet.weights_file import load_detector
 
     torch_device = resolve_device(device)
-    model, model_config = load_detector(weights, torch_device)
-    return model, model_config, read_inference_settings(weights, model_config.num_classes), torch_device
+    model, read = load_detector(weights, torch_device)
+    return model, read.model_config, read.inference, torch_device

@@ -42,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     if args.to == "torchvision":
         return _to_torchvision(args)
-    from anchordet.engine.checkpoint import save_weights
+    from anchordet.weights_file import save_weights
     from anchordet.interop.torchvision import from_torchvision
 
     if not args.arch:
@@ -71,7 +71,7 @@ def _to_torchvision(args) -> int:
 
     from anchordet.cli.common import load_model_for_inference
     from anchordet.files import atomic_write
-    from anchordet.interop.torchvision import to_torchvision
+    from anchordet.interop.torchvision_models import to_torchvision
 
     model, _, settings, _ = load_model_for_inference(args.source, "cpu")
     category_ids = _ints(args.labels, "--labels") or list(settings.category_ids) or None

@@ -64,7 +64,7 @@ def run(args) -> int:
 def _analyze(gt: dict, results: list[dict], out: Path, confusion_thresh: float | None) -> None:
     """The error analysis of the results just scored (TIDE, F1 against threshold, confusion)."""
     from anchordet.cli.score import print_analysis
-    from anchordet.evaluation.analysis import analyze_files
+    from anchordet.evaluation.analysis_plots import analyze_files
 
     analysis, paths = analyze_files(gt, results, out, confusion_thresh)
     print_analysis(analysis, paths, out)

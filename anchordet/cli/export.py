@@ -68,10 +68,10 @@ def run(args) -> int:
 
 
 def _check_size(model, size: tuple[int, int]) -> None:
-    side = getattr(model, "image_size", None)
-    if side and tuple(size) != (side, side):
-        raise UserError(f"--size {size[0]} {size[1]}: this SSD takes {side} x {side} inputs")
-    step = getattr(model, "size_divisible", 1)
+    side = model.fixed_size
+    if side is not None and tuple(size) != (side, side):
+        raise UserError(f"--size {size[0]} {size[1]}: this {type(model).__name__} takes {side} x {side} inputs")
+    step = model.size_divisible
     if any(s % step for s in size):
         raise UserError(f"--size {size[0]} {size[1]}: sides must be multiples of {step} for this model")
 

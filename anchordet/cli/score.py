@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_analysis(gt, dets, out: Path, confusion_thresh: float | None, quiet: bool = False) -> None:
     """Analyse, write the files, print the table (unless ``quiet``)."""
-    from anchordet.evaluation.analysis import analyze, write_analysis
+    from anchordet.evaluation.analysis import analyze
+    from anchordet.evaluation.analysis_plots import write_analysis
 
     analysis = analyze(gt, dets, confusion_thresh)
     paths = write_analysis(analysis, out)

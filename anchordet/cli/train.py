@@ -51,7 +51,7 @@ def run(args) -> int:
                         processes=resolve_procs(args.procs, config.run.device), overwrite=args.overwrite)
     except TrainingDiverged as exc:
         raise UserError(str(exc)) from exc
-    from anchordet.engine import distributed
+    from anchordet import distributed
 
     if distributed.is_main_process():
         print(f"{outcome.status} after {outcome.iteration} iterations; outputs in {config.run.out_dir}"

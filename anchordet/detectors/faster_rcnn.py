@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.anchors.training import TrainingAnchors
+from anchordet.detectors.base import ClassLayout, Detector
 from anchordet.detectors.rpn import RegionProposalNetwork, RPNOutputs
-from anchordet.engine.distributed import reduce_mean
+from anchordet.distributed import reduce_mean
 from anchordet.heads.roi_box import ResNetC4Head, RoIHeadOutputs, VGGBoxHead
 from anchordet.heads.rpn import RPNHead
 from anchordet.losses.fast_rcnn import fast_rcnn_loss
@@ -34,7 +35,7 @@ from anchordet.postprocess.proposals import ProposalGenerator, ProposalSettings
 from anchordet.postprocess.roi import RoIPostprocess
 from anchordet.postprocess.select import image_sizes_tensor
 from anchordet.sampling.balanced import BalancedSampler
-from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize, padded_size
+from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, normalize
 from anchordet.structures.outputs import FlatDetections
 from anchordet.structures.targets import Detections, Targets, validate_targets
 
@@ -49,7 +50,7 @@ class FasterRCNNOutputs(NamedTuple):
     anchors: Tensor
 
 
-class FasterRCNN(nn.Module):
+class FasterRCNN(Detector):
     """Args:
         backbone: images (B, 3, H, W) -> [features (B, C, H/16, W/16)].
         rpn: the RegionProposalNetwork on those features.
@@ -61,6 +62,10 @@ class FasterRCNN(nn.Module):
         postprocess: score threshold, per-class NMS and detections per image.
         size_divisible: inputs are padded to a multiple of the stride (16).
     """
+
+    network_parts = ("backbone", "rpn.head", "roi_head")
+    family = "faster_rcnn"
+    fixed_size = None
 
     def __init__(self, backbone: nn.Module, rpn: RegionProposalNetwork, roi_pooler: RoIPooler,
                  roi_head: nn.Module, num_classes: int,
@@ -93,7 +98,7 @@ class FasterRCNN(nn.Module):
         as the data pipeline resized it) alone in its batch, with the RPN's training matcher and
         border rule: what the anchor analysis reads. Feature map sizes come from a shape-only
         (meta) forward: nothing is computed."""
-        input_size = padded_size(image_size, self.size_divisible)
+        input_size = self.input_size(image_size)
         feature_sizes = feature_map_sizes([self.backbone], input_size)
         generator, builder = self.rpn.anchor_generator, self.rpn.target_builder
         return TrainingAnchors(torch.cat(generator.grid_anchors(feature_sizes)), feature_sizes, input_size,
@@ -104,7 +109,7 @@ class FasterRCNN(nn.Module):
         """{"loss_rpn_cls", "loss_rpn_box", "loss_roi_cls", "loss_roi_box"}, scalar tensors.
         ``images`` as ``predict``; ``generator`` drives the anchor and RoI sampling (None: the
         global RNG). Uses the RPN's training proposal settings."""
-        batch = ImageBatch.from_images(images, self.size_divisible).to(self.pixel_mean.device)
+        batch = self.image_batch(images)
         validate_targets(list(targets), self.num_classes, len(batch))
         targets = [t.to(batch.tensor.device) for t in targets]
         out = self(batch.tensor)
@@ -118,6 +123,13 @@ class FasterRCNN(nn.Module):
         losses.update(fast_rcnn_loss(head.class_logits, head.box_deltas, sampled, self.num_classes,
                                      self.roi_box_loss_beta, normalizer))
         return losses
+
+    def class_layouts(self) -> dict[str, ClassLayout]:
+        """The RoI head's ``predictor.cls_score``: K + 1 rows (background last); ``bbox_pred``:
+        (K + 1) * 4 rows, ``4 * k + j``."""
+        prefix = "roi_head.predictor"
+        return {f"{prefix}.cls_score.weight": ClassLayout(1, 1), f"{prefix}.cls_score.bias": ClassLayout(1, 1),
+                f"{prefix}.bbox_pred.weight": ClassLayout(1, 1, 4), f"{prefix}.bbox_pred.bias": ClassLayout(1, 1, 4)}
 
     @staticmethod
     def rpn_outputs(out: FasterRCNNOutputs) -> RPNOutputs:
@@ -133,7 +145,7 @@ class FasterRCNN(nn.Module):
         Returns:
             one ``Detections`` per image, boxes in that image's pixels, labels 0..K-1.
         """
-        batch = ImageBatch.from_images(images, self.size_divisible).to(self.pixel_mean.device)
+        batch = self.image_batch(images)
         return self.flat_detections(batch.tensor, batch.image_sizes, postprocess,
                                     proposal_settings).per_image(len(batch))
 

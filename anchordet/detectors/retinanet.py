@@ -12,21 +12,18 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator, retinanet_anchor_sizes
-from anchordet.anchors.training import TrainingAnchors
 from anchordet.coding.box_coder import BoxCoder
-from anchordet.engine.distributed import reduce_mean
+from anchordet.detectors.base import ClassLayout, DenseDetector
 from anchordet.losses.box import box_regression_loss
-from anchordet.losses.dense_targets import DenseTargetBuilder
+from anchordet.losses.dense_targets import DenseTargetBuilder, DenseTargets
 from anchordet.losses.focal import dense_focal_loss
 from anchordet.matching.iou_matcher import IoUMatcher
-from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
-from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize, padded_size
-from anchordet.structures.outputs import DenseOutputs, FlatDetections
-from anchordet.structures.targets import Detections, Targets, validate_targets
+from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD
+from anchordet.structures.outputs import DenseOutputs
 
 
-class RetinaNet(nn.Module):
+class RetinaNet(DenseDetector):
     """Args:
         backbone: images (B, 3, H, W) -> [C3, C4, C5].
         fpn: [C3, C4, C5] -> [P3, ..., P7].
@@ -39,10 +36,14 @@ class RetinaNet(nn.Module):
         postprocess: 0.05 / top 1000 per level / NMS 0.5 / 100 detections (Lin et al. Sec. 5.1).
         size_divisible: inputs are padded to this multiple (the largest stride of C5).
 
-    ``score_kind`` "sigmoid": one independent sigmoid per class (``DensePostprocess``).
+    ``score_kind`` "sigmoid": one independent sigmoid per class (``DensePostprocess``). The
+    forward / loss / predict skeleton is ``detectors.base.DenseDetector``'s.
     """
 
-    score_kind: str = "sigmoid"
+    score_kind = "sigmoid"
+    network_parts = ("backbone", "fpn", "head")
+    family = "retinanet"
+    fixed_size = None
 
     def __init__(self, backbone: nn.Module, fpn: nn.Module, head: nn.Module, num_classes: int,
                  anchor_generator: GridAnchorGenerator | None = None,
@@ -67,61 +68,30 @@ class RetinaNet(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std), persistent=False)
 
-    def forward(self, images: Tensor) -> DenseOutputs:
-        """images: (B, 3, H, W) float in [0, 1], H and W multiples of ``size_divisible``."""
-        features = self.fpn(self.backbone(normalize(images, self.pixel_mean, self.pixel_std)))
-        cls_per_level, box_per_level = self.head(features)
-        anchors = self.anchor_generator.grid_anchors([tuple(f.shape[-2:]) for f in features], device=images.device)
-        return DenseOutputs(
-            torch.cat(cls_per_level, dim=1),  # (B, A, K)
-            torch.cat(box_per_level, dim=1),  # (B, A, 4)
-            torch.cat(anchors),  # (A, 4)
-            [a.shape[0] for a in anchors],
-        )
+    def features(self, images: Tensor) -> list[Tensor]:
+        return self.fpn(self.backbone(images))
 
-    def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
-        """The anchors ``loss`` matches for one image of ``image_size`` (height, width, as the
-        data pipeline resized it) alone in its batch, with the training matcher: what the anchor
-        analysis reads. Feature map sizes come from a shape-only (meta) forward: nothing is computed."""
-        input_size = padded_size(image_size, self.size_divisible)
-        feature_sizes = feature_map_sizes([self.backbone, self.fpn], input_size)
-        anchors = torch.cat(self.anchor_generator.grid_anchors(feature_sizes))
-        return TrainingAnchors(anchors, feature_sizes, input_size, tuple(image_size), self.anchor_generator,
-                               self.target_builder.matcher, self.target_builder.allowed_border)
+    def feature_modules(self) -> list[nn.Module]:
+        return [self.backbone, self.fpn]
 
-    def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
-        """Focal loss and box loss, each summed and divided by the number of positive anchors
-        in the batch (at least 1; Lin et al. Sec. 3.3). ``images`` as ``predict``."""
-        batch = ImageBatch.from_images(images, self.size_divisible).to(self.pixel_mean.device)
-        validate_targets(list(targets), self.num_classes, len(batch))
-        out = self(batch.tensor)
-        dense = self.target_builder.build(out.anchors, [t.to(out.anchors.device) for t in targets])
-        # Under DDP the count is averaged over processes, so that the averaged gradients equal
-        # those of one process on the global batch.
-        normalizer = reduce_mean(dense.num_positives.float()).clamp(min=1)
+    def anchors_generator(self) -> GridAnchorGenerator:
+        return self.anchor_generator
+
+    def anchors_for(self, feature_sizes, input_size, device=None) -> list[Tensor]:
+        return self.anchor_generator.grid_anchors(feature_sizes, device=device)
+
+    def dense_loss(self, out: DenseOutputs, dense: DenseTargets, normalizer: Tensor) -> dict[str, Tensor]:
+        """Focal loss and box loss, each summed over the batch / ``normalizer`` (Lin et al. Sec. 3.3)."""
         loss_cls = dense_focal_loss(out.cls_logits, dense.gt_labels, dense.positive, dense.valid,
                                     self.focal_alpha, self.focal_gamma)
         loss_box = box_regression_loss(out.box_deltas, dense.box_targets, dense.positive,
                                        self.box_loss, self.box_loss_beta)
         return {"loss_cls": loss_cls / normalizer, "loss_box": loss_box / normalizer}
 
-    def flat_detections(self, images: Tensor, image_sizes: Tensor,
-                        postprocess: DensePostprocess | None = None) -> FlatDetections:
-        """The traceable core of ``predict`` (and what export traces): images (B, 3, H, W) in
-        [0, 1] padded as ``forward`` wants them, image_sizes (B, 2) int64 each image's (height,
-        width) before padding -> the batch's detections in input pixels."""
-        return (postprocess or self.postprocess)(self(images), image_sizes, self.box_coder, self.score_kind)
-
-    @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad)
-    def predict(self, images, postprocess: DensePostprocess | None = None) -> list[Detections]:
-        """Args:
-            images: (B, 3, H, W) float tensor or a list of (3, H_i, W_i) float tensors, in [0, 1].
-            postprocess: overrides the model's thresholds for this call.
-        Returns:
-            one ``Detections`` per image, boxes in that image's pixels.
-        """
-        batch = ImageBatch.from_images(images, self.size_divisible).to(self.pixel_mean.device)
-        return self.flat_detections(batch.tensor, batch.image_sizes, postprocess).per_image(len(batch))
+    def class_layouts(self) -> dict[str, ClassLayout]:
+        """``head.cls_output``: (A * K) rows, anchor-major: row ``a * K + k``."""
+        layout = ClassLayout(int(self.head.num_anchors), 0)
+        return {key: layout for key in ("head.cls_output.weight", "head.cls_output.bias")}
 
 
 def retinanet_resnet_fpn(depth: int, num_classes: int, *,

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from anchordet.anchors.grid import GridAnchorGenerator
 from anchordet.coding.box_coder import BoxCoder
-from anchordet.engine.distributed import reduce_mean
+from anchordet.distributed import reduce_mean
 from anchordet.losses.box import box_regression_loss
 from anchordet.losses.dense_targets import DenseTargetBuilder, DenseTargets
 from anchordet.matching.iou_matcher import IoUMatcher

@@ -5,7 +5,8 @@ This file only wires blocks together; every number below is a default of a block
 with its source.
 
 Inputs are square images of a fixed size S (300 or 512): resizing is the data pipeline's job
-(docs/design.md contract 4), so ``forward``, ``loss`` and ``predict`` reject any other size.
+(docs/design.md contract 4), so ``forward``, ``loss`` and ``predict`` reject any other size (``fixed_size``; ``size_divisible``
+1: the collate pads nothing).
 Normalisation: ImageNet mean / std on [0, 1] pixels (torchvision's ImageNet VGG16 weights).
 torchvision's ssd300_vgg16 instead feeds 0..255 pixels minus a mean (``image_mean``
 (0.48235, 0.45882, 0.40784), ``image_std`` 1/255 on [0, 1] inputs): give those as
@@ -19,27 +20,24 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.anchors.ssd import SSDDefaultBoxes, paper_box_sizes
-from anchordet.anchors.training import TrainingAnchors
 from anchordet.coding.box_coder import SSD_BOX_CODER, BoxCoder
-from anchordet.engine.distributed import reduce_mean
-from anchordet.losses.dense_targets import DenseTargetBuilder
+from anchordet.detectors.base import ClassLayout, DenseDetector
+from anchordet.losses.dense_targets import DenseTargetBuilder, DenseTargets
 from anchordet.losses.multibox import multibox_loss
 from anchordet.matching.iou_matcher import IoUMatcher
-from anchordet.ops.meta import feature_map_sizes
 from anchordet.postprocess.dense import DensePostprocess
-from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD, ImageBatch, normalize
-from anchordet.structures.outputs import DenseOutputs, FlatDetections
-from anchordet.structures.targets import Detections, Targets, validate_targets
+from anchordet.structures.image_batch import IMAGENET_MEAN, IMAGENET_STD
+from anchordet.structures.outputs import DenseOutputs
 
 
-class SSD(nn.Module):
+class SSD(DenseDetector):
     """Args:
         backbone: images (B, 3, S, S) -> source maps (``SSDVGG16``).
         head: source maps -> (per-level logits (B, H_l*W_l*A_l, K + 1), per-level deltas
             (B, H_l*W_l*A_l, 4)), in the default boxes' order (``SSDHead``).
         num_classes: K foreground classes; the background logit is index K.
         default_boxes: the default box generator, one level per source map.
-        image_size: S, the side of the square inputs.
+        image_size: S, the side of the square inputs (``fixed_size``: nothing is padded).
         box_coder: variances 0.1 / 0.2 = weights (10, 10, 5, 5) (Liu et al. Eq. 2, seed 002).
         matcher: each gt's best default box, then every box with IoU >= 0.5 (Sec. 2.2).
         neg_pos_ratio / min_negatives: hard negative mining (see ``mine_hard_negatives``).
@@ -47,10 +45,14 @@ class SSD(nn.Module):
         postprocess: softmax, score > 0.01, NMS 0.45, 200 per image (seed 002's Detect);
             400 candidates per class before NMS (torchvision).
 
-    ``score_kind`` "softmax": one softmax over the K + 1 logits (``DensePostprocess``).
+    ``score_kind`` "softmax": one softmax over the K + 1 logits (``DensePostprocess``). The
+    forward / loss / predict skeleton is ``detectors.base.DenseDetector``'s.
     """
 
-    score_kind: str = "softmax"
+    score_kind = "softmax"
+    network_parts = ("backbone", "head")
+    family = "ssd"
+    size_divisible = 1  # a fixed size: the data pipeline resizes to it, nothing is padded
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_classes: int, default_boxes: SSDDefaultBoxes,
                  image_size: int, box_coder: BoxCoder = SSD_BOX_CODER,
@@ -62,7 +64,7 @@ class SSD(nn.Module):
         self.backbone, self.head = backbone, head
         self.num_classes = num_classes
         self.default_boxes = default_boxes
-        self.image_size = image_size
+        self.image_size = self.fixed_size = int(image_size)
         self.box_coder = box_coder
         self.target_builder = DenseTargetBuilder(matcher, box_coder)
         self.neg_pos_ratio, self.min_negatives, self.box_loss_beta = neg_pos_ratio, min_negatives, box_loss_beta
@@ -70,72 +72,28 @@ class SSD(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std), persistent=False)
 
-    def forward(self, images: Tensor) -> DenseOutputs:
-        """images: (B, 3, S, S) float in [0, 1]. Returns cls_logits (B, A, K + 1) (background
-        last), box_deltas (B, A, 4), anchors (A, 4) xyxy default boxes in input pixels."""
-        self._check_size(images.shape[-2:], "images")
-        features = self.backbone(normalize(images, self.pixel_mean, self.pixel_std))
-        cls_per_level, box_per_level = self.head(features)
-        anchors = self.default_boxes.default_boxes(
-            [tuple(f.shape[-2:]) for f in features], (self.image_size, self.image_size), device=images.device)
-        return DenseOutputs(
-            torch.cat(cls_per_level, dim=1),  # (B, A, K + 1)
-            torch.cat(box_per_level, dim=1),  # (B, A, 4)
-            torch.cat(anchors),  # (A, 4)
-            [a.shape[0] for a in anchors],
-        )
+    def features(self, images: Tensor) -> list[Tensor]:
+        return self.backbone(images)
 
-    def training_anchors(self, image_size: tuple[int, int]) -> TrainingAnchors:
-        """The anchors ``loss`` matches for one image of ``image_size`` (height, width: S x S, as
-        the data pipeline resized it) alone in its batch, with the training matcher: what the anchor
-        analysis reads. Feature map sizes come from a shape-only (meta) forward: nothing is computed."""
-        self._check_size(image_size, "image")
-        input_size = (self.image_size, self.image_size)
-        feature_sizes = feature_map_sizes([self.backbone], input_size)
-        anchors = torch.cat(self.default_boxes.default_boxes(feature_sizes, input_size))
-        return TrainingAnchors(anchors, feature_sizes, input_size, input_size, self.default_boxes,
-                               self.target_builder.matcher, self.target_builder.allowed_border)
+    def feature_modules(self) -> list[nn.Module]:
+        return [self.backbone]
 
-    def loss(self, images, targets: Sequence[Targets]) -> dict[str, Tensor]:
-        """MultiBox loss (``multibox_loss``): {"loss_cls", "loss_box"}, each divided by the
-        number of positives in the batch (at least 1; under DDP the mean over processes, as
-        RetinaNet). ``images`` as ``predict``."""
-        batch = self._batch(images)
-        validate_targets(list(targets), self.num_classes, len(batch))
-        out = self(batch.tensor)
-        dense = self.target_builder.build(out.anchors, [t.to(out.anchors.device) for t in targets])
-        normalizer = reduce_mean(dense.num_positives.float()).clamp(min=1)
+    def anchors_generator(self) -> SSDDefaultBoxes:
+        return self.default_boxes
+
+    def anchors_for(self, feature_sizes, input_size, device=None) -> list[Tensor]:
+        return self.default_boxes.default_boxes(feature_sizes, (self.image_size, self.image_size), device=device)
+
+    def dense_loss(self, out: DenseOutputs, dense: DenseTargets, normalizer: Tensor) -> dict[str, Tensor]:
+        """MultiBox loss (``multibox_loss``): {"loss_cls", "loss_box"}, each / ``normalizer``."""
         return multibox_loss(out.cls_logits, out.box_deltas, dense, self.neg_pos_ratio, self.min_negatives,
                              self.box_loss_beta, normalizer)
 
-    @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad)
-    def predict(self, images, postprocess: DensePostprocess | None = None) -> list[Detections]:
-        """Args:
-            images: (B, 3, S, S) float tensor or a list of (3, S, S) float tensors, in [0, 1].
-            postprocess: overrides the model's thresholds for this call.
-        Returns:
-            one ``Detections`` per image, boxes in its pixels, labels 0..K-1.
-        """
-        batch = self._batch(images)
-        return self.flat_detections(batch.tensor, batch.image_sizes, postprocess).per_image(len(batch))
-
-    def flat_detections(self, images: Tensor, image_sizes: Tensor,
-                        postprocess: DensePostprocess | None = None) -> FlatDetections:
-        """The traceable core of ``predict`` (and what export traces): images (B, 3, S, S) in
-        [0, 1], image_sizes (B, 2) int64 (S, S) each -> the batch's detections in input pixels."""
-        return (postprocess or self.postprocess)(self(images), image_sizes, self.box_coder, self.score_kind)
-
-    def _batch(self, images) -> ImageBatch:
-        batch = ImageBatch.from_images(images, size_divisible=1)
-        for i, size in enumerate(batch.image_sizes):
-            self._check_size(size, f"image {i}")
-        return batch.to(self.pixel_mean.device)
-
-    def _check_size(self, size: Sequence[int], name: str) -> None:
-        side = self.image_size
-        if tuple(size) != (side, side):
-            raise ValueError(f"{name}: size {size[0]}x{size[1]} (height x width), but this SSD takes {side}x{side} "
-                             f"inputs; the data pipeline must resize images and boxes to ({side}, {side})")
+    def class_layouts(self) -> dict[str, ClassLayout]:
+        """``head.classification.{l}``: (A_l * (K + 1)) rows, ``a * (K + 1) + k``, background ``k = K``."""
+        k = self.num_classes
+        return {key: ClassLayout(int(value.shape[0]) // (k + 1), 1) for key, value in self.state_dict().items()
+                if key.startswith("head.classification.") and key.endswith((".weight", ".bias"))}
 
 
 def ssd_vgg16(num_classes: int, *,

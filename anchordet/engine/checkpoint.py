@@ -5,25 +5,21 @@
   folder, flushed and fsynced, then renamed over the target (a crash mid-write leaves the
   previous checkpoint intact).
 * ``load_checkpoint``: ``torch.load(weights_only=True)``; a file that would execute code is refused.
-* ``save_weights`` / ``load_detector``: the model alone as safetensors, with the model config in
-  the file's metadata, so a weights file is all `predict`, `evaluate` and `export` need.
+Weights files (the model alone, as safetensors) are written and read by ``anchordet.weights_file``.
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from anchordet.config.inference import METADATA_KEY, InferenceSettings
-from anchordet.config.metadata import MAX_PARAMETERS, parse_json_field
-from anchordet.config.schema import ExperimentConfig, ModelConfig, model_values
+from anchordet.config.schema import ExperimentConfig
 from anchordet.errors import UserError
 from anchordet.files import atomic_write
+from anchordet.weights_file import is_checkpoint, read_torch_file
 
 CHECKPOINT_VERSION = 1
 
@@ -85,15 +81,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path}: refused to load: it is not a plain anchordet checkpoint or it is damaged "
-            f"(anchordet loads checkpoints with weights_only=True and never runs pickled code; {first_line})"
-        ) from exc
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not isinstance(state.get("config"), dict):
+    state = read_torch_file(path, map_location)
+    if not is_checkpoint(state):
         raise UserError(f"{path}: not an anchordet training checkpoint (no 'model' and 'config' entries); "
                         f"for a weights file use .safetensors written by anchordet")
     return state
@@ -106,113 +95,3 @@ def changed_model_options(saved: dict, current: dict) -> str:
     changes = [f"model.{k}={saved.get(k, '(default)')!r}, now {current.get(k, '(default)')!r}"
                for k in keys if saved.get(k) != current.get(k)]
     return f" (the checkpoint was trained with {'; '.join(changes)})" if changes else ""
-
-
-def load_model_state(model: nn.Module, state: dict, path: str | Path, hint: str = "") -> None:
-    """``model.load_state_dict(state)`` after checking every key and shape: a UserError naming
-    ``path`` and the first mismatching tensors (plus ``hint``) instead of torch's traceback."""
-    from anchordet.backbones.weights import state_dict_mismatch
-
-    mismatch = state_dict_mismatch(model.state_dict(), state)
-    if mismatch:
-        raise UserError(f"{path}: the weights do not fit the model{hint}: {mismatch}")
-    model.load_state_dict(state)
-
-
-def save_weights(path: str | Path, model: nn.Module, model_config: ModelConfig, metadata: dict | None = None) -> Path:
-    """The model's weights as safetensors; the model config travels in the metadata."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    info = {"anchordet_model": json.dumps({"factory": model_config.factory, **model_config.args}),
-            **{k: str(v) for k, v in (metadata or {}).items()}}
-    data = save(tensors, metadata=info)
-    return atomic_write(path, lambda f: f.write(data))
-
-
-def read_model_config(path: str | Path) -> ModelConfig:
-    """The model config stored in a weights file (``.safetensors``) or a training checkpoint,
-    checked (``anchordet.config.metadata``): a bad one is a UserError naming the file and field."""
-    return _model_config(path, _written_metadata(path)[0])
-
-
-def read_inference_settings(path: str | Path, num_classes: int | None = None) -> InferenceSettings:
-    """The eval resize and class names stored with a model (``InferenceSettings``), checked
-    against ``num_classes`` (default: the file's model config). Files without them (converted
-    weights of old) give unknown settings: no resize, classes by index."""
-    model, inference, _ = _written_metadata(path)
-    if num_classes is None:
-        num_classes = _model_config(path, model).num_classes
-    return _inference_settings(path, inference, num_classes)
-
-
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelConfig]:
-    """Build the detector a weights file or checkpoint describes and load its weights (strict).
-
-    Every metadata field is checked first; then the model is built on the meta device (no
-    memory) to refuse a file whose config would allocate more than ``MAX_PARAMETERS``. Its
-    ``backbone_weights`` are not loaded (the file's weights replace them)."""
-    path = Path(path)
-    model_values_written, inference, checkpoint = _written_metadata(path)
-    model_config = _model_config(path, model_values_written)
-    _inference_settings(path, inference, model_config.num_classes)
-    build_config = ModelConfig(model_config.factory, {k: v for k, v in model_config.args.items()
-                                                      if k != "backbone_weights"})
-    with torch.device("meta"):
-        size = sum(t.numel() for t in build_config.build().state_dict().values())
-    if size > MAX_PARAMETERS:
-        raise UserError(f"{path}: its model config ({model_config.factory}, num_classes "
-                        f"{model_config.num_classes}) makes {size:,} parameters, more than the "
-                        f"{MAX_PARAMETERS:,} any model here needs")
-    model = build_config.build()
-    if checkpoint is None:
-        from anchordet.backbones.weights import read_safetensors
-
-        state = read_safetensors(path)
-    else:  # a training checkpoint: its weights average when it has one, as the weights files hold
-        ema = checkpoint.get("ema")
-        state = ema["module"] if isinstance(ema, dict) and ema.get("module") else checkpoint["model"]
-    load_model_state(model, state, path, f" its metadata describes ({model_config.factory})")
-    return model.to(device).eval(), model_config
-
-
-def _model_config(path: str | Path, values) -> ModelConfig:
-    factory, args = model_values(values, str(path))
-    return ModelConfig(factory, args)
-
-
-def _inference_settings(path: str | Path, written: dict | str | None, num_classes: int) -> InferenceSettings:
-    if isinstance(written, str):  # a weights file's metadata entry
-        return InferenceSettings.from_metadata({METADATA_KEY: written}, str(path), num_classes)
-    return InferenceSettings.from_dict(written or {}, f"{path}: inference settings", num_classes)
-
-
-def _written_metadata(path: str | Path) -> tuple[object, dict | str | None, dict | None]:
-    """(model values, inference settings as written: the metadata's JSON string or the
-    checkpoint's dict, the checkpoint or None for a weights file); parsed, not checked."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        metadata = _safetensors_metadata(path)
-        if "anchordet_model" not in metadata:
-            raise UserError(f"{path}: safetensors file without an anchordet model config; "
-                            f"convert torchvision weights with `anchordet convert`")
-        model = parse_json_field(metadata["anchordet_model"], str(path), "anchordet_model")
-        return model, metadata.get(METADATA_KEY), None
-    state = load_checkpoint(path)
-    extra, model = state.get("extra"), state["config"].get("model")
-    if isinstance(model, dict):  # how training ran and where it started: not part of the network
-        model = {k: v for k, v in model.items() if k not in ("sync_batch_norm", "init_weights")}
-    return model, extra.get("inference") if isinstance(extra, dict) else None, state
-
-
-def _safetensors_metadata(path: Path) -> dict:
-    from safetensors import safe_open
-
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-    except Exception as exc:  # a truncated or damaged file: safetensors_rust.SafetensorError
-        raise UserError(f"{path}: not a readable safetensors file, truncated or damaged ({exc})") from exc
-    return metadata

@@ -1,7 +1,7 @@
 """Early stopping (``run.patience``): stop after N evaluations in a row without a better metric."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass

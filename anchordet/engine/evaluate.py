@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
-from anchordet.engine import distributed as dist_utils
+from anchordet import distributed as dist_utils
+from anchordet.detectors.base import Detector
 from anchordet.engine.data import EpochSampler, make_loader
 from anchordet.postprocess.rescale import rescale_detections
 from anchordet.progress import Progress
@@ -44,10 +44,10 @@ def make_evaluator(metric: str, ground_truth: dict):
 
 
 @torch.no_grad()
-def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size: int = 8, num_workers: int = 0,
-                    size_divisible: int = 32, should_stop: Callable[[], bool] | None = None,
-                    progress: bool = False) -> list[dict]:
+def predict_dataset(model: Detector, dataset, device: torch.device, batch_size: int = 8, num_workers: int = 0,
+                    should_stop: Callable[[], bool] | None = None, progress: bool = False) -> list[dict]:
     """This process's share of ``dataset`` through ``model.predict``, as COCO results (original pixels).
+    Batches are padded as the detector asks (``model.size_divisible``: 1 for a fixed-size SSD).
 
     ``should_stop`` is called before each global batch and after the last, the same number of
     times in every process (so it may hold a collective); True raises ``EvaluationCancelled``.
@@ -56,7 +56,7 @@ def predict_dataset(model: nn.Module, dataset, device: torch.device, batch_size:
     world = dist_utils.world_size()
     sampler = EpochSampler(len(dataset), batch_size * world, seed=0, epoch=0, shuffle=False,
                            rank=dist_utils.rank(), world_size=world, drop_last=False)
-    loader = make_loader(dataset, sampler, batch_size, num_workers, size_divisible, seed=0, epoch=0,
+    loader = make_loader(dataset, sampler, batch_size, num_workers, model.size_divisible, seed=0, epoch=0,
                          pin_memory=device.type == "cuda")
     steps = math.ceil(len(dataset) / (batch_size * world))  # a process whose share ended early still counts
     bar = Progress(steps, "evaluating", every=100, end_line=False, enabled=progress)
@@ -83,7 +83,7 @@ def _check(should_stop: Callable[[], bool] | None) -> None:
         raise EvaluationCancelled
 
 
-def _predict_batch(model: nn.Module, batch, device: torch.device, category_ids) -> list[dict]:
+def _predict_batch(model: Detector, batch, device: torch.device, category_ids) -> list[dict]:
     from anchordet.evaluation import detections_to_coco_results
 
     results = []
@@ -95,7 +95,7 @@ def _predict_batch(model: nn.Module, batch, device: torch.device, category_ids) 
     return results
 
 
-def evaluate_dataset(model: nn.Module, dataset, metric: str, device: torch.device, batch_size: int = 8,
+def evaluate_dataset(model: Detector, dataset, metric: str, device: torch.device, batch_size: int = 8,
                      num_workers: int = 0, should_stop: Callable[[], bool] | None = None,
                      progress: bool = False) -> EvaluationResult | None:
     """Predict on every image (shared between processes) and score on rank 0 (None elsewhere).

@@ -10,12 +10,8 @@ Every tensor that is not class-specific must exist in the source with the same s
 anchors must be the same: otherwise one error names the first mismatching tensors and nothing
 is loaded. The class-specific tensors keep the rows of the classes whose names match between
 the source and the new dataset; the rows of the other classes keep the new model's
-initialisation (N(0, 0.01) and the focal-loss prior for RetinaNet). Their row layouts:
-
-- RetinaNet ``head.cls_output``: (A * K) rows, anchor-major: row ``a * K + k``.
-- SSD ``head.classification.{l}``: (A_l * (K + 1)) rows, ``a * (K + 1) + k``, background ``k = K``.
-- Faster R-CNN ``roi_head.predictor.cls_score``: K + 1 rows (background last);
-  ``bbox_pred``: (K + 1) * 4 rows, ``4 * k + j``.
+initialisation (N(0, 0.01) and the focal-loss prior for RetinaNet). Which tensors those are and
+their row layouts, the detector says (``Detector.class_layouts``, ``detectors.base.ClassLayout``).
 
 The background rows are always carried over.
 """
@@ -29,26 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from anchordet.config.schema import ModelConfig
+from anchordet.detectors.base import ClassLayout, Detector
 from anchordet.errors import UserError
 
 PROBE_SIZE = (256, 256)  # input size at which the anchors of the two models are compared
-
-
-@dataclass(frozen=True)
-class ClassLayout:
-    """Rows of a class-specific tensor: ``groups`` blocks of (K + extra) classes, ``per`` rows each."""
-
-    groups: int
-    extra: int  # 1: a background class after the K classes
-    per: int = 1
-
-    def rows(self, num_classes: int) -> int:
-        return self.groups * (num_classes + self.extra) * self.per
-
-    def index(self, num_classes: int, klass: int) -> list[int]:
-        """The rows of class ``klass`` (``num_classes`` is the background when extra is 1)."""
-        return [(g * (num_classes + self.extra) + klass) * self.per + j for g in range(self.groups)
-                for j in range(self.per)]
 
 
 @dataclass
@@ -79,7 +59,7 @@ class InitSummary:
                 f"{carried} ({len(self.carried)} of {len(self.carried) + len(self.new_classes)})")
 
 
-def initialise_from(model: nn.Module, source: str | Path, class_names: list[str],
+def initialise_from(model: Detector, source: str | Path, class_names: list[str],
                     model_config: ModelConfig | None = None) -> InitSummary:
     """Load ``source`` into ``model`` (in place) as described in the module docstring.
 
@@ -91,7 +71,7 @@ def initialise_from(model: nn.Module, source: str | Path, class_names: list[str]
         UserError naming the first mismatching tensors (nothing is loaded then).
     """
     weights = read_source(source)
-    layouts = class_layouts(model)
+    layouts = model.class_layouts()
     own = model.state_dict()
     _check_architecture(weights, own, layouts, model, model_config)
     source_names = _source_class_names(weights, layouts)
@@ -102,55 +82,22 @@ def initialise_from(model: nn.Module, source: str | Path, class_names: list[str]
 
 # ------------------------------------------------------------------------------------- sources
 def read_source(source: str | Path) -> SourceWeights:
-    """Read any supported source into our key layout."""
+    """Read any supported source into our key layout (files through ``anchordet.weights_file``)."""
+    from anchordet.weights_file import read_weights_or_state_dict
+
     text = str(source)
     path = Path(text)
     if path.is_file():
-        if path.suffix == ".safetensors":
-            return _read_safetensors(path)
-        return _read_torch_file(path)
+        found = read_weights_or_state_dict(path)
+        if isinstance(found, dict):
+            return _from_torchvision_state(found, str(path))
+        names = found.inference.class_names
+        return SourceWeights(found.state, str(path), found.model_config, list(names) if names else None)
     if "." in text and "/" not in text and text.split(".")[0].endswith("_Weights"):
         return _read_weights_enum(text)
     raise FileNotFoundError(f"init weights not found: {text} (give an anchordet .safetensors / .pt, a torchvision "
                             f".pth state dict, or a torchvision weights name such as "
                             f"RetinaNet_ResNet50_FPN_Weights.COCO_V1)")
-
-
-def _read_safetensors(path: Path) -> SourceWeights:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable safetensors file ({exc})") from exc
-    if "anchordet_model" not in metadata:
-        return _from_torchvision_state(state, str(path))
-    from anchordet.engine.checkpoint import read_inference_settings, read_model_config
-
-    names = read_inference_settings(path).class_names
-    return SourceWeights(state, str(path), read_model_config(path), list(names) if names else None)
-
-
-def _read_torch_file(path: Path) -> SourceWeights:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses pickles that would run code
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: refused to load: not a plain weights file or checkpoint (read with "
-                        f"weights_only=True; {first})") from exc
-    if not isinstance(state, dict):
-        raise UserError(f"{path}: expected a state dict or an anchordet checkpoint, found {type(state).__name__}")
-    if "model" in state and "config" in state and isinstance(state["model"], dict):  # an anchordet checkpoint
-        values = dict(state["config"]["model"])
-        values.pop("init_weights", None)  # run options next to the factory's arguments
-        values.pop("sync_batch_norm", None)
-        config = ModelConfig(values.pop("factory"), values)
-        names = (state.get("extra") or {}).get("inference", {}).get("class_names")
-        return SourceWeights(dict(state["model"]), str(path), config, list(names) if names else None)
-    return _from_torchvision_state(state, str(path))
 
 
 def _from_torchvision_state(state: Mapping[str, Tensor], name: str) -> SourceWeights:
@@ -189,27 +136,6 @@ def _converted(converted, name: str) -> SourceWeights:
 
 
 # ---------------------------------------------------------------------------------- class layers
-def class_layouts(model: nn.Module) -> dict[str, ClassLayout]:
-    """Our class-specific tensors of ``model`` and their row layouts (see the module docstring)."""
-    name = type(model).__name__
-    state = model.state_dict()
-    k = int(model.num_classes)
-    if name == "RetinaNet":
-        layout = ClassLayout(int(model.head.num_anchors), 0)
-        return {key: layout for key in ("head.cls_output.weight", "head.cls_output.bias")}
-    if name == "SSD":
-        layouts = {}
-        for key, value in state.items():
-            if key.startswith("head.classification.") and key.endswith((".weight", ".bias")):
-                layouts[key] = ClassLayout(int(value.shape[0]) // (k + 1), 1)
-        return layouts
-    if name == "FasterRCNN":
-        prefix = next(n for n, module in model.named_modules() if n.endswith("predictor") and hasattr(module, "cls_score"))
-        return {f"{prefix}.cls_score.weight": ClassLayout(1, 1), f"{prefix}.cls_score.bias": ClassLayout(1, 1),
-                f"{prefix}.bbox_pred.weight": ClassLayout(1, 1, 4), f"{prefix}.bbox_pred.bias": ClassLayout(1, 1, 4)}
-    raise UserError(f"init weights: {name} is not a RetinaNet, SSD or Faster R-CNN")
-
-
 def _source_class_names(weights: SourceWeights, layouts: dict[str, ClassLayout]) -> list[str]:
     """The source's K class names (from its file, else "0".."K-1" from its class-layer shape)."""
     key, layout = next(iter(layouts.items()))
@@ -274,7 +200,7 @@ def _anchor_problem(weights: SourceWeights, model: nn.Module) -> str | None:
     if weights.model is None and weights.config is None:
         return None  # a state dict alone says nothing about its anchors beyond the shapes checked
     source_model = weights.model if weights.model is not None else _build_on_meta(weights.config)
-    mine, theirs = getattr(model, "image_size", None), getattr(source_model, "image_size", None)
+    mine, theirs = model.fixed_size, source_model.fixed_size
     if mine != theirs:
         return f"input size {theirs} in the weights vs {mine} here"
     size = (mine, mine) if mine else PROBE_SIZE

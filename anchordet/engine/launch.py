@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import torch.multiprocessing as mp
 
+from anchordet.devices import cpu_count
 from anchordet.engine import interrupt
 
 
@@ -48,14 +49,6 @@ class ChildProcessFailed(RuntimeError):
         self.exception = exception
 
 
-def cpu_count() -> int:
-    """CPU cores this process may run on (the affinity mask, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def threads_per_process(processes: int) -> int:
     return max(1, cpu_count() // processes)
 
@@ -70,7 +63,7 @@ def _child(rank: int, world: int, port: int, parent: int, target: Callable, args
     _detach(parent)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    from anchordet.engine import distributed
+    from anchordet import distributed
 
     try:
         results.put((rank, "ok", target(*args)))

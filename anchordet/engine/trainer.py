@@ -2,14 +2,15 @@
 
 One ``Trainer`` per process. Under ``torchrun`` every process trains a shard of each global batch
 (DistributedDataParallel); only rank 0 writes files. The loop fits on a screen: ``fit`` walks the
-epochs, ``_train_epoch`` the batches, ``_step`` one optimizer step.
+epochs, ``_train_epoch`` the batches, ``_step`` one optimizer step. Around it, in their own
+modules: the budget (``engine.budget``), evaluation with early stopping and the best weights
+(``engine.validation``), the checkpointed state and its restoring (``engine.training_state``).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import itertools
-import math
 import signal
 import time
 from dataclasses import dataclass
@@ -22,39 +23,22 @@ from anchordet import progress as progress_lines
 from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import ExperimentConfig
 from anchordet.devices import resolve_device
-from anchordet.engine import distributed as dist_utils
+from anchordet import distributed as dist_utils
 from anchordet.engine import interrupt
-from anchordet.engine.acceleration import accelerate_for_training, configure_cuda, fixed_input_size
-from anchordet.engine.checkpoint import (
-    changed_model_options, load_checkpoint, load_model_state, save_checkpoint, save_weights, set_rng_states,
-)
+from anchordet.runtime.acceleration import accelerate_for_training, configure_cuda, fixed_input_size
+from anchordet.engine.budget import RunBudget
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.early_stopping import EarlyStopping
 from anchordet.engine.ema import ModelEMA
-from anchordet.engine.evaluate import EvaluationCancelled, evaluate_dataset
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
 from anchordet.engine.run_folder import RunFolder
 from anchordet.engine.sync_bn import convert_sync_batch_norm
+from anchordet.engine.training_state import restore_training_state, save_training_state
+from anchordet.engine.validation import evaluate_and_keep_best
 from anchordet.errors import UserError
 from anchordet.files import atomic_write_text
-
-
-# run.fit_epochs_to_budget times iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of a run (the first
-# ones are slower: start-up, allocator warm-up) and plans to use FIT_SAFETY of the budget (the rest
-# covers what the timing misses: evaluations, checkpoints, slower late iterations).
-FIT_MEASURE_FROM, FIT_MEASURE_TO = 10, 40
-FIT_SAFETY = 0.95
-
-
-def epochs_that_fit(seconds_per_iter: float, seconds_used: float, iterations_done: int, budget_seconds: float,
-                    iters_per_epoch: int, min_epochs: int, max_epochs: int) -> int:
-    """How many epochs of ``iters_per_epoch`` iterations end within ``FIT_SAFETY * budget_seconds``
-    when ``iterations_done`` are done, ``seconds_used`` are spent and each further iteration takes
-    ``seconds_per_iter``; clamped to [min_epochs, max_epochs] (the epoch under way always ends)."""
-    more = max(0.0, FIT_SAFETY * budget_seconds - seconds_used) / max(seconds_per_iter, 1e-9)
-    fitting = int((iterations_done + more) // iters_per_epoch)
-    return max(min_epochs, min(max_epochs, fitting))
+from anchordet.weights_file import save_weights
 
 
 def _chunks(iterable, size: int):
@@ -158,7 +142,7 @@ class Trainer:
         self.early_stopping = EarlyStopping(run.patience)
         self.resumed_at, self.stop_signal, self._logger = None, 0, None
         if resume:
-            self._restore(resume)
+            restore_training_state(self, resume)
             self.resumed_at = self.iteration
 
     def close(self) -> None:
@@ -168,10 +152,10 @@ class Trainer:
 
     @property
     def logger(self) -> RunLogger:
-        self._start_writing()
+        self.start_writing()
         return self._logger
 
-    def _start_writing(self) -> None:
+    def start_writing(self) -> None:
         """Before this run's first write (its first log line or checkpoint, after its first step
         or a stop before it): tidy the folder, write config.yaml, open the logs. Until then a run
         that fails (a bad option, dataset or image) leaves the folder as it found it."""
@@ -190,37 +174,11 @@ class Trainer:
 
             print(line, file=sys.stderr, flush=True)
 
-    def _restore(self, path: str | Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        missing = [k for k in ("optimizer", "scheduler", "epoch", "iteration", "iteration_in_epoch", "rng")
-                   if k not in state]
-        if missing:
-            raise UserError(f"{path}: not a resumable training checkpoint (no {', '.join(missing)}); "
-                            f"to start from its weights use --weights")
-        changed = changed_model_options(dict(state["config"].get("model") or {}), self.config.to_dict()["model"])
-        load_model_state(self.model, state["model"], path, changed)
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as exc:  # torch's "parameter group doesn't match the size ..."
-            raise UserError(f"{path}: the optimizer state does not fit the parameters this config trains{changed} "
-                            f"({exc})") from exc
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
-        self.batch_in_epoch, self.best_metric = int(state["iteration_in_epoch"]), state["best_metric"]
-        set_rng_states(state["rng"])
-        self.early_stopping.load_state_dict(state.get("extra", {}).get("early_stopping", {}))
-        if self.ema is not None and state.get("ema"):  # else (EMA turned on at resume) it starts here
-            self.ema.load_state_dict(state["ema"])
-
     # ------------------------------------------------------------------------------------ loop
     def fit(self) -> TrainOutcome:
         """Train to the end, a budget or a stop request. Ctrl-C and SIGTERM only set a flag here
         (``engine.interrupt``) that every process reads at the same point of each iteration."""
-        self.started = time.monotonic()
-        self.iterations_this_run = 0
-        self._fit_clock = None  # set at iteration FIT_MEASURE_FROM by run.fit_epochs_to_budget
+        self.budget = RunBudget(self.config.run)
         try:
             with interrupt.stop_requests():
                 while self.epoch < self.config.solver.epochs and not self.early_stopping.due:
@@ -253,13 +211,13 @@ class Trainer:
         self.model.train()
         try:
             for batch in _chunks(loader, steps):
-                stop = self._agreed_stop()
+                stop = self.agreed_stop()
                 if stop:
                     return stop
                 losses = self._step(batch)
                 self.batch_in_epoch += 1
                 self.iteration += 1
-                self.iterations_this_run += 1
+                self.budget.count_iteration()
                 self._maybe_fit_epochs_to_budget()
                 window_images += sum(len(b) for b in batch) * self.world
                 speed = window_images / max(time.monotonic() - window_start, 1e-9)
@@ -333,46 +291,31 @@ class Trainer:
                                                       "images_per_s": images_per_s,
                                                       "precision": self.precision.name, **averaged})
 
-    def _agreed_stop(self, budget: bool = True) -> str | None:
+    def agreed_stop(self, budget: bool = True) -> str | None:
         """Stop before the next batch? The same answer in every process: "interrupted" when a stop
         request (Ctrl-C, SIGTERM) reached any of them, "stopped" when a budget is spent (with
         ``budget``), else None. One all-reduce of both flags, at the same point of each
         iteration, so all processes stop after the same step."""
-        signum, spent = dist_utils.all_reduce_max([interrupt.requested(), budget and self._budget_spent()])
+        signum, spent = dist_utils.all_reduce_max([interrupt.requested(), budget and self.budget.spent()])
         if signum:
             self.stop_signal = int(signum)
             return "interrupted"
         return "stopped" if spent else None
 
-    def _budget_spent(self) -> bool:
-        """This process's view of run.stop_after_iters and run.max_minutes (``_agreed_stop`` reduces it)."""
-        run = self.config.run
-        over_iters = run.stop_after_iters and self.iterations_this_run >= run.stop_after_iters
-        over_time = run.max_minutes and (time.monotonic() - self.started) > 60 * run.max_minutes
-        return bool(over_iters or over_time)
-
     def _maybe_fit_epochs_to_budget(self) -> None:
-        """``run.fit_epochs_to_budget``: after timing iterations FIT_MEASURE_FROM..FIT_MEASURE_TO of
-        this run, shorten ``solver.epochs`` to what fits ``run.max_minutes``. Every process takes
+        """``run.fit_epochs_to_budget``: once the budget has timed its iterations, shorten
+        ``solver.epochs`` to what fits ``run.max_minutes`` (``engine.budget``). Every process takes
         the smallest count any of them computed, so all stop together."""
-        run = self.config.run
-        if not run.fit_epochs_to_budget:
+        fitted = self.budget.fitted_epochs(self.iteration, self.epoch, self.iters_per_epoch, self.config.solver.epochs)
+        if fitted is None:
             return
-        if self.iterations_this_run == FIT_MEASURE_FROM:
-            self._fit_clock = time.monotonic()
-        if self.iterations_this_run != FIT_MEASURE_TO:
-            return
-        now = time.monotonic()
-        per_iter = (now - self._fit_clock) / (FIT_MEASURE_TO - FIT_MEASURE_FROM)
-        epochs = epochs_that_fit(seconds_per_iter=per_iter, seconds_used=now - self.started,
-                                 iterations_done=self.iteration, budget_seconds=60 * run.max_minutes,
-                                 iters_per_epoch=self.iters_per_epoch, min_epochs=self.epoch + 1,
-                                 max_epochs=self.config.solver.epochs)
+        epochs, per_iter = fitted
         epochs = dist_utils.min_over_processes(epochs)
+        run = self.config.run
         self.config = dataclasses.replace(
             self.config, solver=dataclasses.replace(self.config.solver, epochs=epochs),
             run=dataclasses.replace(run, fit_epochs_to_budget=False))
-        self._start_writing()
+        self.start_writing()
         if self.is_main:
             atomic_write_text(self.out_dir / "config.yaml", self.config.to_yaml())
         if self.progress:
@@ -384,7 +327,7 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _size_divisible(self) -> int:
-        return int(getattr(self.model, "size_divisible", 32))
+        return self.model.size_divisible  # the detector's own: 1 for a fixed-size SSD (no padding)
 
     # ---------------------------------------------------------------------- epochs, checkpoints
     def _end_of_epoch(self) -> str | None:
@@ -402,49 +345,15 @@ class Trainer:
         return None
 
     def _evaluate(self, epoch: int) -> bool:
-        """Evaluate, log the result as that of ``epoch`` (epochs done) and keep the best model;
-        False when a stop request cancelled it (every process agrees, batch by batch)."""
-        try:
-            result = evaluate_dataset(self.eval_model, self.val_set, self.config.run.metric, self.device,
-                                      batch_size=max(1, self.config.solver.batch_size // self.world),
-                                      should_stop=lambda: self._agreed_stop(budget=False) is not None,
-                                      progress=self.progress)
-        except EvaluationCancelled:
-            return False
-        improved = False
-        if result is not None:
-            self.logger.log("eval", self.iteration, {"epoch": epoch, **result.scalars()})
-            improved = self.best_metric is None or result.headline > self.best_metric
-            if improved:
-                self.best_metric = result.headline
-            if self.progress:
-                progress_lines.write(f"epoch {epoch}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in result.scalars().items() if k in ("AP", "AP50", "AP75", "mAP")))
-        improved = bool(dist_utils.all_gather_objects(improved)[0])
-        if self.early_stopping.record(improved, epoch):
-            self._report_early_stop(epoch)
-        if improved:
-            self._save("best.pt")
-            if self.is_main:
-                save_weights(self.out_dir / "best.safetensors", self.eval_model, self.config.model,
-                             self._inference_settings().to_metadata())
-        return True
+        """Evaluate after ``epoch`` epochs, keep the best weights, count it for early stopping
+        (``engine.validation``); False when a stop request cancelled it."""
+        return evaluate_and_keep_best(self, epoch)
 
-    def _save(self, name: str) -> Path | None:
-        path = self.out_dir / name
-        self._start_writing()
-        if self.is_main:
-            save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                            scaler=self.scaler, epoch=self.epoch, iteration=self.iteration,
-                            iteration_in_epoch=self.batch_in_epoch, config=self.config, best_metric=self.best_metric,
-                            ema=self.ema.state_dict() if self.ema is not None else None,
-                            extra={"inference": self._inference_settings().to_dict(),
-                                   "early_stopping": self.early_stopping.state_dict(),
-                                   "precision": self.precision.name})  # what ran (run.precision may be auto)
-        dist_utils.barrier()
-        return path
+    def _save(self, name: str) -> Path:
+        """``last.pt`` / ``best.pt`` (``engine.training_state``)."""
+        return save_training_state(self, name)
 
-    def _inference_settings(self) -> InferenceSettings:
+    def inference_settings(self) -> InferenceSettings:
         """What `predict` needs besides the weights: the eval resize and the class names / ids."""
         return InferenceSettings.from_training(self.config.data, self.val_set.class_names, self.val_set.category_ids)
 
@@ -468,26 +377,13 @@ class Trainer:
         return TrainOutcome("stopped", self.iteration, last, self.best_metric)
 
     def _finish(self) -> TrainOutcome:
-        self._start_writing()
+        self.start_writing()
         if self.is_main:
             save_weights(self.out_dir / "model.safetensors", self.eval_model, self.config.model,
-                         self._inference_settings().to_metadata())
+                         self.inference_settings().to_metadata())
             plot_curves(self.logger.metrics_path, self.out_dir / "curves.png")
         return TrainOutcome("finished", self.iteration, self.out_dir / "last.pt", self.best_metric,
                             self.early_stopping.due)
-
-    def _report_early_stop(self, epoch: int) -> None:
-        stop = self.early_stopping
-        self.logger.log("early_stop", self.iteration, {"epoch": epoch, "patience": stop.patience,
-                                                       "best": self.best_metric, "best_epoch": stop.best_epoch})
-        if self.is_main:
-            print(f"early stop after epoch {epoch}: no better {self.config.run.metric} "
-                  f"{_headline_name(self.config.run.metric)} in {stop.patience} evaluations (best "
-                  f"{self.best_metric:.4f} after epoch {stop.best_epoch})", flush=True)
-
-
-def _headline_name(metric: str) -> str:
-    return "AP" if metric == "coco" else "mAP"
 
 
 def train(config: ExperimentConfig, resume: str | Path | None = None, progress: bool = True,

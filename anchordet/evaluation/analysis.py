@@ -18,19 +18,17 @@ Three views of one set of detections against COCO-style ground truth, all torch-
   of Ultralytics' ConfusionMatrix). Unpaired detections inside an ignore region of their class
   are not counted.
 
-``write_analysis`` writes ``tide.json``, ``f1.json``, ``confusion.json`` and the PNGs
+``analysis_plots.write_analysis`` writes ``tide.json``, ``f1.json``, ``confusion.json`` and the PNGs
 ``f1_overall.png`` (over all classes), ``prf_per_class.png`` (precision, recall, F1 of every
 class) and ``confusion.png``.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from anchordet.evaluation.results import DetectionArrays, DetectionStore, GroundTruth
+from anchordet.evaluation.results import DetectionArrays, GroundTruth
 from anchordet.evaluation.tide import TideBreakdown, TideMatching, tide
 
 IOU_THRESHOLD = 0.5
@@ -125,20 +123,6 @@ def analyze(gt: GroundTruth, dets: DetectionArrays, score_threshold: float | Non
     return ErrorAnalysis(breakdown, curves, confusion)
 
 
-def analyze_files(gt: dict | str | Path, results: list[dict], out_dir: str | Path,
-                  score_threshold: float | None = None) -> tuple[ErrorAnalysis, list[Path]]:
-    """``analyze`` a COCO ground-truth dict / file and a COCO results list; write its files.
-
-    Raises ValueError naming the results entry whose image or category id the ground truth
-    does not have.
-    """
-    ground_truth = GroundTruth.load(gt)
-    store = DetectionStore(ground_truth)
-    store.add_results(results)
-    analysis = analyze(ground_truth, store.arrays(), score_threshold)
-    return analysis, write_analysis(analysis, out_dir)
-
-
 def score_grid(score: np.ndarray) -> np.ndarray:
     """0.00, 0.01, ..., 1.00 (exact two-decimal values) when every score is in [0, 1]; else 101
     points from the lowest to the highest score."""
@@ -202,18 +186,3 @@ def confusion_matrix(m: TideMatching, gt: GroundTruth, score_threshold: float) -
     missed = m.gt_regular & ~gt_paired
     matrix[:num_cats, num_cats] = np.bincount(gt.category_index[missed], minlength=num_cats)
     return ConfusionMatrix(matrix, list(gt.category_names) + ["background"], score_threshold)
-
-
-def write_analysis(analysis: ErrorAnalysis, out_dir: str | Path) -> list[Path]:
-    """The JSON files and PNGs of the module docstring (each written atomically)."""
-    from anchordet.evaluation.analysis_plots import plot_confusion, plot_threshold_curves
-    from anchordet.files import atomic_write_text
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [atomic_write_text(out / "tide.json", json.dumps(analysis.tide.to_dict(), indent=1)),
-             atomic_write_text(out / "f1.json", json.dumps(analysis.curves.to_dict())),
-             atomic_write_text(out / "confusion.json", json.dumps(analysis.confusion.to_dict()))]
-    paths += plot_threshold_curves(analysis.curves, out)
-    paths.append(plot_confusion(analysis.confusion, out / "confusion.png"))
-    return paths

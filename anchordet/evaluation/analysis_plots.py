@@ -1,20 +1,19 @@
-"""The PNGs of ``--analyze``: F1 / precision / recall against the score threshold, and the
-confusion matrix with its counts. matplotlib's object API (no pyplot state), files written
-atomically."""
+"""The files of ``--analyze``: the JSON of ``evaluation.analysis``'s results and its PNGs (F1 /
+precision / recall against the score threshold, the confusion matrix with its counts).
+matplotlib's object API (no pyplot state), files written atomically."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from anchordet.files import atomic_write_bytes
-
-if TYPE_CHECKING:  # types only: analysis.write_analysis imports this module
-    from anchordet.evaluation.analysis import ConfusionMatrix, ThresholdCurves
+from anchordet.evaluation.analysis import ConfusionMatrix, ErrorAnalysis, ThresholdCurves, analyze
+from anchordet.evaluation.results import DetectionStore, GroundTruth
+from anchordet.files import atomic_write_bytes, atomic_write_text
 
 # Above this many classes a count per cell is unreadable: the cells keep their colour and the
 # counts are in confusion.json.
@@ -89,3 +88,29 @@ def plot_confusion(c: ConfusionMatrix, path: Path) -> Path:
     fig.subplots_adjust(left=min(0.45, inches(rows) / size), bottom=min(0.45, inches(cols) / (size * 0.9)),
                         right=0.9, top=0.94)
     return _save(fig, path, dpi=100)
+
+
+def write_analysis(analysis: ErrorAnalysis, out_dir: str | Path) -> list[Path]:
+    """The JSON files and PNGs of the module docstring (each written atomically)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [atomic_write_text(out / "tide.json", json.dumps(analysis.tide.to_dict(), indent=1)),
+             atomic_write_text(out / "f1.json", json.dumps(analysis.curves.to_dict())),
+             atomic_write_text(out / "confusion.json", json.dumps(analysis.confusion.to_dict()))]
+    paths += plot_threshold_curves(analysis.curves, out)
+    paths.append(plot_confusion(analysis.confusion, out / "confusion.png"))
+    return paths
+
+
+def analyze_files(gt: dict | str | Path, results: list[dict], out_dir: str | Path,
+                  score_threshold: float | None = None) -> tuple[ErrorAnalysis, list[Path]]:
+    """``analyze`` a COCO ground-truth dict / file and a COCO results list; write its files.
+
+    Raises ValueError naming the results entry whose image or category id the ground truth
+    does not have.
+    """
+    ground_truth = GroundTruth.load(gt)
+    store = DetectionStore(ground_truth)
+    store.add_results(results)
+    analysis = analyze(ground_truth, store.arrays(), score_threshold)
+    return analysis, write_analysis(analysis, out_dir)

@@ -94,8 +94,8 @@ def output_axes(names: Sequence[str], postprocess: bool) -> dict[str, dict[int, 
 
 def default_example_size(detector: nn.Module) -> tuple[int, int]:
     """The traced example's (H, W): the SSD's square size, else 512 x 512 (any multiple of 32)."""
-    side = getattr(detector, "image_size", None)
-    return (int(side), int(side)) if side else (512, 512)
+    side = detector.fixed_size
+    return (side, side) if side is not None else (512, 512)
 
 
 def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = False, dynamic: bool = False,
@@ -130,7 +130,7 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
         inputs.append("image_sizes")
     axes = None
     if dynamic:
-        square = getattr(detector, "image_size", None) is not None  # SSD: the size is part of the model
+        square = detector.fixed_size is not None  # SSD: the size is part of the model
         axes = {"images": {0: "batch"} if square else {0: "batch", 2: "height", 3: "width"}}
         if postprocess:
             axes["image_sizes"] = {0: "batch"}
@@ -142,15 +142,17 @@ def export_onnx(detector: nn.Module, path: str | Path, *, postprocess: bool = Fa
         warnings.simplefilter("ignore")
         torch.onnx.export(module, example, buffer, dynamo=False, input_names=inputs, output_names=names,
                           dynamic_axes=axes, opset_version=opset)
-    props = {"anchordet_size_divisible": str(getattr(detector, "size_divisible", 1)), **(metadata or {})}
+    props = {"anchordet_size_divisible": str(detector.size_divisible), **(metadata or {})}
     return atomic_write_bytes(path, _with_metadata(buffer.getvalue(), props))
 
 
 def _check_opset(detector: nn.Module, opset: int) -> None:
     """RoIAlign with ``aligned=True`` has an ONNX form from opset 16 on (``half_pixel``); below it
     torchvision's translation would silently drop the half-pixel shift."""
-    pooler = getattr(detector, "roi_pooler", None)
-    if pooler is not None and pooler.kind == "align" and pooler.aligned and opset < 16:
+    from anchordet.ops.roi_pool import RoIPooler
+
+    aligned = any(isinstance(m, RoIPooler) and m.kind == "align" and m.aligned for m in detector.modules())
+    if aligned and opset < 16:
         raise UserError(f"opset {opset}: this model's RoIAlign (aligned=True) needs ONNX opset 16 or above")
 
 

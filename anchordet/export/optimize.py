@@ -1,18 +1,18 @@
 """Detector-level optimisation for deployment on CPU: network parts traced, frozen and optimized
-by TorchScript. It acts on the detectors' network parts (``detectors.parts``), so it lives next to
+by TorchScript. It acts on the detectors' network parts (``Detector.network_parts``), so it lives next to
 export rather than with the conv + BN fold of ``ops.fuse``."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from anchordet.detectors.parts import NETWORK_PARTS, network_parts
+from anchordet.detectors.base import network_parts
 
 
 
 
 def optimize_for_cpu_inference(model: nn.Module, example_images: Tensor,
-                               parts: tuple[str, ...] = NETWORK_PARTS) -> nn.Module:
+                               parts: tuple[str, ...] | None = None) -> nn.Module:
     """A copy of a detector for CPU inference whose network parts are traced, frozen and
     optimized by TorchScript (``torch.jit.optimize_for_inference``: oneDNN convolutions with
     pre-packed weights, BN folded, ReLU and residual adds fused). ``predict`` and ``forward``
@@ -22,7 +22,8 @@ def optimize_for_cpu_inference(model: nn.Module, example_images: Tensor,
         model: a detector (RetinaNet, SSD, Faster R-CNN); left unchanged.
         example_images: (B, 3, H, W) in [0, 1], a size the model accepts; the traced parts are
             shape-generic convolution stacks, other sizes work too (tested).
-        parts: dotted attribute paths of the network modules to optimize; absent ones are skipped.
+        parts: dotted attribute paths of the network modules to optimize (default: the detector's
+            ``network_parts``); absent ones are skipped.
     Inference only (no gradients); outputs differ from eager by float rounding (~1e-5 relative).
     TorchScript is deprecated in recent PyTorch releases: this path is opt-in and may go.
     """
@@ -32,7 +33,7 @@ def optimize_for_cpu_inference(model: nn.Module, example_images: Tensor,
     model = copy.deepcopy(model).eval()
     present = network_parts(model, parts)
     if not present:
-        raise ValueError(f"{type(model).__name__} has none of the network parts {list(parts)}")
+        raise ValueError(f"{type(model).__name__} has none of the network parts {list(parts or ())}")
     captured: dict[str, tuple] = {}
     hooks = [module.register_forward_pre_hook(lambda module, args, p=p: captured.setdefault(p, args))
              for p, module in present.items()]

@@ -2,7 +2,7 @@
 
 ``from_torchvision`` builds our detector from a torchvision ``retinanet_resnet50_fpn`` (v1) or
 ``ssd300_vgg16``: a model, its weights enum (read from the torch hub cache), a state dict file
-or a state dict (with ``arch`` named). ``to_torchvision`` goes back. The conversion is a key
+or a state dict (with ``arch`` named). ``to_torchvision`` (``interop.torchvision_models``) goes back. The conversion is a key
 mapping (``_our_to_tv_key_*``) plus three value changes, all exact:
 
 * labels: torchvision's logits are indexed by label (for the COCO models the COCO category id,
@@ -118,12 +118,12 @@ def from_torchvision(source: Any, arch: str | None = None, *, labels: Sequence[i
         UserError listing the keys that do not match (nothing is converted then).
     """
     source_name, state, arch, settings, eps_of = _read_source(source, arch, bn_eps)
-    num_tv_classes, anchors_per_level = _torchvision_classes(state, arch, settings, source_name)
+    num_tv_classes = _torchvision_classes(state, arch, settings, source_name)
     labels = _default_labels(num_tv_classes, labels, arch, source_name)
     class_names = _class_names(labels, class_names)
     config = _our_config(arch, state, settings, len(labels))
     model = config.build().eval()
-    our_state = _map_state(source_name, state, model, arch, labels, num_tv_classes, anchors_per_level, eps_of)
+    our_state = _map_state(source_name, state, model, arch, labels, num_tv_classes, eps_of)
     model.load_state_dict(our_state, strict=True)
     if arch == "ssd300_vgg16" and isinstance(source, nn.Module):
         _check_default_boxes(model, source)
@@ -195,8 +195,8 @@ def _settings_of_model(model: nn.Module, arch: str) -> dict:
 
 
 def _torchvision_classes(state: Mapping[str, Tensor], arch: str, settings: dict,
-                         name: str) -> tuple[int, list[int]]:
-    """(C: torchvision's logits per anchor, anchors per location of each level)."""
+                         name: str) -> int:
+    """C: torchvision's logits per anchor (checked against its anchors per location of each level)."""
     if arch == "retinanet_resnet50_fpn":
         sizes = settings.get("anchor_sizes", TORCHVISION_RETINANET_ANCHOR_SIZES)
         per_level = [len(sizes[0]) * len(settings.get("anchor_aspect_ratios", (0.5, 1.0, 2.0)))]
@@ -211,7 +211,7 @@ def _torchvision_classes(state: Mapping[str, Tensor], arch: str, settings: dict,
     if len(set(counts)) != 1 or not counts[0].is_integer():
         raise UserError(f"{name}: torchvision {arch}: class-logit layers {[tuple(state[k].shape) for k in keys]} "
                          f"do not fit {per_level} anchors per location")
-    return int(counts[0]), per_level
+    return int(counts[0])
 
 
 def _default_labels(num_tv_classes: int, labels: Sequence[int] | None, arch: str, name: str) -> list[int]:
@@ -322,14 +322,6 @@ def _our_to_tv_key(arch: str, key: str) -> str | None:
     return _rename(key, _RETINANET_KEYS if arch == "retinanet_resnet50_fpn" else _SSD_KEYS)
 
 
-def _class_layer(arch: str, our_key: str) -> int | None:
-    """The level of a class-logit layer's weight or bias (None for other keys)."""
-    if arch == "retinanet_resnet50_fpn":
-        return 0 if our_key.startswith("head.cls_output.") else None
-    match = re.fullmatch(r"head\.classification\.(\d+)\.(weight|bias)", our_key)
-    return int(match[1]) if match else None
-
-
 def _select_classes(value: Tensor, anchors: int, channels: list[int]) -> Tensor:
     """(A * C_in, ...) -> (A * len(channels), ...): per anchor, the given logit channels."""
     per_anchor = value.reshape(anchors, -1, *value.shape[1:])  # (A, C_in, ...)
@@ -351,12 +343,13 @@ def _tv_channels(arch: str, labels: list[int]) -> list[int]:
 
 
 def _map_state(name: str, tv_state: Mapping[str, Tensor], model: nn.Module, arch: str, labels: list[int],
-               num_tv_classes: int, anchors_per_level: list[int], eps_of: Callable[[str], float]) -> dict:
+               num_tv_classes: int, eps_of: Callable[[str], float]) -> dict:
     """torchvision's state dict -> ours, all keys or nothing."""
     tv_state = {(_rename(k, _OLD_TV_KEYS) or k): v for k, v in tv_state.items()
                 if not k.endswith("num_batches_tracked")}
     own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     modules = dict(model.named_modules())
+    layouts = model.class_layouts()  # the class-logit layers: anchors per location x classes
     wanted = {k: _our_to_tv_key(arch, k) for k in own}
     missing = sorted(tv for tv in wanted.values() if tv not in tv_state)
     unexpected = sorted(set(tv_state) - set(wanted.values()))
@@ -365,9 +358,9 @@ def _map_state(name: str, tv_state: Mapping[str, Tensor], model: nn.Module, arch
         if tv not in tv_state:
             continue
         value = tv_state[tv].detach().clone()
-        level = _class_layer(arch, ours)
-        if level is not None and value.shape[0] == anchors_per_level[level] * num_tv_classes:
-            value = _select_classes(value, anchors_per_level[level], _tv_channels(arch, labels))
+        layout = layouts.get(ours)
+        if layout is not None and value.shape[0] == layout.groups * num_tv_classes:
+            value = _select_classes(value, layout.groups, _tv_channels(arch, labels))
         if ours.endswith(".running_var"):
             # Only running_var + eps is used: keep the sum when the eps differ.
             value = value + eps_of(tv[: -len(".running_var")]) - modules[ours[: -len(".running_var")]].eps
@@ -395,134 +388,6 @@ def _mismatch_message(what: str, missing: list[str], unexpected: list[str], mism
     if guess and guess != arch:
         parts.append(f"these look like {guess} weights" + (f" (arch={guess!r})" if guess in ARCHS else ""))
     return f"{what}: the weights do not match; nothing was converted: " + "; ".join(parts)
-
-
-# ----------------------------------------------------------------------------------------------
-# ours -> torchvision
-
-
-def to_torchvision(detector: nn.Module, category_ids: Sequence[int] | None = None, *,
-                   min_size: int = 800, max_size: int = 1333) -> nn.Module:
-    """A torchvision ``RetinaNet`` or ``SSD`` (eval mode) with our detector's weights.
-
-    Args:
-        detector: an anchordet RetinaNet built with torchvision's anchors (``anchor_offset=0``,
-            ``anchor_round_base=True``, as ``from_torchvision`` configures it), or an SSD300 with
-            torchvision's default boxes.
-        category_ids: torchvision's label for each of our classes (default 1..K, label 0 being
-            torchvision's background); torchvision gets max(category_ids) + 1 logits.
-        min_size, max_size: torchvision RetinaNet's internal resize.
-    Raises:
-        UserError naming what torchvision cannot reproduce.
-    """
-    arch = _arch_of_ours(detector)
-    labels = [int(c) for c in (category_ids if category_ids is not None else range(1, detector.num_classes + 1))]
-    if len(labels) != detector.num_classes or len(set(labels)) != len(labels) or min(labels) < (arch == "ssd300_vgg16"):
-        raise UserError(f"category_ids: need {detector.num_classes} distinct labels "
-                         f">= {int(arch == 'ssd300_vgg16')}, got {labels}")
-    num_tv_classes = max(labels) + 1
-    if arch == "retinanet_resnet50_fpn":
-        tv, anchors_per_level = _tv_retinanet(detector, num_tv_classes, min_size, max_size)
-    else:
-        tv, anchors_per_level = _tv_ssd(detector, num_tv_classes)
-    tv_state = tv.state_dict()
-    tv_modules = dict(tv.named_modules())
-    new, problems = {}, []
-    for key, value in detector.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        tv_key = _our_to_tv_key(arch, key)
-        if tv_key not in tv_state:
-            problems.append(f"{key} -> {tv_key} (no such torchvision key)")
-            continue
-        value = value.detach().clone()
-        level = _class_layer(arch, key)
-        if level is not None:
-            value = _scatter_classes(value, anchors_per_level[level], _tv_channels(arch, labels), num_tv_classes,
-                                     key.endswith("bias"))
-        if key.endswith(".running_var"):
-            our_eps = dict(detector.named_modules())[key[: -len(".running_var")]].eps
-            value = value + our_eps - tv_modules[tv_key[: -len(".running_var")]].eps
-        if value.shape != tv_state[tv_key].shape:
-            problems.append(f"{key}: {tuple(value.shape)} vs torchvision {tv_key} {tuple(tv_state[tv_key].shape)}")
-        new[tv_key] = value
-    left = sorted(k for k in tv_state if k not in new and not k.endswith("num_batches_tracked"))
-    if problems or left:
-        raise UserError(_mismatch_message(f"{type(detector).__name__} -> torchvision {arch}", left, [], problems))
-    tv.load_state_dict(new, strict=False, assign=True)  # assign: meta tensors are replaced, not copied into
-    return tv.eval()
-
-
-def _arch_of_ours(detector: nn.Module) -> str:
-    from anchordet.detectors.retinanet import RetinaNet
-
-    if isinstance(detector, RetinaNet):
-        return "retinanet_resnet50_fpn"
-    from anchordet.detectors.ssd import SSD
-
-    if isinstance(detector, SSD):
-        return "ssd300_vgg16"
-    raise UserError(f"{type(detector).__name__}: only RetinaNet and SSD300 convert to torchvision")
-
-
-def _tv_retinanet(detector: nn.Module, num_tv_classes: int, min_size: int, max_size: int):
-    from torchvision.models import resnet
-    from torchvision.models.detection.retinanet import RetinaNet
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN
-    from torchvision.ops import FrozenBatchNorm2d
-    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-
-    generator = detector.anchor_generator
-    if generator.offset != 0.0 or not generator.round_base or generator.strides != (8, 16, 32, 64, 128):
-        raise UserError("torchvision's AnchorGenerator puts rounded base anchors on cell corners at strides "
-                         f"8..128; this model has offset {generator.offset}, round_base {generator.round_base}, "
-                         f"strides {generator.strides}: build it with anchor_offset=0, anchor_round_base=True")
-    if tuple(detector.box_coder.weights) != (1.0, 1.0, 1.0, 1.0):
-        raise UserError(f"torchvision's RetinaNet decodes with weights (1, 1, 1, 1), not {detector.box_coder.weights}")
-    if detector.backbone.conv1.out_channels != 64:
-        raise UserError(f"torchvision's ResNet has width 64; this backbone has {detector.backbone.conv1.out_channels}")
-    body = getattr(resnet, f"resnet{detector.backbone.depth}")(weights=None, norm_layer=FrozenBatchNorm2d)
-    fpn = detector.fpn
-    p6_in = fpn.out_channels if fpn.p6_from == "p5" else fpn.p6.in_channels
-    if fpn.p6_from == "c5" and p6_in == fpn.out_channels:
-        raise UserError("torchvision takes P6 from P5 whenever C5 has the FPN's width; this model reads C5")
-    backbone = BackboneWithFPN(body, {"layer2": "0", "layer3": "1", "layer4": "2"}, list(detector.backbone.out_channels),
-                               fpn.out_channels, extra_blocks=LastLevelP6P7(p6_in, fpn.out_channels))
-    sizes = tuple(tuple(level) for level in generator.sizes_per_level)
-    post = detector.postprocess
-    tv = RetinaNet(backbone, num_tv_classes, min_size=min_size, max_size=max_size,
-                   image_mean=detector.pixel_mean.tolist(), image_std=detector.pixel_std.tolist(),
-                   anchor_generator=AnchorGenerator(sizes, (generator.aspect_ratios,) * len(sizes)),
-                   score_thresh=post.score_thresh, nms_thresh=post.nms_thresh,
-                   detections_per_img=post.max_detections, topk_candidates=post.topk_candidates)
-    return tv, [generator.num_anchors_per_location]
-
-
-def _tv_ssd(detector: nn.Module, num_tv_classes: int):
-    """torchvision's ``ssd300_vgg16`` builder, step by step, with VGG16 made on the meta device:
-    SSD keeps only its ``features`` and every weight is overwritten, so allocating and
-    initialising VGG's 138M parameters (the 102M of its classifier included) would be wasted."""
-    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
-    from torchvision.models.detection.ssd import SSD, _vgg_extractor
-    from torchvision.models.vgg import VGG, cfgs, make_layers
-
-    if detector.image_size != 300:
-        raise UserError(f"torchvision has SSD300 only; this SSD takes {detector.image_size} px inputs")
-    if tuple(detector.box_coder.weights) != (10.0, 10.0, 5.0, 5.0):
-        raise UserError(f"torchvision's SSD decodes with weights (10, 10, 5, 5), not {detector.box_coder.weights}")
-    with torch.device("meta"):
-        vgg = VGG(make_layers(cfgs["D"]), init_weights=False)
-    anchor_generator = DefaultBoxGenerator(  # ssd300_vgg16's
-        [[2], [2, 3], [2, 3], [2, 3], [2], [2]], scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
-        steps=[8, 16, 32, 64, 100, 300])
-    post = detector.postprocess
-    tv = SSD(_vgg_extractor(vgg, False, 4), anchor_generator, (300, 300), num_tv_classes,
-             image_mean=detector.pixel_mean.tolist(), image_std=detector.pixel_std.tolist(),
-             score_thresh=post.score_thresh, nms_thresh=post.nms_thresh,
-             detections_per_img=post.max_detections, topk_candidates=post.topk_candidates)
-    _check_default_boxes(detector, tv)
-    return tv, anchor_generator.num_anchors_per_location()
 
 
 def _check_default_boxes(ours: nn.Module, tv: nn.Module) -> None:

@@ -12,7 +12,7 @@ Folding is exact in real arithmetic but rounds differently (about 1e-6 relative 
 so a torchvision-converted detector no longer reproduces torchvision's detections to the last bit
 (boxes within ~1e-3 px). It is off in a built model and in training (``ResNet(fold_bn=True)`` or
 ``fold_batch_norms(model)`` turn it on), and on by default for inference in ``anchordet predict`` /
-``evaluate`` / ``anchordet.load`` (``anchordet.engine.acceleration``: measured faster, BENCHMARKS.md).
+``evaluate`` / ``anchordet.load`` (``anchordet.runtime.acceleration``: measured faster, BENCHMARKS.md).
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from torch import nn
 
 from anchordet.cli.main import main
 from anchordet.config.load import load_config
-from anchordet.engine import benchmark as B
-from anchordet.engine import precision as precision_module
+from anchordet.runtime import benchmark as B
+from anchordet.runtime import precision as precision_module
 
 TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1"]
 
@@ -71,7 +71,7 @@ def test_benchmark_rows_counts_and_fallback(tmp_path, monkeypatch, capsys):
 
 def test_benchmark_a_weights_file_at_its_own_size(tmp_path, capsys):
     from anchordet.config.schema import ModelConfig
-    from anchordet.engine.checkpoint import save_weights
+    from anchordet.weights_file import save_weights
 
     config = ModelConfig("ssd_vgg16", dict(num_classes=3, image_size=96, width=8,
                                             extra_layers=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1]],

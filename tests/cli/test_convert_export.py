@@ -14,7 +14,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from anchordet.cli.main import main
-from anchordet.engine.checkpoint import load_detector, read_inference_settings
+from anchordet.weights_file import load_detector, read_inference_settings
 from anchordet.interop.torchvision import UNUSED_LOGIT_BIAS, coco_categories
 from helpers import assert_detections_equal
 
@@ -65,7 +65,8 @@ def test_convert_writes_weights_that_predict_like_torchvision(converted_file, tv
     settings = read_inference_settings(converted_file)
     assert list(settings.category_ids) == COCO_IDS and list(settings.class_names) == COCO_NAMES
     assert settings.eval_transform == "resize" and settings.max_size == 1333  # torchvision's defaults
-    model, config = load_detector(converted_file)
+    model, read = load_detector(converted_file)
+    config = read.model_config
     assert config.factory == "retinanet_resnet_fpn" and config.args["depth"] == 18 and config.num_classes == 80
     image = torch.rand(1, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

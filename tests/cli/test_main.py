@@ -14,7 +14,7 @@ from anchordet.cli.main import main
 from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import DigitsOptions, ModelConfig
 from anchordet.data.digits import DigitsDataset
-from anchordet.engine.checkpoint import save_weights
+from anchordet.weights_file import save_weights
 from anchordet.errors import UserError
 from anchordet.visualize import to_pil
 

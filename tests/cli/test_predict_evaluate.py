@@ -9,7 +9,7 @@ from anchordet.config.inference import InferenceSettings
 from anchordet.config.schema import DigitsOptions, ModelConfig
 from anchordet.data.digits import DigitsDataset
 from anchordet.data.image_io import load_image
-from anchordet.engine.checkpoint import save_weights
+from anchordet.weights_file import save_weights
 from anchordet.postprocess.rescale import rescale_detections
 from anchordet.structures.targets import Detections
 from anchordet.visualize import to_pil
@@ -95,7 +95,7 @@ def test_evaluate_scores_perfect_detections_as_ap_one(tmp_path, monkeypatch, cap
 def test_precision_option_reaches_the_model_and_fp16_on_cpu_falls_back(tmp_path, monkeypatch, capsys):
     """--precision: predict and evaluate set the network up in it; fp16 on a CPU says so in one
     line and gives exactly the fp32 detections."""
-    import anchordet.engine.acceleration as acceleration
+    import anchordet.runtime.acceleration as acceleration
 
     write_weights(tmp_path / "w.safetensors")
     folder = tmp_path / "images"

@@ -12,7 +12,7 @@ from anchordet.config.inference import InferenceSettings
 from anchordet.config.metadata import MAX_NESTING, nesting_depth, parse_json_field
 from anchordet.config.schema import model_values
 from anchordet.config.schema import ModelConfig
-from anchordet.engine.checkpoint import load_detector, read_inference_settings, save_weights
+from anchordet.weights_file import load_detector, read_inference_settings, save_weights
 from anchordet.errors import UserError
 
 TINY = dict(depth=18, num_classes=3, backbone_width=8, fpn_channels=16, head_channels=16, head_num_convs=1,
@@ -137,8 +137,8 @@ def test_backbone_weights_in_the_metadata_are_not_loaded(tmp_path):
     model = config.build()
     named = ModelConfig("retinanet_resnet_fpn", {**TINY, "backbone_weights": str(tmp_path / "gone.pth")})
     path = save_weights(tmp_path / "w.safetensors", model, named)
-    loaded, loaded_config = load_detector(path)
-    assert loaded_config.args["backbone_weights"] == str(tmp_path / "gone.pth")
+    loaded, read = load_detector(path)
+    assert read.model_config.args["backbone_weights"] == str(tmp_path / "gone.pth")
     assert torch.equal(loaded.head.cls_output.weight, model.head.cls_output.weight)
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from anchordet.config.presets import PRESETS
 from anchordet.config.schema import apply_overrides
+from anchordet import weights_file
 from anchordet.engine import checkpoint as ckpt
 
 
@@ -83,9 +84,9 @@ def test_weights_file_rebuilds_the_detector(tmp_path):
     config = apply_overrides(PRESETS["retinanet_digits"], ["model.fpn_channels=16", "model.head_channels=16"])
     torch.manual_seed(0)
     model = config.model.build().eval()
-    path = ckpt.save_weights(tmp_path / "model.safetensors", model, config.model, {"note": "x"})
-    loaded, model_config = ckpt.load_detector(path)
-    assert model_config == config.model
+    path = weights_file.save_weights(tmp_path / "model.safetensors", model, config.model, {"note": "x"})
+    loaded, read = weights_file.load_detector(path)
+    assert read.model_config == config.model and read.checkpoint is None
     images = torch.rand(1, 3, 64, 64)
     assert torch.equal(model(images).cls_logits, loaded(images).cls_logits)
 
@@ -94,5 +95,5 @@ def test_weights_file_without_config_gets_a_clear_message(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(1)}, str(tmp_path / "raw.safetensors"))
-    with pytest.raises(ValueError, match="raw.safetensors: safetensors file without an anchordet model config"):
-        ckpt.load_detector(tmp_path / "raw.safetensors")
+    with pytest.raises(ValueError, match="raw.safetensors: a state dict without an anchordet model config"):
+        weights_file.load_detector(tmp_path / "raw.safetensors")

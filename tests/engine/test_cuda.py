@@ -10,9 +10,9 @@ import torch
 
 from anchordet.cli.main import main
 from anchordet.data.shapes import make_scenes
-from anchordet.engine.acceleration import use_channels_last
+from anchordet.runtime.acceleration import use_channels_last
 from anchordet.engine.checkpoint import load_checkpoint
-from anchordet.engine.precision import apply_precision, resolve_precision
+from anchordet.runtime.precision import apply_precision, resolve_precision
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -83,7 +83,7 @@ def test_batches_are_pinned_for_the_gpu():
 def test_collectives_use_cuda_tensors_under_nccl(tmp_path):
     import torch.distributed as dist
 
-    from anchordet.engine import distributed as D
+    from anchordet import distributed as D
 
     store = dist.FileStore(str(tmp_path / "store"), 1)
     dist.init_process_group(D.process_group_backend(torch.device("cuda", 0)), store=store, rank=0, world_size=1)

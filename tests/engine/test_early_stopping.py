@@ -25,6 +25,7 @@ class ScriptedResult:
 @pytest.fixture
 def scripted_scores(monkeypatch):
     from anchordet.engine import trainer as trainer_module
+    from anchordet.engine import validation as validation_module
 
     def evaluate(model, dataset, metric, device, batch_size, **options):
         return ScriptedResult(SCORES[trainer_module_epoch[0]])
@@ -36,7 +37,7 @@ def scripted_scores(monkeypatch):
         trainer_module_epoch[0] = epoch
         return original(self, epoch)
 
-    monkeypatch.setattr(trainer_module, "evaluate_dataset", evaluate)
+    monkeypatch.setattr(validation_module, "evaluate_dataset", evaluate)
     monkeypatch.setattr(trainer_module.Trainer, "_evaluate", remember_epoch)
 
 

@@ -7,7 +7,8 @@ from torch import nn
 
 from anchordet.config.load import load_config
 from anchordet.config.schema import ConfigError
-from anchordet.engine.checkpoint import load_checkpoint, load_detector
+from anchordet.engine.checkpoint import load_checkpoint
+from anchordet.weights_file import load_detector
 from anchordet.engine.ema import ModelEMA
 from anchordet.cli.main import main
 from tests.engine.test_trainer import train
@@ -44,16 +45,16 @@ def test_decay_outside_zero_one_is_one_line(value):
 
 
 def test_trainer_evaluates_and_writes_the_average(tmp_path, monkeypatch):
-    from anchordet.engine import trainer as trainer_module
+    from anchordet.engine import validation as validation_module
 
     evaluated = []
-    original = trainer_module.evaluate_dataset
+    original = validation_module.evaluate_dataset
 
     def recording(model, *args, **kwargs):
         evaluated.append(model)
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "evaluate_dataset", recording)
+    monkeypatch.setattr(validation_module, "evaluate_dataset", recording)
     assert train(tmp_path, "solver.epochs=2", "run.eval_every=1", "solver.ema_decay=0.8") == 0
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["ema"]["updates"] == 8  # one per optimizer step

@@ -8,7 +8,7 @@ from PIL import Image
 
 from anchordet.cli.main import main
 from anchordet.config.schema import ModelConfig
-from anchordet.engine.checkpoint import save_weights
+from anchordet.weights_file import save_weights
 from anchordet.engine.init_weights import initialise_from
 from anchordet.errors import UserError
 from helpers import TINY_RETINANET, TINY_SSD
@@ -116,7 +116,7 @@ def test_a_torchvision_state_dict_fine_tunes_through_train_weights(tmp_path, cap
     import yaml
     from torchvision.models.detection import retinanet_resnet50_fpn
 
-    from anchordet.engine.checkpoint import load_detector
+    from anchordet.weights_file import load_detector
     from anchordet.interop.torchvision import TORCHVISION_RETINANET_ANCHOR_SIZES
 
     torch.manual_seed(0)

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from anchordet.cli.main import main
-from anchordet.engine.launch import ChildProcessFailed, cpu_count, run_processes, threads_per_process
+from anchordet.devices import cpu_count
+from anchordet.engine.launch import ChildProcessFailed, run_processes, threads_per_process
 
 
 def test_children_get_the_torchrun_environment_and_rank_0_answers():
@@ -30,7 +31,7 @@ def test_a_failing_child_raises_with_its_traceback():
 
 # Returns 7, then the process's teardown fails: a Python error, or the process aborts (SIGABRT),
 # as a gloo thread of torch's did in the sync-BN test.
-FAILING_TEARDOWN = ("(setattr(__import__('anchordet.engine.distributed', fromlist=['cleanup']), 'cleanup', {}), 7)[1]")
+FAILING_TEARDOWN = ("(setattr(__import__('anchordet.distributed', fromlist=['cleanup']), 'cleanup', {}), 7)[1]")
 
 
 @pytest.mark.parametrize("teardown", ["lambda: 1 / 0", "__import__('os').abort"])

@@ -6,7 +6,8 @@ from torch import nn
 
 from anchordet.cli.main import main
 from anchordet.config.load import load_config
-from anchordet.engine.checkpoint import load_checkpoint, read_model_config
+from anchordet.engine.checkpoint import load_checkpoint
+from anchordet.weights_file import read_model_config
 from anchordet.engine.launch import run_processes
 from anchordet.engine.sync_bn import SyncBatchNorm2d, convert_sync_batch_norm
 
@@ -23,7 +24,7 @@ def batch_norm_in_a_process_group(synced: bool) -> list[dict]:
     """Run in each process of a 2-process gloo group (``run_processes``, the launcher of
     ``anchordet train --procs``): this rank's half of the batch through (Sync)BatchNorm, forward
     and backward; returns what every rank got (gathered), so the parent checks both."""
-    from anchordet.engine import distributed as D
+    from anchordet import distributed as D
 
     D.init_from_environment(torch.device("cpu"))
     rank, world = D.rank(), D.world_size()

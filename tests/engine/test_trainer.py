@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from anchordet.cli.main import main
 from anchordet.engine.checkpoint import load_checkpoint
 from anchordet.engine.logger import read_metrics
-from anchordet.engine.precision import cpu_has_native_bf16
+from anchordet.runtime.precision import cpu_has_native_bf16
 
 TINY = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_channels=16", "model.head_num_convs=1",
         "data.digits.num_train=16", "data.digits.num_val=4", "data.digits.canvas_size=64",
@@ -52,7 +52,7 @@ NATIVE_BF16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, precision):
     """Bit-exact in bf16 too: at this 64 px size P7's conv meets oneDNN's bf16 weight-gradient bug
-    (engine.precision._Float32WhereOneDNNFails), which made bf16 runs differ from call to call."""
+    (runtime.precision._Float32WhereOneDNNFails), which made bf16 runs differ from call to call."""
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     common = ["solver.epochs=2", "run.eval_every=0", "data.hflip=true",  # flips: augmentation must replay exactly
               f"run.precision={precision}"]
@@ -248,7 +248,7 @@ def test_demo_with_a_time_budget_still_evaluates_and_predicts(tmp_path, capsys):
 
 
 def test_epochs_that_fit_a_budget():
-    from anchordet.engine.trainer import epochs_that_fit
+    from anchordet.engine.budget import epochs_that_fit
 
     # 40 iterations in 20 s, 0.5 s each from now on, 6 minutes: (0.95 * 360 - 20) / 0.5 = 644 more,
     # 684 in all = 11 epochs of 62 iterations
@@ -263,7 +263,7 @@ def test_epochs_that_fit_a_budget():
 def test_fit_epochs_to_budget_shortens_the_schedule_and_saves_the_count(tmp_path, monkeypatch):
     """The count chosen after the timed iterations becomes solver.epochs: the run stops there,
     the cosine schedule ends at 0 there, and config.yaml / last.pt say so (a resume continues it)."""
-    from anchordet.engine import trainer as trainer_module
+    from anchordet.engine import budget as budget_module
 
     calls = []
 
@@ -271,9 +271,9 @@ def test_fit_epochs_to_budget_shortens_the_schedule_and_saves_the_count(tmp_path
         calls.append(arguments)
         return 3
 
-    monkeypatch.setattr(trainer_module, "FIT_MEASURE_FROM", 2)
-    monkeypatch.setattr(trainer_module, "FIT_MEASURE_TO", 6)
-    monkeypatch.setattr(trainer_module, "epochs_that_fit", fake_fit)
+    monkeypatch.setattr(budget_module, "FIT_MEASURE_FROM", 2)
+    monkeypatch.setattr(budget_module, "FIT_MEASURE_TO", 6)
+    monkeypatch.setattr(budget_module, "epochs_that_fit", fake_fit)
     assert train(tmp_path, "solver.epochs=20", "run.eval_every=20", "run.max_minutes=60",
                  "run.fit_epochs_to_budget=true") == 0
     (arguments,) = calls
@@ -298,7 +298,7 @@ def test_fit_epochs_to_budget_needs_a_budget(capsys):
 def test_precision_bf16_trains_in_bf16_or_falls_back_to_fp32_in_one_line(tmp_path, monkeypatch, capsys):
     """run.precision=bf16 (or --precision bf16): the network in bf16 where the CPU has it (other
     weights than fp32 after two steps); elsewhere one line, then exactly the fp32 run."""
-    from anchordet.engine import precision as precision_module
+    from anchordet.runtime import precision as precision_module
 
     common = ("solver.epochs=1", "run.eval_every=0", "run.stop_after_iters=2")
     assert train(tmp_path / "fp32", *common, "run.precision=fp32") == 0

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from anchordet.evaluation.analysis import analyze, analyze_files, score_grid
+from anchordet.evaluation.analysis import analyze, score_grid
+from anchordet.evaluation.analysis_plots import analyze_files
 from anchordet.evaluation.results import DetectionStore, GroundTruth
 
 CATS = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]

@@ -27,7 +27,7 @@ from PIL import Image
 import anchordet
 from anchordet.cli.main import main
 from anchordet.config.schema import ModelConfig
-from anchordet.engine.checkpoint import save_weights
+from anchordet.weights_file import save_weights
 from helpers import TINY_SSD, assert_detections_equal, spread_faster_rcnn_heads
 
 # torch.jit.load warns that TorchScript is deprecated (torch 2.14); loading it is the point here.
@@ -100,7 +100,7 @@ def test_export_checks_pass_for_every_family(exported, capsys):
     # the weights' inference settings travel in the ONNX metadata
     meta = ort.InferenceSession(str(onnx_file)).get_modelmeta().custom_metadata_map
     assert json.loads(meta["anchordet_inference"])["class_names"] == NAMES
-    assert int(meta["anchordet_size_divisible"]) == getattr(anchordet.load(weights).model, "size_divisible", 1)
+    assert int(meta["anchordet_size_divisible"]) == anchordet.load(weights).model.size_divisible
 
 
 def load_example():

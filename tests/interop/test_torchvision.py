@@ -28,8 +28,8 @@ from anchordet.interop.torchvision import (
     UNUSED_LOGIT_BIAS,
     coco_categories,
     from_torchvision,
-    to_torchvision,
 )
+from anchordet.interop.torchvision_models import to_torchvision
 
 COCO_IDS, COCO_NAMES = coco_categories()
 UNUSED = [i for i in range(91) if i not in COCO_IDS]  # background 0 and the 10 ids COCO never used
@@ -136,9 +136,9 @@ def test_torchvision_to_ours_same_detections(tv_model, converted, image):
 
 def test_inference_set_up_keeps_torchvision_detections_within_1e_3_px(tv_model, converted, image):
     """``anchordet.load`` / predict fold the frozen BNs into the convolutions and run channels_last
-    (engine.acceleration): float rounding moves boxes by up to ~1e-3 px (1e-4 without), scores
+    (runtime.acceleration): float rounding moves boxes by up to ~1e-3 px (1e-4 without), scores
     stay within 1e-5; nothing else changes."""
-    from anchordet.engine.acceleration import accelerate_for_inference
+    from anchordet.runtime.acceleration import accelerate_for_inference
 
     with torch.no_grad():
         theirs = tv_model(list(image))[0]

@@ -21,8 +21,8 @@ from anchordet.interop.torchvision import (
     _tv_default_boxes,
     coco_categories,
     from_torchvision,
-    to_torchvision,
 )
+from anchordet.interop.torchvision_models import to_torchvision
 
 COCO_IDS, _ = coco_categories()
 UNUSED = [i for i in range(1, 91) if i not in COCO_IDS]  # ids COCO never used (0 is the background)

@@ -13,8 +13,8 @@ from anchordet.data.shapes import make_scenes
 from anchordet.detectors.faster_rcnn import faster_rcnn_resnet18_c4
 from anchordet.detectors.retinanet import retinanet_resnet18_fpn
 from anchordet.detectors.ssd import ssd_vgg16
-from anchordet.engine import acceleration as A
-from anchordet.engine.precision import precision_of
+from anchordet.runtime import acceleration as A
+from anchordet.runtime.precision import precision_of
 
 
 def retinanet():
@@ -115,7 +115,7 @@ def test_parameters_stay_the_same_objects():
 def test_auto_follows_the_measured_table(monkeypatch):
     model = retinanet()
     assert A.resolve_channels_last(True, model, "cpu") is True and A.resolve_channels_last(False, model, "cpu") is False
-    monkeypatch.setitem(A.CHANNELS_LAST_FASTER, "cpu", {"RetinaNet": False, "SSD": True})
+    monkeypatch.setitem(A.CHANNELS_LAST_FASTER, "cpu", {"retinanet": False, "ssd": True})
     assert A.resolve_channels_last("auto", model, "cpu") is False
     assert A.resolve_channels_last("auto", ssd(), "cpu") is True
     assert A.resolve_channels_last("auto", nn.Conv2d(1, 1, 1), "cpu") is False  # never measured: off
@@ -139,7 +139,7 @@ def test_folded_channels_last_inference_equals_the_plain_model():
 
 
 def test_training_set_up_resolves_precision_with_its_line(monkeypatch):
-    from anchordet.engine import precision as P
+    from anchordet.runtime import precision as P
 
     monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx2"}))
     lines = []
@@ -182,6 +182,6 @@ def test_auto_keeps_narrow_resnets_contiguous_for_cpu_training():
     wide = retinanet_resnet18_fpn(num_classes=3, backbone_width=16, fpn_channels=16, head_channels=16)
     assert A.nhwc_backward_crashing_convs(narrow) and not A.nhwc_backward_crashing_convs(wide)
     assert A.resolve_channels_last("auto", narrow, "cpu", training=True) is False
-    assert A.resolve_channels_last("auto", narrow, "cpu") is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
-    assert A.resolve_channels_last("auto", wide, "cpu", training=True) is A.CHANNELS_LAST_FASTER["cpu"]["RetinaNet"]
-    assert A.resolve_channels_last("auto", narrow, "cuda", training=True) is A.CHANNELS_LAST_FASTER["cuda"]["RetinaNet"]
+    assert A.resolve_channels_last("auto", narrow, "cpu") is A.CHANNELS_LAST_FASTER["cpu"]["retinanet"]
+    assert A.resolve_channels_last("auto", wide, "cpu", training=True) is A.CHANNELS_LAST_FASTER["cpu"]["retinanet"]
+    assert A.resolve_channels_last("auto", narrow, "cuda", training=True) is A.CHANNELS_LAST_FASTER["cuda"]["retinanet"]

@@ -12,8 +12,8 @@ from anchordet.data.shapes import all_found, make_scenes
 from anchordet.detectors.faster_rcnn import faster_rcnn_resnet18_c4
 from anchordet.detectors.retinanet import retinanet_resnet18_fpn
 from anchordet.detectors.ssd import ssd_vgg16
-from anchordet.engine import precision as P
-from anchordet.engine.precision import Precision, apply_precision, resolve_precision, to_float32
+from anchordet.runtime import precision as P
+from anchordet.runtime.precision import Precision, apply_precision, resolve_precision, to_float32
 from anchordet.structures.boxes import box_iou
 from helpers import assert_overfits
 

@@ -11,7 +11,7 @@ training and for inference.
   supports it (the ResNets): RetinaNet R50-FPN inference 1.13-1.17x faster in fp32, 1.96x in
   bf16 (an unfolded frozen BN promotes bf16 activations back to fp32), at a cost of float rounding
   (boxes of a torchvision-converted model move by up to 1e-3 px, see ``tests/interop``).
-* **precision**: ``anchordet.engine.precision``.
+* **precision**: ``anchordet.runtime.precision``.
 """
 from __future__ import annotations
 
@@ -20,17 +20,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anchordet.engine.precision import Precision, apply_precision, resolve_precision
+from anchordet.detectors.base import Detector
+from anchordet.runtime.precision import Precision, apply_precision, resolve_precision
 
-# channels_last against NCHW, per detector class, on each device type: True where it was faster
+# channels_last against NCHW, per detector family (``Detector.family``), on each device type: True where it was faster
 # in every measured configuration (inference and training step, fp32 and bf16, 1 thread).
 # CPU (Intel Xeon with AVX-512 / AMX, 2026-12-01, BENCHMARKS.md "Precision, channels_last and BN
 # folding"): fp32 RetinaNet 1.04-1.36x (R50-FPN and the digits presets), SSD 1.11-1.30x, Faster
 # R-CNN 1.11-1.17x, more in bf16; the issue's Zen 5 figures agree (1.15-1.49x). CUDA: NHWC is what
 # tensor cores want (cuDNN's guidance; not measured here: benchmarks/gpu_check.sh).
 CHANNELS_LAST_FASTER: dict[str, dict[str, bool]] = {
-    "cpu": {"RetinaNet": True, "SSD": True, "FasterRCNN": True},
-    "cuda": {"RetinaNet": True, "SSD": True, "FasterRCNN": True},
+    "cpu": {"retinanet": True, "ssd": True, "faster_rcnn": True},
+    "cuda": {"retinanet": True, "ssd": True, "faster_rcnn": True},
 }
 
 # BN folding at inference where a module supports it (the ResNet backbones): see the docstring.
@@ -39,20 +40,25 @@ FOLD_BN_FOR_INFERENCE = True
 
 def resolve_channels_last(setting: bool | str, model: nn.Module, device: torch.device | str,
                           training: bool = False, say: Callable[[str], None] | None = None) -> bool:
-    """``setting`` True / False as given; "auto": the measured default of ``model``'s class on
-    ``device`` (off for a class never measured). Either way off for CPU training of a model with
+    """``setting`` True / False as given; "auto": the measured default of ``model``'s family on
+    ``device`` (off for a family never measured). Either way off for CPU training of a model with
     a convolution that oneDNN's NHWC backward crashes on (``nhwc_backward_crashing_convs``): silently
     for "auto", with one line through ``say`` for an explicit True (never abort the process)."""
     device_type = torch.device(device).type
     crashing = nhwc_backward_crashing_convs(model) if training and device_type == "cpu" else []
     if setting == "auto":
-        return not crashing and CHANNELS_LAST_FASTER.get(device_type, {}).get(type(model).__name__, False)
+        return not crashing and CHANNELS_LAST_FASTER.get(device_type, {}).get(_family(model), False)
     if setting and crashing:
         if say is not None:
             say(f"run.channels_last: {crashing[0]} is a 1x1 stride-2 convolution with fewer than 16 input "
                 f"channels, whose channels_last backward crashes oneDNN on CPUs; training NCHW")
         return False
     return bool(setting)
+
+
+def _family(model: nn.Module) -> str:
+    """The detector's family; "" for a model that is not an anchordet detector (never measured)."""
+    return model.family if isinstance(model, Detector) else ""
 
 
 def nhwc_backward_crashing_convs(model: nn.Module) -> list[str]:

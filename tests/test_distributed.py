@@ -3,7 +3,7 @@ choice that makes them work under NCCL (GPUs: tested by benchmarks/gpu_check.sh)
 import pytest
 import torch
 
-from anchordet.engine import distributed as D
+from anchordet import distributed as D
 from anchordet.engine.launch import run_processes
 from helpers import collectives_in_a_process_group
 

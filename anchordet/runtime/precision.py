@@ -12,7 +12,7 @@
   digits presets use (a preset that should run fast on any machine, measured in BENCHMARKS.md).
   The precision that ran is in the run's metrics.jsonl and checkpoints.
 
-Only the network runs in lower precision: the parts named in ``NETWORK_PARTS`` (backbone, FPN,
+Only the network runs in lower precision: the detector's ``network_parts`` (backbone, FPN,
 heads, RPN head, RoI head) run under autocast and their outputs are cast back to float32 at
 the part's boundary (``apply_precision`` installs forward hooks; state-dict keys do not change).
 Anchors, box coding, matching, losses, NMS, RoI pooling and evaluation therefore stay in float32.
@@ -28,11 +28,11 @@ import torch
 from torch import nn
 
 from anchordet.config.schema import PRECISIONS
-from anchordet.detectors.parts import NETWORK_PARTS, network_parts
+from anchordet.detectors.base import network_parts
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-# What runs under autocast: the detectors' network parts (``detectors.parts.NETWORK_PARTS``).
+# What runs under autocast: the detector's network parts (``Detector.network_parts``).
 # Everything between and after them (anchors, RoI pooling, losses, post-processing) is float32.
 
 
@@ -216,9 +216,9 @@ def to_float32(value: Any) -> Any:
     return value
 
 
-def apply_precision(model: nn.Module, precision: Precision, parts: tuple[str, ...] = NETWORK_PARTS) -> nn.Module:
-    """Run ``model``'s network parts in ``precision`` (replacing an earlier call's setting;
-    fp32 removes it). Returns ``model``. Raises ValueError when lower precision is asked for a
+def apply_precision(model: nn.Module, precision: Precision, parts: tuple[str, ...] | None = None) -> nn.Module:
+    """Run ``model``'s network parts (``parts``, default the detector's own ``network_parts``) in
+    ``precision`` (replacing an earlier call's setting; fp32 removes it). Returns ``model``. Raises ValueError when lower precision is asked for a
     model with none of the parts (it would silently run in fp32)."""
     for handle in getattr(model, "_anchordet_precision_hooks", ()):
         handle.remove()
@@ -228,7 +228,7 @@ def apply_precision(model: nn.Module, precision: Precision, parts: tuple[str, ..
         return model
     found = network_parts(model, parts)
     if not found:
-        raise ValueError(f"{type(model).__name__} has none of the network parts {list(parts)}: "
+        raise ValueError(f"{type(model).__name__} has none of the network parts {list(parts or ())}: "
                          f"precision {precision.name} would not apply")
     for module in found.values():
         region = _AutocastRegion(precision)

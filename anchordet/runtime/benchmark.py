@@ -26,10 +26,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anchordet.engine.acceleration import (can_fold_bn, configure_cuda, resolve_channels_last, set_fold_bn,
+from anchordet.runtime.acceleration import (can_fold_bn, configure_cuda, resolve_channels_last, set_fold_bn,
                                            use_channels_last)
-from anchordet.engine.precision import (NETWORK_PARTS, Precision, apply_precision, cpu_flags, network_parts,
-                                        resolve_precision)
+from anchordet.detectors.base import network_parts
+from anchordet.runtime.precision import Precision, apply_precision, cpu_flags, resolve_precision
 
 # The flags that decide which kernels run (shown with the results).
 SHOWN_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
@@ -175,7 +175,7 @@ class _NetworkClock:
     def __init__(self, model: nn.Module, device: torch.device):
         self.device, self.seconds, self._starts = device, 0.0, {}
         self._handles = []
-        for module in network_parts(model, NETWORK_PARTS).values():
+        for module in network_parts(model).values():
             self._handles += [module.register_forward_pre_hook(self._enter),
                               module.register_forward_hook(self._leave, always_call=True)]
 
