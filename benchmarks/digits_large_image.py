@@ -4,9 +4,9 @@
 
 The ``retinanet_digits_large`` preset: one 2048 px digits scene (400 digits on the train photos)
 cut into random 256 px windows (``data.random_window``, ``data.windows_per_image``). Trained
-twice with the same seed and iterations: with the windows only ("before"), and with the preset's
-augmentations (scale and colour jitter: "after"); ``--variant`` adds runs with other
-augmentations (``vflip``, ``rotate90``). Each model is then applied at full resolution (the
+twice with the same seed and iterations: with the windows only ("before": the preset as it is),
+and with scale jitter 0.75..1.25 and colour jitter 0.3 added ("after"); ``--variant`` adds runs
+with other augmentations (``vflip``, ``rotate90``). Each model is then applied at full resolution (the
 whole 2048 px image through the network: it is fully convolutional) to the training scene and
 to ``--test-scenes`` 2048 px scenes made from the unseen test photos and test digits.
 
@@ -102,8 +102,8 @@ def evaluate_scenes(weights, dataset, max_dets: int = 1000) -> dict:
 
 
 VARIANTS = {
-    "before": dict(scale_jitter=(1.0, 1.0), color_jitter=0.0),
-    "after": {},  # the preset's own augmentations
+    "before": {},  # the preset: windows only
+    "after": dict(scale_jitter=(0.75, 1.25), color_jitter=0.3),
     "vflip": dict(vflip=True),
     "rotate90": dict(rotate90=True),
 }
