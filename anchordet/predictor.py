@@ -100,21 +100,32 @@ class _Options:
 
 def load(path: str | Path, device: str | torch.device | None = None, *, min_size: int | None = None,
          max_size: int | None = None, precision: str = "fp32", channels_last: bool | str = "auto",
-         fold_bn: bool | str = "auto") -> "Predictor":
+         fold_bn: bool | str = "auto", backend: str | None = None, threads: int | None = None) -> "Predictor":
     """A ``Predictor`` for a weights file (``.safetensors`` written by anchordet: a trained run's
-    ``model.safetensors`` / ``best.safetensors``, or ``anchordet convert``'s output) or a training
-    checkpoint (``.pt``, read with ``weights_only=True``).
+    ``model.safetensors`` / ``best.safetensors``, or ``anchordet convert``'s output), a training
+    checkpoint (``.pt``, read with ``weights_only=True``) or a file of ``anchordet export``
+    (``.onnx``: onnxruntime, ``.xml``: OpenVINO IR; see ``anchordet.backends``), which carries the
+    same eval resize, class names and post-processing settings in its metadata.
 
     Args:
-        device: "cpu", "cuda", "cuda:N", a ``torch.device``; None or "auto": CUDA when available.
+        device: "cpu", "cuda", "cuda:N", a ``torch.device``; None or "auto": CUDA when available
+            (exported files: the CPU).
         min_size, max_size: override the keep-ratio eval resize of the weights file (refused for
             fixed-size models such as SSD, whose input side is part of the architecture).
         precision: "fp32", "bf16" (CPUs with AVX512_BF16 / AMX, GPUs) or "fp16" (GPUs): the
             network's arithmetic; post-processing stays fp32. Falls back to fp32 with one line
-            where the device lacks it (``anchordet.runtime.precision``).
+            where the device lacks it (``anchordet.runtime.precision``). OpenVINO: fp32 or bf16
+            (its inference precision hint); onnxruntime: the file's own.
         channels_last, fold_bn: "auto" (where measured faster), True or False
             (``anchordet.runtime.acceleration``); both change results by float rounding only.
+        backend: None (by the suffix: .onnx onnxruntime, .xml OpenVINO) or "openvino" for an .onnx.
+        threads: CPU threads of an exported file's runtime (None: the runtime's default).
     """
+    from anchordet.backends import backend_for_file, open_exported
+
+    if backend_for_file(path, backend) is not None:
+        runner = open_exported(path, backend, precision=precision, threads=threads)
+        return Predictor(runner, runner.info.settings, "cpu", min_size=min_size, max_size=max_size, source=str(path))
     from anchordet.runtime.acceleration import accelerate_for_inference
     from anchordet.devices import resolve_device
     from anchordet.weights_file import load_detector
@@ -127,24 +138,28 @@ def load(path: str | Path, device: str | torch.device | None = None, *, min_size
 
 
 class Predictor:
-    """A detector in eval mode plus its eval resize and class names (see the module docstring)."""
+    """A detector or exported file (``backend``: torch, onnxruntime, OpenVINO; ``anchordet.backends``)
+    plus its eval resize and class names (see the module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, settings: InferenceSettings = InferenceSettings(),
+    def __init__(self, model: "torch.nn.Module | Backend", settings: InferenceSettings = InferenceSettings(),
                  device: torch.device | str = "cpu", *,
                  min_size: int | None = None, max_size: int | None = None, source: str = "model",
                  num_classes: int | None = None):
-        self.model = model.eval()
+        from anchordet.backends import Backend, TorchBackend
+
+        self.backend = model if isinstance(model, Backend) else TorchBackend(model, device)
+        self.model = getattr(self.backend, "model", None)  # the detector; None for an exported file
         self.device = torch.device(device)
         self.source = source
         self.settings = settings
-        num_classes = int(num_classes if num_classes is not None else model.num_classes)
+        num_classes = int(num_classes if num_classes is not None else self.backend.num_classes)
         self.class_names = list(settings.class_names or [str(i) for i in range(num_classes)])
         self.category_ids = [int(c) for c in (settings.category_ids or range(num_classes))]
         self.transform = eval_transform(self.settings, min_size, max_size, source)
 
     @property
     def num_classes(self) -> int:
-        return int(self.model.num_classes)
+        return int(self.backend.num_classes)
 
     # ------------------------------------------------------------------------------- public API
     def predict(self, source: Any, score_thresh: float | None = None, classes: Sequence[int | str] | None = None,
@@ -193,7 +208,7 @@ class Predictor:
                         max_detections: int | None = None, class_agnostic_nms: bool = False) -> list[Detections]:
         """(3, H_i, W_i) float images in [0, 1] -> their ``Detections`` in their own pixels (one batch)."""
         options = self.options(score_thresh, classes, nms_thresh, max_detections, class_agnostic_nms)
-        return self._detect(list(images), options)
+        return self.detect_batch(list(images), options)
 
     def predict_video(self, source: Any, out: str | Path | None = None, score_thresh: float | None = None,
                       classes: Sequence[int | str] | None = None, nms_thresh: float | None = None,
@@ -230,9 +245,11 @@ class Predictor:
         if max_detections is not None and int(max_detections) < 1:
             raise UserError(f"max_detections must be >= 1, got {max_detections}")
         labels = None if classes is None else tuple(self._label_of(c) for c in classes)
-        return _Options(None if score_thresh is None else float(score_thresh), labels,
-                        None if nms_thresh is None else float(nms_thresh),
-                        None if max_detections is None else int(max_detections), bool(class_agnostic_nms))
+        options = _Options(None if score_thresh is None else float(score_thresh), labels,
+                           None if nms_thresh is None else float(nms_thresh),
+                           None if max_detections is None else int(max_detections), bool(class_agnostic_nms))
+        self.backend.check_postprocess(self._postprocess(options))  # an exported graph with NMS inside
+        return options
 
     def _label_of(self, value: int | str) -> int:
         if isinstance(value, str) and value in self.class_names:
@@ -250,7 +267,7 @@ class Predictor:
     def _run_batch(self, batch: list[tuple[str, Tensor | None, str | None]],
                    options: _Options) -> Iterator[Prediction | Skipped]:
         images = [image for _, image, _ in batch if image is not None]
-        detections = iter(self._detect(images, options) if images else [])
+        detections = iter(self.detect_batch(images, options) if images else [])
         for name, image, reason in batch:
             if image is None:
                 yield Skipped(name, reason)
@@ -259,14 +276,13 @@ class Predictor:
                                  (int(image.shape[-2]), int(image.shape[-1])))
 
     @torch.inference_mode()
-    def _detect(self, originals: list[Tensor], options: _Options) -> list[Detections]:
-        """Resize as evaluated, predict, map back to each original; then the options' filters."""
+    def detect_batch(self, originals: list[Tensor], options: _Options) -> list[Detections]:
+        """(3, H_i, W_i) float images in [0, 1] (images, frames, tiles) -> ``Detections`` in their own
+        pixels: resize as evaluated, ``backend.predict`` the batch, map back, ``options``' filters."""
         from anchordet.postprocess.rescale import rescale_detections
 
         resized = [self.transform(image, Targets())[0] if self.transform else image for image in originals]
-        post = self._postprocess(options)
-        inputs = [image.to(self.device) for image in resized]
-        raw = self.model.predict(inputs, post) if post is not None else self.model.predict(inputs)
+        raw = self.backend.predict(resized, self._postprocess(options))
         out = []
         for det, image, original in zip(raw, resized, originals):
             det = rescale_detections(det.to("cpu"), tuple(image.shape[-2:]), tuple(original.shape[-2:]))
@@ -275,7 +291,7 @@ class Predictor:
 
     def _postprocess(self, options: _Options):
         """The model's post-processing with this call's thresholds (None: the model's own)."""
-        post = self.model.postprocess  # DensePostprocess or RoIPostprocess: frozen dataclasses
+        post = self.backend.postprocess
         changes = {}
         if options.score_thresh is not None:
             changes["score_thresh"] = options.score_thresh
@@ -290,7 +306,7 @@ class Predictor:
     def _max_detections(self, options: _Options) -> int:
         if options.max_detections is not None:
             return options.max_detections
-        return int(self.model.postprocess.max_detections)
+        return int(getattr(self.backend.postprocess, "max_detections", _UNCAPPED))
 
 
 def _filter(det: Detections, options: _Options, max_detections: int) -> Detections:
@@ -406,7 +422,7 @@ def predict_frames(predictor, source: Any, options, out: str | Path | None = Non
                     continue
             if not batch:
                 continue
-            detections = predictor._detect([image for _, image in batch], options)
+            detections = predictor.detect_batch([image for _, image in batch], options)
             for (index, image), det in zip(batch, detections):
                 size = (int(image.shape[-2]), int(image.shape[-1]))
                 if writer is not None:

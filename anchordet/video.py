@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from anchordet.errors import UserError
-from anchordet.files import target_mode
+from anchordet.files import lock_temp_file, target_mode
 from anchordet.progress import Progress
 
 DEFAULT_FPS = Fraction(25)
@@ -123,7 +123,8 @@ class VideoWriter:
 
     H.264 (libx264, yuv420p) for .mp4 / .mkv / .mov, VP9 for .webm; odd sides are padded by one
     black pixel (yuv420p needs even sides). Written to a temporary file in the same folder and
-    renamed over ``path`` by ``close``; ``discard`` drops it.
+    renamed over ``path`` by ``close``; ``discard`` drops it. A writer that got no picture (a
+    video of 0 frames) writes nothing: ``close`` discards it and returns None.
     """
 
     def __init__(self, path: str | Path, fps: Fraction = DEFAULT_FPS):
@@ -131,11 +132,16 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}",
                                          dir=self.path.parent)
-        os.close(fd)
+        lock_temp_file(fd)  # FFmpeg writes by name; this descriptor only holds the lock
+        self._lock_fd = fd
         self.fps = Fraction(fps).limit_denominator(1001)
-        self._container = _av().open(self._tmp, "w")
-        self._stream = None
+        self._container, self._stream = None, None
         self.frames = 0
+        try:
+            self._container = _av().open(self._tmp, "w")
+        except BaseException:
+            self.discard()
+            raise
 
     def write(self, picture) -> None:
         av = _av()
@@ -156,10 +162,13 @@ class VideoWriter:
             self._container.mux(packet)
         self.frames += 1
 
-    def close(self) -> Path:
-        """Flush the encoder and rename the file into place."""
+    def close(self) -> Path | None:
+        """Flush the encoder and rename the file into place (None, and no file, without frames)."""
         if self._container is None:
-            return self.path
+            return self.path if self.frames else None
+        if not self.frames:  # FFmpeg would write a file of 0 bytes, or a header without frames
+            self.discard()
+            return None
         try:
             if self._stream is not None:
                 for packet in self._stream.encode(None):
@@ -171,6 +180,7 @@ class VideoWriter:
         except BaseException:
             self.discard()
             raise
+        self._release()
         return self.path
 
     def discard(self) -> None:
@@ -181,6 +191,12 @@ class VideoWriter:
                 pass
             self._container = None
         Path(self._tmp).unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 class FrameProgress(Progress):

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from anchordet.config.inference import METADATA_KEY, InferenceSettings
 from anchordet.config.metadata import MAX_PARAMETERS, parse_json_field
 from anchordet.config.schema import ModelConfig, model_values
-from anchordet.errors import UserError
+from anchordet.errors import UserError, torch_load_refusal
 from anchordet.files import atomic_write
 
 # safetensors metadata entries
@@ -124,11 +124,8 @@ def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # weights_only refuses pickles that would run code; truncated zips fail too
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path}: refused to load: it is not a plain anchordet checkpoint or weights file, or it is damaged "
-            f"(anchordet loads files with weights_only=True and never runs pickled code; {first_line})"
-        ) from exc
+        raise UserError(f"{path}: refused to load: it is not a plain anchordet checkpoint or weights file, or it is "
+                        f"damaged (anchordet never runs pickled code; {torch_load_refusal(exc)})") from exc
 
 
 def build_detector(weights: WeightsFile, device: str | torch.device = "cpu") -> nn.Module:
@@ -139,8 +136,17 @@ def build_detector(weights: WeightsFile, device: str | torch.device = "cpu") -> 
     weights replace them)."""
     config = weights.model_config
     build_config = ModelConfig(config.factory, {k: v for k, v in config.args.items() if k != "backbone_weights"})
-    with torch.device("meta"):
-        size = sum(t.numel() for t in build_config.build().state_dict().values())
+    try:
+        with torch.device("meta"):
+            size = sum(t.numel() for t in build_config.build().state_dict().values())
+    except UserError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError) as exc:
+        # each field was checked (config.metadata.check_model_values); values that pass one by
+        # one may still not make a network together (an SSD layer list that shrinks a map to 0)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"{weights.path}: its model config ({config.factory}) does not make a network "
+                        f"({type(exc).__name__}: {reason})") from exc
     if size > MAX_PARAMETERS:
         raise UserError(f"{weights.path}: its model config ({config.factory}, num_classes {config.num_classes}) "
                         f"makes {size:,} parameters, more than the {MAX_PARAMETERS:,} any model here needs")
@@ -168,14 +174,27 @@ def load_model_state(model: nn.Module, state: dict, path: str | Path, hint: str 
 
 def save_weights(path: str | Path, model: nn.Module, model_config: ModelConfig, metadata: dict | None = None) -> Path:
     """The model's weights as safetensors, written atomically; the model config travels in the
-    metadata (``MODEL_KEY``), with ``metadata`` (``InferenceSettings.to_metadata()``: ``INFERENCE_KEY``)."""
+    metadata (``MODEL_KEY``), with ``metadata`` (``InferenceSettings.to_metadata()``: ``INFERENCE_KEY``).
+    Identical weights and settings give identical bytes (users compare weights files by checksum)."""
     from safetensors.torch import save
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    info = {MODEL_KEY: json.dumps({"factory": model_config.factory, **model_config.args}),
-            **{k: str(v) for k, v in (metadata or {}).items()}}
-    data = save(tensors, metadata=info)
+    model_values_json = json.dumps({"factory": model_config.factory, **model_config.args}, sort_keys=True)
+    info = {MODEL_KEY: model_values_json, **{k: str(v) for k, v in (metadata or {}).items()}}
+    data = canonical_safetensors(save(tensors, metadata=info))
     return atomic_write(path, lambda f: f.write(data))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """A safetensors file with its JSON header rewritten with sorted keys: safetensors keeps the
+    metadata in a Rust HashMap, whose order changes from one save to the next, so two runs that
+    saved the same tensors wrote different bytes. The tensor data and the offsets into it are
+    untouched; the header is padded with spaces to 8 bytes as safetensors pads it."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length:]
 
 
 def _weights_file(path: Path, model_values_written, inference_written, state, checkpoint) -> WeightsFile:

@@ -3,6 +3,7 @@ and give the file the permissions an ordinary open() would."""
 import errno
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,69 @@ def test_the_json_list_writer_gets_the_umask_permissions_and_names_a_full_disk(t
     assert err.value.filename == str(tmp_path / "images.json")
     assert (tmp_path / "images.json").read_text() == "[]"
     assert sorted(os.listdir(tmp_path)) == ["detections.json", "images.json"]
+
+
+# ------------------------------------------------- issue 28, item 10: what kill -9 leaves behind
+_KILLED_WRITER = """
+import sys, time
+from anchordet.files import AtomicJsonListWriter, atomic_path
+folder = sys.argv[1]
+results = AtomicJsonListWriter(folder + "/detections.json")
+results.append({"image_id": 1})
+with atomic_path(folder + "/picture.png") as tmp:
+    open(tmp, "wb").write(b"half a picture")
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def _age(paths, seconds: float = 60.0) -> None:
+    import time
+
+    for path in paths:
+        os.utime(path, (time.time() - seconds,) * 2)
+
+
+def test_temp_files_of_a_killed_run_are_removed_by_the_next_predict_and_live_ones_kept(tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+
+    from anchordet.cli.main import main
+    from anchordet.files import AtomicJsonListWriter
+    from helpers import digit_scene_files, write_tiny_weights
+
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(out)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    orphans = sorted(p.name for p in out.iterdir())
+    assert len(orphans) == 2 and all(files.TEMP_FILE_NAME.match(n) for n in orphans)
+    assert files.remove_stale_temp_files(out, min_age_s=0) == []  # its writer lives: locked
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    video_orphan = out / ".clip.k3x_9q2a.tmp.mp4"  # VideoWriter's naming
+    video_orphan.write_bytes(b"")
+    mine = out / ".notes.txt"  # not of our naming
+    mine.write_text("keep")
+    _age(list(out.iterdir()))
+    live = AtomicJsonListWriter(out / "other.json")  # a run writing into the same folder now
+    _age(out.glob(".other.json.*"))
+    try:
+        write_tiny_weights(tmp_path / "w.safetensors")
+        [image] = digit_scene_files(tmp_path / "images", count=1)
+        assert main(["predict", "-w", str(tmp_path / "w.safetensors"), str(image), "--out", str(out),
+                     "--device", "cpu", "--no-draw"]) == 0
+        assert f"removed 3 temporary file(s) of an interrupted run from {out}" in capsys.readouterr().err
+        left = sorted(p.name for p in out.iterdir())
+        assert left == sorted([".notes.txt", Path(live._tmp_name).name, "detections.json", "images.json"])
+    finally:
+        live.close()
+
+
+def test_a_young_unlocked_temp_file_is_kept(tmp_path):
+    young = tmp_path / ".a.json.abcd1234.tmp"
+    young.write_text("[")
+    assert files.remove_stale_temp_files(tmp_path) == [] and young.exists()
+    _age([young])
+    assert files.remove_stale_temp_files(tmp_path) == [young] and not young.exists()

@@ -30,6 +30,7 @@ SHARED_LEAVES = frozenset({"errors", "files"})
 INFERENCE_PATH = ("anchordet.predictor", "anchordet.weights_file", "anchordet.export", "anchordet.export.onnx",
                   "anchordet.export.torchscript", "anchordet.export.optimize", "anchordet.runtime.benchmark",
                   "anchordet.runtime.acceleration", "anchordet.runtime.precision", "anchordet.interop.torchvision",
+                  "anchordet.interop.torchvision_models", "anchordet.video",
                   "anchordet.cli.predict", "anchordet.cli.export", "anchordet.cli.convert", "anchordet.cli.benchmark")
 MAX_LINES = 450
 

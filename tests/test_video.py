@@ -113,15 +113,25 @@ def test_a_corrupt_frame_is_named_with_its_number_and_skipped(tmp_path, capsys):
     assert frames == [0, 1, 2, 4, 5]
 
 
-def test_a_video_that_cannot_be_opened_is_one_line(tmp_path, capsys):
-    write_tiny_weights(tmp_path / "w.safetensors")
+def test_a_video_that_cannot_be_opened_is_skipped_with_one_line_and_the_next_input_read(clip, tmp_path, capsys):
+    """Issue 28, item 3: `predict garbage.mp4 good.mkv` stopped (exit 2) at the first and never
+    read the second; now it is skipped like an unreadable image (exit 1)."""
+    root, _, good = clip
     (tmp_path / "bad.mp4").write_text("not a video")
-    assert main(["predict", "--weights", str(tmp_path / "w.safetensors"), str(tmp_path / "bad.mp4"),
-                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "bad.mp4: cannot open the video" in err[0]
+    assert main(["predict", "--weights", str(root / "w.safetensors"), str(tmp_path / "bad.mp4"), str(good),
+                 "--out", str(tmp_path / "out"), "--device", "cpu", "--no-draw"]) == 1
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and skipped[0].startswith("anchordet predict: skipped ") and \
+        "bad.mp4: cannot open the video" in skipped[0]
+    assert f"{good}: {FRAMES} frames" in captured.out and "skipped 1 unreadable" in captured.out
+    images = json.loads((tmp_path / "out" / "images.json").read_text())
+    assert [im["frame"] for im in images] == list(range(FRAMES)) and {im["file_name"] for im in images} == {str(good)}
+    assert main(["predict", "--weights", str(root / "w.safetensors"), str(tmp_path / "missing.mp4"),
+                 "--out", str(tmp_path / "out2"), "--device", "cpu"]) == 2
+    assert "no such video file: " in capsys.readouterr().err and not (tmp_path / "out2").exists()
     with pytest.raises(VideoError, match="no such video file"):
-        list(anchordet.load(tmp_path / "w.safetensors", "cpu").predict_video(tmp_path / "missing.mp4"))
+        list(anchordet.load(root / "w.safetensors", "cpu").predict_video(tmp_path / "missing.mp4"))
     assert issubclass(VideoError, UserError)
 
 
@@ -140,3 +150,31 @@ def test_the_written_video_gets_the_umask_permissions(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def zero_frame_video(path):
+    """An AVI whose video stream has no frame (the probe's "0-frame video"): opens and decodes
+    to nothing, without an error."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("png", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "rgb24"
+        container.start_encoding()
+    with av.open(str(path)) as check:
+        assert len(check.streams.video) == 1 and not list(check.decode(video=0))
+    return path
+
+
+def test_a_video_of_0_frames_is_one_line_and_no_file(clip, tmp_path, capsys):
+    """Issue 28, item 9: it returned 0 and wrote a 0-byte MP4."""
+    root, _, good = clip
+    empty = zero_frame_video(tmp_path / "empty.avi")
+    assert main(["predict", "--weights", str(root / "w.safetensors"), str(empty), str(good),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 1
+    captured = capsys.readouterr()
+    assert [line for line in captured.err.splitlines() if "skipped" in line] == [
+        f"anchordet predict: skipped {empty}: no frame decoded (nothing written)"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4", "detections.json", "images.json"]
+    predictor = anchordet.load(root / "w.safetensors", "cpu")
+    assert list(predictor.predict_video([], out=tmp_path / "none.mp4")) == []
+    assert list(predictor.predict_video(empty, out=tmp_path / "none.mp4")) == []
+    assert not list(tmp_path.glob("*none*")) and not list(tmp_path.glob(".none*"))

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from anchordet.errors import UserError
+from anchordet.errors import UserError, torch_load_refusal
 
 
 def load_torchvision_weights(model: nn.Module, state_dict_or_path: dict | str | Path,
@@ -61,8 +61,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses pickles that would run code; truncated zips fail too
-        raise UserError(f"{path}: not a plain weights file, or damaged ({type(exc).__name__}: "
-                        f"{_first_line(exc)})") from exc
+        raise UserError(f"{path}: not a plain weights file, or damaged ({torch_load_refusal(exc)})") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

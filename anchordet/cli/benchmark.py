@@ -17,11 +17,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "variant the median latency, images/s, the share of the call inside the network (backbone, "
                     "FPN, heads), GFLOPs per image (torch.utils.flop_counter), the network's achieved GFLOP/s "
                     "and its fraction of the machine's peak (a large matmul in the same precision), and the "
-                    "first call's peak memory; then the parameters, the device and the CPU flags.",
-        epilog="example: anchordet benchmark -c retinanet_digits --precision fp32 bf16 --batch-size 1 16 --threads 1")
+                    "first call's peak memory; then the parameters, the device and the CPU flags. With an exported file "
+                    "(.onnx: onnxruntime, .xml: OpenVINO) as --weights or in --compare: the backends side by side "
+                    "(images/s and latency of the predict step, against torch fp32 of the same model).",
+        epilog="examples:\n  anchordet benchmark -c retinanet_digits --precision fp32 bf16 --batch-size 1 16 --threads 1\n"
+               "  anchordet benchmark -w model.safetensors --compare model.onnx model_int8.onnx model.xml model_int8.xml "
+               "--threads 1",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", "-c", metavar="PRESET_OR_YAML", help="a preset or YAML config (random weights)")
-    source.add_argument("--weights", "-w", help="a weights file (.safetensors) or checkpoint (.pt)")
+    source.add_argument("--weights", "-w", help="a weights file (.safetensors), checkpoint (.pt) or exported file "
+                                                "(.onnx, .xml)")
+    parser.add_argument("--compare", nargs="+", metavar="FILE", default=[],
+                        help="exported files (.onnx: onnxruntime, .xml: OpenVINO; fp32 or int8) to time beside the model "
+                             "of --weights, interleaved (OpenVINO once per --precision fp32 / bf16)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value (with --config), e.g. --set model.depth=50")
     parser.add_argument("--mode", nargs="+", choices=("infer", "train"), default=["infer"],
@@ -38,7 +47,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="input size (default: the model's fixed size, or the config's min_size square)")
     parser.add_argument("--repeats", type=positive_int, default=5, help="timed rounds after the warm-up (default 5)")
     parser.add_argument("--warmup", type=positive_int, default=1, help="untimed calls per variant first (default 1)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of torch, onnxruntime and OpenVINO (0: each one's default)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures and the machine as JSON")
     add_device_argument(parser)
     return parser
@@ -52,6 +62,8 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compare or _exported(args.weights):
+        return _run_backends(args)
     device = resolve_device(args.device)
     B.configure_cuda(device, fixed_size=True)  # one input size: cuDNN may tune its algorithms
     model, source, size = _model(args)
@@ -80,6 +92,84 @@ def run(args) -> int:
                                       "peak_gflop_per_s": peaks, "rows": B.rows_as_dicts(rows)})
         print(f"wrote {args.json}")
     return 0
+
+
+def _exported(path: str | None) -> bool:
+    from anchordet.backends import backend_for_file
+
+    return path is not None and backend_for_file(path) is not None
+
+
+def _run_backends(args) -> int:
+    """The backends of --weights and --compare side by side (``runtime.backend_benchmark``)."""
+    import copy
+
+    import torch
+
+    from anchordet.backends import TorchBackend, open_exported
+    from anchordet.runtime import backend_benchmark as BB
+    from anchordet.runtime.acceleration import accelerate_for_inference
+    from anchordet.runtime.benchmark import machine_info
+    from anchordet.runtime.precision import resolve_precision
+
+    if args.config or "train" in args.mode:
+        raise UserError("exported files are compared in --mode infer, with --weights (a weights file or an exported file)")
+    if args.device not in ("cpu", "auto"):
+        raise UserError("backends are compared on the CPU (exported files run there): leave --device out")
+    files = [args.weights, *args.compare]
+    weights = [f for f in files if not _exported(f)]
+    if len(weights) > 1:
+        raise UserError(f"one weights file at a time ({' '.join(weights)}); the others must be exported files")
+    threads = args.threads or None
+    exported = [open_exported(f, precision="fp32", threads=threads) for f in files if _exported(f)]
+    model, source, settings = _torch_model(weights[0] if weights else None, exported[0] if exported else None)
+    size = tuple(args.size) if args.size else _size(model, settings)
+    precisions = args.precision or ["fp32", "bf16"]
+    say = _once()
+    rows_of: list[tuple[str, object]] = []
+    for name in dict.fromkeys(resolve_precision(p, "cpu", say=say).name for p in precisions):
+        runner = accelerate_for_inference(copy.deepcopy(model), torch.device("cpu"), name)
+        rows_of.append((f"torch {name}", TorchBackend(runner, "cpu", name)))
+    for path, backend in zip([f for f in files if _exported(f)], exported):
+        rows_of.append((f"{backend.name} {backend.precision} ({path})", backend))
+        if backend.name == "openvino" and "bf16" in precisions:
+            try:
+                bf16 = open_exported(path, precision="bf16", threads=threads)
+            except UserError as exc:  # a CPU without bf16: said once, the fp32 row stays
+                say(str(exc))
+            else:
+                rows_of.append((f"{bf16.name} {bf16.precision} ({path})", bf16))
+    info = machine_info(torch.device("cpu"))
+    print(f"{source}: {type(model).__name__}, input {size[0]}x{size[1]}; CPU {info['cpu']} "
+          f"[{' '.join(info['cpu_flags'])}]; {args.threads or 'default'} threads; torch {info['torch']}")
+    rows = BB.benchmark_backends(rows_of, args.batch_size, size, args.repeats, args.warmup)
+    reference = next((label for label, _ in rows_of if label == "torch fp32"), None)
+    print(BB.speed_table(rows, reference))
+    if args.json:
+        from anchordet.files import atomic_write_json
+
+        atomic_write_json(args.json, {"source": source, "model": type(model).__name__, "size": list(size),
+                                      "machine": info, "threads": args.threads, "rows": BB.rows_as_dicts(rows)})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _torch_model(weights: str | None, exported):
+    """(eager model, what it is, its settings as a dict) of the weights file, or else of the
+    exported file's model config with random weights (speed does not depend on the weights)."""
+    from anchordet.config.schema import ModelConfig
+
+    if weights is not None:
+        from anchordet.weights_file import load_detector
+
+        model, read = load_detector(weights)
+        settings, source = read.inference, weights
+    else:
+        config = exported.info.model_config
+        model = ModelConfig(config.factory, {k: v for k, v in config.args.items() if k != "backbone_weights"}).build()
+        settings, source = exported.info.settings, f"{exported.source} (torch rows: its model with random weights)"
+    values = {"eval_transform": settings.eval_transform, "min_size": settings.min_size, "fixed_size": settings.fixed_size}
+    return model.eval(), source, values
 
 
 def _once():

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from anchordet.cli.main import UserError
 from anchordet.data.spec import DatasetSpec, load_dataset_spec, read_records
-from anchordet.data.validate import DatasetSummary, Problem, check_image_files, check_records, summarize
+from anchordet.data.validate import (
+    DatasetSummary, Problem, check_image_files, check_records, header_sizes, summarize,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,7 +70,10 @@ def _spec(args: argparse.Namespace) -> DatasetSpec:
 def check_split(spec: DatasetSpec, split: str, decode: bool = True) -> tuple[list[Problem], DatasetSummary]:
     """Every problem of a split (parse, annotations, files) and its summary."""
     records = read_records(spec, split)
-    clean, problems = check_records(records)
+    # images whose annotations state no size (CSV, VOC without <size>): their header's, so that
+    # boxes outside them are dropped from the summary too (its unreadable files: listed below)
+    header, _ = header_sizes(records) if decode else ({}, [])
+    clean, problems = check_records(records, sizes=header)
     sizes = {}
     if decode:
         file_problems, sizes = check_image_files(clean)
@@ -88,5 +93,8 @@ def format_summary(summary: DatasetSummary) -> list[str]:
         sizes += "; " + ", ".join(f"{k} {v:.1f}" for k, v in summary.side_percentiles.items())
     if summary.num_unsized:
         sizes += f"; {summary.num_unsized} normalized boxes not measured (--no-decode)"
+    if summary.num_unmeasurable:
+        sizes += (f"; {summary.num_unmeasurable} boxes of infinite size not measured (not checked against "
+                  "their images: --no-decode)")
     lines.append(sizes)
     return lines

@@ -44,7 +44,7 @@ def run(args) -> int:
     if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
                         f"predicts {predictor.num_classes}")
-    result = evaluate_dataset(predictor.model, dataset, args.metric, predictor.device, batch_size=args.batch_size,
+    result = evaluate_dataset(predictor.backend, dataset, args.metric, predictor.device, batch_size=args.batch_size,
                               progress=True)
     out = Path(args.out) if args.out else Path(args.weights).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)

@@ -74,23 +74,36 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line_skip_warnings(command: str) -> None:
     """Print ``InputSkipped`` warnings (``data.skip_bad_annotations``) as one line each,
-    ``anchordet train: skipped: FILE, image 3, annotation id 901: ...``; others as Python does."""
+    ``anchordet train: skipped: FILE, image 3, annotation id 901: ...``, and any other warning
+    (a library's: numpy, PIL, torch) as one line too, ``anchordet CMD: warning: TEXT
+    (RuntimeWarning from numpy)``, instead of Python's two lines quoting a library's source."""
     import warnings
 
     from anchordet.errors import InputSkipped
-
-    default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if isinstance(category, type) and issubclass(category, InputSkipped):
             print(f"anchordet {command}: {message}", file=file or sys.stderr, flush=True)
         else:
-            default(message, category, filename, lineno, file, line)
+            text = " ".join(str(message).split())
+            print(f"anchordet {command}: warning: {text} ({category.__name__} from {_package_of(filename)})",
+                  file=file or sys.stderr, flush=True)
 
     if getattr(warnings.showwarning, "_anchordet", False):
         return
     show._anchordet = True
     warnings.showwarning = show
+
+
+def _package_of(filename: str) -> str:
+    """The package a warning came from (numpy, PIL, torch), from the file it names."""
+    from pathlib import Path
+
+    parts = Path(str(filename)).parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "anchordet" if "anchordet" in parts else Path(str(filename)).name
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -1,8 +1,10 @@
 """``anchordet predict``: run a model on images, folders, globs and videos; draw and save the detections.
 
 The work is ``anchordet.load(weights).stream(...)`` (images) and ``.predict_video(...)``
-(videos): the same object a Python user gets. An image that cannot be read is skipped with one
-line, counted in the summary and makes the exit status 1; what was written stays written.
+(videos): the same object a Python user gets. An image or video that cannot be read (a video
+of 0 frames included) is skipped with one line, counted in the summary and makes the exit
+status 1; the inputs after it are read, and what was written stays written. Temporary files
+that an earlier, killed run left in the output folder are removed first (``files.remove_stale_temp_files``).
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "OUT/<name>.mp4; and OUT/detections.json: COCO results ({image_id, category_id, bbox\n"
                     "[x, y, w, h], score} in the original image's pixels) plus OUT/images.json mapping image_id\n"
                     "to the file (and the frame of a video). Inputs with the same name in different folders\n"
-                    "get distinct output names. An unreadable image or frame is skipped with one line and\n"
-                    "counted; the exit status is then 1.",
+                    "get distinct output names. An unreadable image, video or frame is skipped with one line\n"
+                    "and counted; the exit status is then 1.",
         epilog="examples:\n"
                "  anchordet predict --weights runs/retinanet_digits/model.safetensors photos/*.jpg --out preds\n"
                "  anchordet predict -w model.safetensors clip.mp4 --classes person,dog --save-txt\n"
@@ -70,6 +72,9 @@ def run(args) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     videos = [item for item in args.inputs if is_video(item)]
     image_inputs = [item for item in args.inputs if not is_video(item)]
+    for video in videos:  # a missing input stops the run before anything is written, as for images
+        if "://" not in video and not video.startswith("/dev/video") and not Path(video).is_file():
+            raise UserError(f"no such video file: {video}")
     paths = collect_images(image_inputs) if image_inputs else []
     predictor = load(args.weights, args.device, min_size=args.min_size, max_size=args.max_size,
                      precision=args.precision)
@@ -78,6 +83,7 @@ def run(args) -> int:
     predictor.options(**options)  # checks the values before anything is written
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(out)
     names = unique_output_names(paths + [Path(v) for v in videos])
     tally = {"images": 0, "frames": 0, "skipped": 0}
     with AtomicJsonListWriter(out / "detections.json") as results, \
@@ -91,6 +97,16 @@ def run(args) -> int:
     print(f"predicted {tally['images']} {what}" + (f" and {tally['frames']} video frames" if videos else "")
           + f"{skipped}; wrote {out / 'detections.json'} and {out / 'images.json'}")
     return 1 if tally["skipped"] else 0
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    """What a killed run (kill -9) left: its temporary files, held by no live process."""
+    from anchordet.files import remove_stale_temp_files
+
+    removed = remove_stale_temp_files(out) + remove_stale_temp_files(out / "labels")
+    if removed:
+        print(f"anchordet predict: removed {len(removed)} temporary file(s) of an interrupted run from {out}",
+              file=sys.stderr, flush=True)
 
 
 def _classes(text: str | None) -> list[str | int] | None:
@@ -127,21 +143,36 @@ def _predict_images(predictor, paths, names, options, args, results, images, tal
 
 
 def _predict_video(predictor, video, name, options, args, results, images, tally) -> None:
+    """One video; one that cannot be opened, or whose stream breaks, is skipped with one line
+    like an unreadable image (the frames done before a break are kept), and so is one of 0 frames."""
+    from anchordet.video import FrameError, VideoError
+
     out = Path(args.out)
     target = None if args.no_draw else out / f"{name}.mp4"
     first_id = tally["images"] + tally["frames"]
-    frames = predictor.predict_video(video, out=target, batch_size=args.batch_size, draw=not args.no_draw,
-                                     on_bad_frame=lambda exc: _skip_frame(exc, tally), **options)
     count = 0
-    for prediction in frames:
-        image_id = first_id + count
-        results.extend(prediction.to_coco(image_id))
-        images.append({"id": image_id, "file_name": video, "frame": prediction.frame,
-                       "height": prediction.image_size[0], "width": prediction.image_size[1]})
-        if args.save_txt:
-            write_yolo_txt(out / "labels" / f"{name}_{prediction.frame:06d}.txt", prediction)
-        count += 1
+    try:
+        frames = predictor.predict_video(video, out=target, batch_size=args.batch_size, draw=not args.no_draw,
+                                         on_bad_frame=lambda exc: _skip_frame(exc, tally), **options)
+        for prediction in frames:
+            image_id = first_id + count
+            results.extend(prediction.to_coco(image_id))
+            images.append({"id": image_id, "file_name": video, "frame": prediction.frame,
+                           "height": prediction.image_size[0], "width": prediction.image_size[1]})
+            if args.save_txt:
+                write_yolo_txt(out / "labels" / f"{name}_{prediction.frame:06d}.txt", prediction)
+            count += 1
+    except (VideoError, FrameError) as exc:
+        after = f" after {count} frames" if count else ""
+        print(f"anchordet predict: skipped {exc}{after}", file=sys.stderr, flush=True)
+        tally["skipped"] += 1
+        tally["frames"] += count
+        return
     tally["frames"] += count
+    if not count:
+        print(f"anchordet predict: skipped {video}: no frame decoded (nothing written)", file=sys.stderr, flush=True)
+        tally["skipped"] += 1
+        return
     print(f"{video}: {count} frames" + (f"; wrote {target}" if target else ""), flush=True)
 
 

@@ -21,7 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="example: anchordet train --config retinanet_digits --set solver.epochs=2 --set run.out_dir=runs/try")
     add_config_arguments(parser, required=False)
     parser.add_argument("--resume", metavar="CHECKPOINT",
-                        help="continue a run from its last.pt (its config is used; --set still applies)")
+                        help="continue a run from its last.pt (its config is used; --set still applies), writing "
+                             "beside it (also after the folder was moved), unless --set run.out_dir=... says otherwise")
     parser.add_argument("--weights", metavar="FILE_OR_NAME",
                         help="fine-tune: start a new run (fresh optimizer and schedule) from these weights: an "
                              "anchordet .safetensors / .pt, a torchvision retinanet_resnet50_fpn / ssd300_vgg16 "
@@ -69,7 +70,7 @@ def _config_for(args):
 
         try:
             saved = ExperimentConfig.from_dict(load_checkpoint(args.resume)["config"], args.resume)
-            return apply_overrides(saved, args.overrides)
+            return _resumed_beside(apply_overrides(saved, args.overrides), saved, args)
         except ConfigError as exc:
             raise UserError(str(exc)) from exc
     if not args.config:
@@ -80,6 +81,25 @@ def _config_for(args):
 
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, init_weights=args.weights))
     return config
+
+
+def _resumed_beside(config, saved, args):
+    """A resumed run writes beside the checkpoint it resumes, wherever the run folder has been
+    moved to and whatever the current folder (the checkpoint's run.out_dir is where it was
+    written, relative to the folder it was started from), unless --set run.out_dir chooses
+    another; when that is not the folder the checkpoint names, one line says so before anything
+    is written."""
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    if any(item.split("=", 1)[0].strip() == "run.out_dir" for item in args.overrides):
+        return config  # the user's choice
+    beside = Path(args.resume).parent
+    if beside.resolve() != Path(saved.run.out_dir).resolve():
+        print(f"anchordet train: resuming {args.resume} in {beside}, the checkpoint's folder (it was written to "
+              f"{saved.run.out_dir})", file=sys.stderr, flush=True)
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, out_dir=str(beside)))
 
 
 def _with_precision(config, precision: str):

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from anchordet.config.presets import PRESETS
 from anchordet.config.schema import ConfigError, ExperimentConfig, apply_overrides
+from anchordet.files import load_yaml_file
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -24,12 +23,7 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Experi
                               f"presets: {', '.join(PRESETS)}")
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        values = load_yaml_file(path, ConfigError) or {}  # bounded: size, nesting, alias expansion
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping with sections model, data, solver, run")
         config = ExperimentConfig.from_dict(values, str(path))

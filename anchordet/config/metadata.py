@@ -6,7 +6,7 @@ class names and category ids: ``anchordet.config.inference.InferenceSettings``).
 write a file, so both are input like any other: every value is checked (type, range, length)
 and a bad one is a ``UserError`` of one line naming the file and the field. Bounds keep a bad
 file from allocating what no real model needs (``MAX_PARAMETERS`` is checked on the meta device
-by ``anchordet.engine.checkpoint.load_detector``). Torch-free.
+by ``anchordet.weights_file.build_detector``). Torch-free.
 """
 from __future__ import annotations
 
@@ -76,3 +76,45 @@ def check_inference_fields(settings, source: str, num_classes: int | None) -> No
     for key in ("class_names", "category_ids"):
         if getattr(settings, key) and len(getattr(settings, key)) != num_classes:
             raise bad(key, f"must have one entry per class of the model ({num_classes})")
+
+
+# Model options that count or size something the network is built from: 0 would build a network
+# without that part, or none at all. Other integer options (trainable_layers, head_num_convs,
+# roi_sampling_ratio, ...) may be 0. No integer option may be negative (torch: "Trying to create
+# tensor with negative dimension"), and no number may be NaN or infinite.
+POSITIVE_MODEL_OPTIONS = frozenset({
+    "depth", "num_classes", "backbone_width", "width", "fpn_channels", "head_channels", "fc_channels",
+    "rpn_channels", "image_size", "roi_output_size", "topk_candidates", "max_detections", "box_detections_per_img",
+    "rpn_batch_size_per_image", "roi_batch_size_per_image", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train",
+    "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
+})
+
+
+def check_model_values(args: dict, source: str, integer_options: frozenset[str] | set[str]) -> None:
+    """The values of a model config's arguments, one field at a time, before anything is built:
+    the options typed as integers (``integer_options``; also lists of them: SSD's
+    ``extra_layers``) >= 0, the counts and sizes of ``POSITIVE_MODEL_OPTIONS`` >= 1, every number
+    finite. ``ConfigError`` (a UserError) naming ``source``, the field and its value."""
+    import math
+
+    from anchordet.config.values import ConfigError
+    from anchordet.errors import shown
+
+    for key, value in args.items():
+        for number in _numbers(value):
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ConfigError(f"{source}: model.{key} must be finite, got {shown(value)}")
+            if key in integer_options and isinstance(number, int) and number < (1 if key in POSITIVE_MODEL_OPTIONS else 0):
+                bound = ">= 1" if key in POSITIVE_MODEL_OPTIONS else ">= 0"
+                raise ConfigError(f"{source}: model.{key} must be {bound}, got {shown(value)}")
+
+
+def _numbers(value: Any):
+    """The ints and floats in a value and in its (nested) lists; booleans are not numbers here."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _numbers(item)

@@ -113,8 +113,27 @@ def _option_hints(factory: str) -> tuple[list[str], dict[str, Any]]:
     return known, hints
 
 
+def model_options(factory: str) -> list[str]:
+    """The keyword options of ``factory`` (its own, then those it forwards), in signature order."""
+    return _option_hints(factory)[0]
+
+
+def model_option_defaults(factory: str) -> dict[str, Any]:
+    """Each keyword option of ``factory`` (its own and those it forwards) that has a default -> it."""
+    defaults = {}
+    for function in _option_functions(factory):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.default is not parameter.empty:
+                defaults.setdefault(name, parameter.default)
+    return defaults
+
+
 def check_model_args(factory: str, args: Mapping[str, Any], source: str = "config") -> None:
-    """Every key must be a keyword of the factory, with a value of its annotated type."""
+    """Every key must be a keyword of the factory, with a value of its annotated type and in its
+    range (``config.metadata.check_model_values``); the factory's options without a default
+    (``depth``) must be given. Checked before a model is built: a weights file's metadata is input."""
+    from anchordet.config.metadata import check_model_values
+
     known, hints = _option_hints(factory)
     for key, value in args.items():
         if key not in known:
@@ -126,6 +145,19 @@ def check_model_args(factory: str, args: Mapping[str, Any], source: str = "confi
     if not num_classes_ok(args["num_classes"]):
         raise ConfigError(f"{source}: model.num_classes must be an integer in 1..{MAX_CLASSES}, "
                           f"got {args['num_classes']!r}")
+    missing = [name for name in _required_options(factory) if name not in args]
+    if missing:
+        raise ConfigError(f"{source}: model.{missing[0]} is required ({factory} has no default for it)")
+    integers = {k for k, hint in hints.items() if "int" in str(hint) and "float" not in str(hint)}
+    check_model_values(dict(args), source, integers)
+
+
+def _required_options(factory: str) -> list[str]:
+    """The factory's own keyword options without a default (those it forwards, the Faster R-CNN
+    assembly's backbone and head, it fills in itself)."""
+    parameters = inspect.signature(model_factory(factory)).parameters.values()
+    return [p.name for p in parameters
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def _as_call_args(factory: str, args: Mapping[str, Any]) -> dict:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, RecordSet
-from anchordet.errors import UserError
+from anchordet.errors import UserError, shown
 from anchordet.files import atomic_write_json, load_json, paused_gc
 
 
@@ -41,7 +41,7 @@ def coco_categories(data: dict, path: str | os.PathLike, class_names: list[str] 
     by_id: dict[int, str] = {}
     for i, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or "name" not in cat:
-            raise UserError(f"{path}: categories[{i}] must have an integer 'id' and a 'name', got {cat!r}")
+            raise UserError(f"{path}: categories[{i}] must have an integer 'id' and a 'name', got {shown(cat)}")
         if cat["id"] in by_id:
             raise UserError(f"{path}: categories[{i}]: category id {cat['id']} is used twice")
         by_id[cat["id"]] = str(cat["name"])
@@ -83,11 +83,13 @@ def _records_of(data: dict, annotation_file: str | os.PathLike, images_dir: str 
         if not (isinstance(entry, dict) and isinstance(entry.get("id"), int) and isinstance(entry.get("file_name"), str)
                 and isinstance(entry.get("width"), int) and isinstance(entry.get("height"), int)):
             problems.append(Problem("malformed", source, None, None,
-                                    f"images[{i}] needs an integer id, width, height and a file_name: {entry!r}"))
+                                    f"images[{i}] needs an integer id, width, height and a file_name: {shown(entry)}"))
             continue
-        record = ImageRecord(entry["id"], root / entry["file_name"], (entry["height"], entry["width"]), [], source)
+        record = ImageRecord(entry["id"], root / entry["file_name"], (entry["height"], entry["width"]), [], source,
+                             root)
         records.append(record)
         images.setdefault(record.image_id, record)  # a duplicate id is reported by check_records
+    image_of_annotation: dict[int, int] = {}  # annotation id -> image id: evaluation tells objects apart by id
     for i, ann in enumerate(data["annotations"]):
         parsed = _parse_coco_annotation(i, ann, source)
         if isinstance(parsed, Problem):
@@ -95,7 +97,13 @@ def _records_of(data: dict, annotation_file: str | os.PathLike, images_dir: str 
         elif ann["image_id"] not in images:
             problems.append(Problem("unknown-image-id", source, ann["image_id"], parsed.name,
                                     f"annotation's image_id {ann['image_id']} is not in 'images'"))
+        elif parsed.annotation_id is not None and parsed.annotation_id in image_of_annotation:
+            first = image_of_annotation[parsed.annotation_id]
+            problems.append(Problem("duplicate-annotation-id", source, ann["image_id"], parsed.name,
+                                    f"annotation id {parsed.annotation_id} is used twice (first in image {first})"))
         else:
+            if parsed.annotation_id is not None:
+                image_of_annotation[parsed.annotation_id] = ann["image_id"]
             images[ann["image_id"]].annotations.append(parsed)
     return RecordSet(records, names, ids, {cid: k for k, cid in enumerate(ids)}, False, problems)
 
@@ -132,23 +140,23 @@ def _parse_coco_annotation(index: int, ann, source: str) -> AnnotationRecord | P
     """One entry of "annotations"; messages name it by its "id" (``_annotation_ref``)."""
     if not isinstance(ann, dict):
         return Problem("malformed", source, None, _annotation_ref(index, None),
-                       f"needs an integer image_id and a category_id: {ann!r}")
+                       f"needs an integer image_id and a category_id: {shown(ann)}")
     ann_id = ann.get("id")
     bbox, image_id = ann.get("bbox"), ann.get("image_id")
     if not isinstance(image_id, int) or "category_id" not in ann:
         return Problem("malformed", source, None, _annotation_ref(index, ann_id),
-                       f"needs an integer image_id and a category_id: {ann!r}")
+                       f"needs an integer image_id and a category_id: {shown(ann)}")
     if not (type(bbox) is list and len(bbox) == 4 and _NUMBER_TYPES.issuperset(map(type, bbox))):
         return Problem("malformed", source, image_id, _annotation_ref(index, ann_id),
-                       f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+                       f"bbox must be 4 numbers [x, y, w, h], got {shown(bbox)}")
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1) or isinstance(crowd, float):  # True / False pass (bool is an int); "0", "yes" do not
         return Problem("malformed", source, image_id, _annotation_ref(index, ann_id),
-                       f"iscrowd must be 0 or 1, got {crowd!r}")
+                       f"iscrowd must be 0 or 1, got {shown(crowd)}")
     area = ann.get("area")
     if area is not None and not (type(area) in _NUMBER_TYPES and math.isfinite(area) and area >= 0):
         return Problem("malformed", source, image_id, _annotation_ref(index, ann_id),
-                       f"area must be a number >= 0, got {area!r}")
+                       f"area must be a number >= 0, got {shown(area)}")
     x, y, w, h = map(float, bbox)
     return AnnotationRecord(index, ann["category_id"], (x, y, x + w, y + h), bool(crowd),
                             None if area is None else float(area), ann_id if type(ann_id) is int else None,

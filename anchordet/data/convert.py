@@ -52,6 +52,7 @@ class ConvertImage:
         boxes: (x1, y1, x2, y2) in pixels; labels: 0..K-1; ignore: iscrowd / difficult;
             areas: COCO's ``area`` where the source has one (else None: the box's).
         source: the image file, or None for a generated image (then ``render(path)`` writes it).
+        listed_in: the annotation file that names ``source`` (for messages).
     """
 
     image_id: int
@@ -63,6 +64,7 @@ class ConvertImage:
     areas: list[float | None] = field(default_factory=list)
     source: Path | None = None
     render: Callable[[Path], None] | None = None
+    listed_in: str = ""
 
 
 @dataclass
@@ -104,7 +106,7 @@ def _images_of(records) -> list[ConvertImage]:
         name = record.path.name if record.path.name not in used else f"{record.image_id}_{record.path.name}"
         used.add(name)
         scale = (width, height, width, height) if records.normalized else (1, 1, 1, 1)
-        image = ConvertImage(record.image_id, name, (height, width), source=record.path)
+        image = ConvertImage(record.image_id, name, (height, width), source=record.path, listed_in=record.source)
         for ann in record.annotations:
             box = tuple(min(max(v * s, 0.0), limit) for v, s, limit in zip(ann.box, scale, (width, height) * 2))
             if box[2] <= box[0] or box[3] <= box[1]:
@@ -205,6 +207,7 @@ def _put_image(image: ConvertImage, path: Path, link: bool) -> None:
     if image.source is None:
         image.render(path)
         return
+    _verify_image(image)
     if link:
         try:
             os.link(image.source, path)
@@ -212,6 +215,18 @@ def _put_image(image: ConvertImage, path: Path, link: bool) -> None:
         except OSError:  # another file system, or links not allowed: copy instead
             pass
     shutil.copyfile(image.source, path)
+
+
+def _verify_image(image: ConvertImage) -> None:
+    """Refuse to copy a file that is not an image: COCO and VOC state the sizes, so nothing else
+    would ever open it, and a converted dataset must not carry whatever file an annotation named
+    (the header is read, with the pixel limit of ``image_io``; no decoding)."""
+    from anchordet.data.image_io import ImageReadError, image_size
+
+    try:
+        image_size(image.source)
+    except ImageReadError as exc:
+        raise UserError(f"{image.listed_in}, image {image.image_id}: {exc}; not copied") from exc
 
 
 def _write_text(path: Path, text: str) -> None:

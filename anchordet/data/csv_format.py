@@ -105,7 +105,7 @@ def read_csv_records(annotations: str | os.PathLike, class_names: list[str], cat
             continue
         if image not in records:
             file = Path(image) if Path(image).is_absolute() else base / image
-            records[image] = ImageRecord(len(records), file, None, [], str(path))
+            records[image] = ImageRecord(len(records), file, None, [], str(path), base)
         record = records[image]
         parsed = _parse_row(row, number, str(path), record.image_id)
         if isinstance(parsed, Problem):

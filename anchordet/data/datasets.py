@@ -43,6 +43,10 @@ class RecordDataset(Dataset):
     skipped like a bad annotation; one that only fails when decoded (truncated) is skipped when
     its turn comes: the next readable image takes its place, with one warning line each.
 
+    Image paths written in the annotation or list files must stay inside the folder they are
+    relative to, or ``dataset_root`` (the dataset YAML's root), unless ``allow_outside_root``
+    (``validate.outside_dataset``): an image file elsewhere is a problem like a missing one.
+
     Raises (at construction):
         UserError: naming the file, image id, annotation (by the dataset's own id) and value of
             the first problem, unless ``skip_bad_annotations`` (then each skip is an
@@ -52,7 +56,10 @@ class RecordDataset(Dataset):
     ignore_key = "iscrowd"  # how gt dicts mark ignored objects ("difficult" for VOC)
 
     def __init__(self, records: RecordSet, transforms=None, skip_bad_annotations: bool = False,
-                 what: str = "the annotations"):
+                 what: str = "the annotations", dataset_root: str | os.PathLike | None = None,
+                 allow_outside_root: bool = False):
+        records = replace(records, dataset_root=None if dataset_root is None else Path(dataset_root),
+                          allow_outside_root=allow_outside_root)
         with paused_gc():  # its passes over a large dataset's records cost more than the checks
             sizes, unreadable = header_sizes(records, every=skip_bad_annotations)
             clean, problems = check_records(records, sizes=sizes)
@@ -114,14 +121,16 @@ class RecordDataset(Dataset):
 
     def _readable(self, index: int):
         """(record, decoded image) of ``index``; when skipping unreadable images, of the next one
-        that decodes (deterministic, so a resumed run reads the same)."""
+        that decodes (deterministic, so a resumed run reads the same). A file that became
+        unreadable or went missing since the dataset was checked is an ``ImageReadError`` naming
+        the annotation file, the image id and the file."""
         for step in range(len(self.records.images)):
             record = self.records.images[(index + step) % len(self.records.images)]
             try:
                 return record, load_image(record.path)
-            except ImageReadError as exc:
+            except (ImageReadError, FileNotFoundError) as exc:
                 if not self.skip_unreadable:
-                    raise
+                    raise ImageReadError(f"{record.source}, image {record.image_id}: {exc}") from exc
                 self.skipped_images += 1
                 warnings.warn(f"skipped: {record.source}, image {record.image_id}: {exc} (unreadable images "
                               f"skipped so far: {self.skipped_images})", InputSkipped, stacklevel=2)
@@ -175,13 +184,16 @@ class CocoDataset(RecordDataset):
         transforms: ``(image, targets) -> (image, targets)``.
         class_names: optional; label k is the category named ``class_names[k]``.
         skip_bad_annotations: warn and skip bad annotations / images instead of raising.
+        dataset_root, allow_outside_root: where image files may lie (``RecordDataset``).
     """
 
     def __init__(self, images_dir: str | os.PathLike, annotation_file: str | os.PathLike, transforms=None,
-                 class_names: list[str] | None = None, skip_bad_annotations: bool = False):
+                 class_names: list[str] | None = None, skip_bad_annotations: bool = False, *,
+                 dataset_root: str | os.PathLike | None = None, allow_outside_root: bool = False):
         self.images_dir = Path(images_dir)
         records = read_coco_records(annotation_file, images_dir, class_names)
-        super().__init__(records, transforms, skip_bad_annotations, what=str(annotation_file))
+        super().__init__(records, transforms, skip_bad_annotations, str(annotation_file), dataset_root,
+                         allow_outside_root)
 
     @property
     def image_root(self) -> Path:
@@ -197,13 +209,14 @@ class VocDataset(RecordDataset):
         image_set: name of ``ImageSets/Main/<image_set>.txt`` (train, val, trainval, test), or a
             list as long as ``root`` (one per folder).
         class_names: the K class names, in label order (VOC files name classes, not ids).
-        transforms, skip_bad_annotations: as ``CocoDataset``.
+        transforms, skip_bad_annotations, dataset_root, allow_outside_root: as ``CocoDataset``.
     """
 
     ignore_key = "difficult"
 
     def __init__(self, root: str | os.PathLike | list, image_set: str | list[str], class_names: list[str],
-                 transforms=None, skip_bad_annotations: bool = False):
+                 transforms=None, skip_bad_annotations: bool = False, *,
+                 dataset_root: str | os.PathLike | None = None, allow_outside_root: bool = False):
         roots = [Path(r) for r in root] if isinstance(root, (list, tuple)) else [Path(root)]
         image_sets = list(image_set) if isinstance(image_set, (list, tuple)) else [image_set] * len(roots)
         if len(image_sets) != len(roots):
@@ -212,7 +225,8 @@ class VocDataset(RecordDataset):
         self.root = roots[0]
         records = read_voc_sets(list(zip(roots, image_sets)), class_names)
         where = ", ".join(str(r) for r in roots)
-        super().__init__(records, transforms, skip_bad_annotations, what=f"the VOC annotations in {where}")
+        super().__init__(records, transforms, skip_bad_annotations, f"the VOC annotations in {where}", dataset_root,
+                         allow_outside_root)
 
     @property
     def image_root(self) -> Path:
@@ -232,14 +246,16 @@ class YoloDataset(RecordDataset):
         labels_dir: folder of label files mirroring ``images``; None: the ``images`` -> ``labels``
             path rule of ultralytics.
         class_names: the K class names (class index k is label k).
-        transforms, skip_bad_annotations: as ``CocoDataset``.
+        transforms, skip_bad_annotations, dataset_root, allow_outside_root: as ``CocoDataset``.
     """
 
     def __init__(self, images, labels_dir: str | os.PathLike | None, class_names: list[str], transforms=None,
-                 skip_bad_annotations: bool = False):
+                 skip_bad_annotations: bool = False, *, dataset_root: str | os.PathLike | None = None,
+                 allow_outside_root: bool = False):
         records = read_yolo_records(images, labels_dir, class_names)
         self._root = Path(images) if isinstance(images, (str, os.PathLike)) and Path(images).is_dir() else None
-        super().__init__(records, transforms, skip_bad_annotations, what="the YOLO label files")
+        super().__init__(records, transforms, skip_bad_annotations, "the YOLO label files", dataset_root,
+                         allow_outside_root)
 
     @property
     def image_root(self) -> Path | None:
@@ -253,14 +269,16 @@ class CsvDataset(RecordDataset):
         annotations: the ``path,x1,y1,x2,y2,class_name`` file.
         class_names, category_ids: from the class list file (``read_class_list``); ids None: 0..K-1.
         images_dir: folder relative image paths start from (None: the annotations file's folder).
-        transforms, skip_bad_annotations: as ``CocoDataset``.
+        transforms, skip_bad_annotations, dataset_root, allow_outside_root: as ``CocoDataset``.
     """
 
     def __init__(self, annotations: str | os.PathLike, class_names: list[str], category_ids: list[int] | None = None,
-                 images_dir: str | os.PathLike | None = None, transforms=None, skip_bad_annotations: bool = False):
+                 images_dir: str | os.PathLike | None = None, transforms=None, skip_bad_annotations: bool = False, *,
+                 dataset_root: str | os.PathLike | None = None, allow_outside_root: bool = False):
         self._root = Path(images_dir) if images_dir is not None else Path(annotations).parent
         records = read_csv_records(annotations, class_names, category_ids, images_dir)
-        super().__init__(records, transforms, skip_bad_annotations, what=str(annotations))
+        super().__init__(records, transforms, skip_bad_annotations, str(annotations), dataset_root,
+                         allow_outside_root)
 
     @property
     def image_root(self) -> Path:

@@ -13,6 +13,7 @@ What a detection dataset throws at a loader, handled here once:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from typing import TYPE_CHECKING, Any
@@ -42,16 +43,29 @@ class ImageReadError(UserError):
 def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    # PIL warns (DecompressionBombWarning) inside open() above its limit (89.5 M pixels), before
+    # our check could say it; catching the warning would reset every warning's "shown once"
+    # record (warnings.catch_warnings), so PIL's check is off while the header is read and is
+    # applied after ours (no threads read images in anchordet; the window is one header read).
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
         image = Image.open(path)
-    except Image.DecompressionBombError as exc:  # PIL's own limit, above ours
-        raise ImageReadError(f"{path}: too many decompressed pixels ({exc})") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
-    if image.width * image.height > max_pixels:
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
+    pixels = image.width * image.height
+    if pixels > max_pixels:
         image.close()
-        raise ImageReadError(f"{path}: {image.width}x{image.height} = {image.width * image.height} pixels "
+        raise ImageReadError(f"{path}: {image.width}x{image.height} = {pixels} pixels "
                              f"exceeds the limit of {max_pixels} decompressed pixels")
+    if pil_limit is not None and pixels > pil_limit:  # a caller's limit above PIL's: PIL's rule stands
+        if pixels > 2 * pil_limit:
+            image.close()
+            raise ImageReadError(f"{path}: too many decompressed pixels ({pixels}, PIL's limit is {2 * pil_limit})")
+        warnings.warn(f"{path}: {pixels} pixels exceed PIL's limit of {pil_limit}, could be a decompression bomb",
+                      Image.DecompressionBombWarning, stacklevel=3)
     return image
 
 
@@ -94,7 +108,8 @@ def decode_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.nd
             image.load()  # PIL decodes lazily: truncation shows up here
             oriented = ImageOps.exif_transpose(image)
             return _to_array(oriented)
-        except (OSError, SyntaxError, ValueError) as exc:  # PIL raises all three for broken files
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # PIL raises the first three for broken files, the last for a frame larger than the header says
             raise ImageReadError(f"{path}: cannot decode the image, truncated or corrupt ({exc})") from exc
 
 

@@ -20,10 +20,8 @@ an image-list file. CSV (yhenon/pytorch-retinanet) splits are an annotations fil
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import yaml
 
 from anchordet.config.schema import DigitsOptions
 from anchordet.data.coco import coco_categories, load_coco_json, read_coco_records
@@ -32,6 +30,7 @@ from anchordet.data.validate import RecordSet, read_text
 from anchordet.data.voc import read_voc_sets
 from anchordet.data.yolo import read_yolo_records
 from anchordet.errors import UserError
+from anchordet.files import load_yaml_file
 
 FORMATS = ("coco", "voc", "yolo", "csv", "digits")
 SPLITS = ("train", "val", "test")
@@ -49,6 +48,9 @@ class DatasetSpec:
             (None: the ultralytics images -> labels rule)).
         source: the YAML file, or "digits".
         digits: options of the built-in dataset (format "digits" only).
+        root: the YAML's ``root`` (absolute). Image paths that annotation and list files write
+            must stay under it or under the folder they are relative to
+            (``validate.outside_dataset``), unless ``allow_outside_root`` (the YAML's key).
     """
 
     format: str
@@ -56,6 +58,8 @@ class DatasetSpec:
     splits: dict[str, dict] = field(default_factory=dict)
     source: str = ""
     digits: DigitsOptions | None = None
+    root: Path | None = None
+    allow_outside_root: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -82,10 +86,7 @@ def load_dataset_spec(path_or_name: str | os.PathLike) -> DatasetSpec:
     path = Path(path_or_name)
     if not path.is_file():
         raise FileNotFoundError(f"dataset description not found: {path} (a YAML file, or the built-in 'digits')")
-    try:
-        data = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from exc
+    data = load_yaml_file(path)  # bounded: size, nesting, alias expansion (one line)
     if not isinstance(data, dict):
         raise UserError(f"{path}: a dataset description is a YAML mapping with keys format, names, train, val")
     return _SpecReader(path, data).read()
@@ -121,7 +122,10 @@ class _SpecReader:
             raise self.error("train", "no split given: add 'train' and/or 'val'")
         if names is None:
             names = self._coco_names(splits)
-        return DatasetSpec(fmt, names, splits, str(self.path))
+        allow = self.data.get("allow_outside_root", False)
+        if not isinstance(allow, bool):
+            raise self.error("allow_outside_root", f"must be true or false, got {allow!r}")
+        return DatasetSpec(fmt, names, splits, str(self.path), root=self.root, allow_outside_root=allow)
 
     def _names(self, required: bool) -> list[str] | None:
         names = self.data.get("names")
@@ -241,18 +245,28 @@ def build_dataset(spec: DatasetSpec, split: str, transforms=None, skip_bad_annot
     options = _check_split(spec, split)
     if spec.format == "digits":
         return DigitsDataset(split, spec.digits, transforms)
+    where = dict(dataset_root=spec.root, allow_outside_root=spec.allow_outside_root)
     if spec.format == "coco":
-        return CocoDataset(options["images"], options["annotations"], transforms, spec.class_names, skip_bad_annotations)
+        return CocoDataset(options["images"], options["annotations"], transforms, spec.class_names, skip_bad_annotations,
+                           **where)
     if spec.format == "voc":
-        return VocDataset(options["root"], options["image_set"], spec.class_names, transforms, skip_bad_annotations)
+        return VocDataset(options["root"], options["image_set"], spec.class_names, transforms, skip_bad_annotations,
+                          **where)
     if spec.format == "csv":
         return CsvDataset(options["annotations"], spec.class_names, options["category_ids"], options["images"],
-                          transforms, skip_bad_annotations)
-    return YoloDataset(options["images"], options["labels"], spec.class_names, transforms, skip_bad_annotations)
+                          transforms, skip_bad_annotations, **where)
+    return YoloDataset(options["images"], options["labels"], spec.class_names, transforms, skip_bad_annotations,
+                       **where)
 
 
 def read_records(spec: DatasetSpec, split: str) -> RecordSet:
-    """The unchecked records of a file-based split (what ``check-data`` inspects)."""
+    """The unchecked records of a file-based split (what ``check-data`` inspects), carrying the
+    YAML's rule for image paths outside the dataset's folder (``validate.outside_dataset``)."""
+    records = _read_split_records(spec, split)
+    return replace(records, dataset_root=spec.root, allow_outside_root=spec.allow_outside_root)
+
+
+def _read_split_records(spec: DatasetSpec, split: str) -> RecordSet:
     options = _check_split(spec, split)
     if spec.format == "coco":
         return read_coco_records(options["annotations"], options["images"], spec.class_names)

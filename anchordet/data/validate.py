@@ -12,6 +12,7 @@ annotations, in which case each skip is reported with ``warnings.warn`` (the sam
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,9 +60,9 @@ class Problem:
         return f"{', '.join(where)}: {self.message}"
 
 
-PROBLEM_KINDS = ("malformed", "missing-image", "unreadable-image", "size-mismatch", "duplicate-image-id",
-                 "unknown-image-id", "non-finite-box", "degenerate-box", "box-outside-image",
-                 "unknown-category")
+PROBLEM_KINDS = ("malformed", "outside-dataset", "missing-image", "unreadable-image", "size-mismatch",
+                 "duplicate-image-id", "duplicate-annotation-id", "unknown-image-id", "non-finite-box",
+                 "degenerate-box", "box-outside-image", "unknown-category")
 
 
 @dataclass
@@ -101,13 +102,17 @@ class AnnotationRecord:
 
 @dataclass
 class ImageRecord:
-    """One image: its id, file, size stated by the annotations (h, w) or None, and objects."""
+    """One image: its id, file, size stated by the annotations (h, w) or None, and objects.
+    ``base``: the folder its path, as written in ``source``, is relative to (a COCO split's
+    images folder, the VOC root, a CSV or list file's folder), whose inside it may not leave
+    (``outside_dataset``); None for a path that no file wrote (found by listing a folder)."""
 
     image_id: int
     path: Path
     size: tuple[int, int] | None
     annotations: list[AnnotationRecord]
     source: str
+    base: Path | None = None
 
 
 @dataclass
@@ -121,6 +126,9 @@ class RecordSet:
         label_of: category as written -> label.
         normalized: boxes are in [0, 1] of the image (YOLO).
         problems: found while parsing (malformed lines or files); those parts were dropped.
+        dataset_root: the dataset YAML's ``root``: image files may lie under it, or under their
+            record's ``base`` (``outside_dataset``); None: under their ``base`` only.
+        allow_outside_root: the YAML's ``allow_outside_root: true``: image paths may lead anywhere.
     """
 
     images: list[ImageRecord]
@@ -129,6 +137,44 @@ class RecordSet:
     label_of: dict
     normalized: bool = False
     problems: list[Problem] = field(default_factory=list)
+    dataset_root: Path | None = None
+    allow_outside_root: bool = False
+
+
+class _Folders:
+    """Is a path inside a folder? Compared on the written path made absolute and normalised
+    (``os.path.abspath``: ``..`` removed, links not followed, so an images folder that is a link
+    to another disk is still inside). Folder texts cached: a COCO split has 118k images, one base."""
+
+    def __init__(self):
+        self._prefixes: dict[Path, str] = {}
+
+    def prefix(self, folder: Path) -> str:
+        if folder not in self._prefixes:
+            self._prefixes[folder] = os.path.join(os.path.abspath(folder), "")
+        return self._prefixes[folder]
+
+    def inside(self, path: str, folder: Path) -> bool:
+        return path.startswith(self.prefix(folder))
+
+
+def outside_dataset(image: ImageRecord, records: RecordSet, folders: _Folders | None = None) -> Problem | None:
+    """An "outside-dataset" problem when an image path written in an annotation or list file
+    (COCO ``file_name``, VOC ``<filename>``, a CSV row, a YOLO list line) leads out of both the
+    folder it is relative to and the dataset's root: ``../../etc/passwd`` or ``/home/x/y.jpg``
+    named by a downloaded annotation file is never read, let alone copied by ``data convert``,
+    unless the dataset YAML says ``allow_outside_root: true`` (docs/data.md)."""
+    if records.allow_outside_root or image.base is None:
+        return None
+    folders = folders or _Folders()
+    path = os.path.abspath(image.path)
+    allowed = [image.base] + ([records.dataset_root] if records.dataset_root is not None else [])
+    if any(folders.inside(path, folder) for folder in allowed):
+        return None
+    where = " or ".join(folders.prefix(f).rstrip(os.sep) for f in dict.fromkeys(allowed))
+    return Problem("outside-dataset", image.source, image.image_id, None,
+                   f"image path {path} lies outside the dataset's folder ({where}): not read (if the "
+                   f"file is yours, add 'allow_outside_root: true' to the dataset YAML)")
 
 
 class _BoxText:
@@ -187,6 +233,7 @@ def check_records(records: RecordSet, check_files_exist: bool = True,
     problems = list(records.problems)
     seen: dict[int, ImageRecord] = {}
     clean_images = []
+    folders = _Folders()
     for image in records.images:
         if image.image_id in seen:
             problems.append(Problem("duplicate-image-id", image.source, image.image_id, None,
@@ -194,6 +241,10 @@ def check_records(records: RecordSet, check_files_exist: bool = True,
                                     f"and {image.path.name})"))
             continue
         seen[image.image_id] = image
+        outside = outside_dataset(image, records, folders)
+        if outside is not None:
+            problems.append(outside)
+            continue
         if check_files_exist and not image.path.is_file():
             problems.append(Problem("missing-image", image.source, image.image_id, None,
                                     f"image file not found: {image.path}"))
@@ -248,9 +299,12 @@ def header_sizes(records: RecordSet, every: bool = False) -> tuple[dict[int, tup
         cannot be read (not an image, too many pixels). Missing files are left to ``check_records``.
     """
     sizes, problems = {}, []
+    folders = _Folders()
     for image in records.images:
-        if not (every or (image.size is None and not records.normalized)) or not image.path.is_file():
+        if not (every or (image.size is None and not records.normalized)):
             continue
+        if outside_dataset(image, records, folders) is not None or not image.path.is_file():
+            continue  # left to check_records, which refuses it unopened
         try:
             sizes[image.image_id] = image_size(image.path)
         except ImageReadError as exc:
@@ -298,6 +352,9 @@ class DatasetSummary:
         size_counts: {"small", "medium", "large": boxes} by COCO's sqrt(area) thresholds, in pixels.
         side_percentiles: {"min", "p5", "p50", "p95", "max": sqrt(area) in pixels}.
         num_unsized: normalized boxes that could not be measured (image not decoded).
+        num_unmeasurable: boxes whose sqrt(area) is infinite (coordinates near 1e308 in a file
+            whose images state no size, not checked against the image: ``check-data --no-decode``),
+            left out of ``size_counts`` and ``side_percentiles``.
     """
 
     num_images: int
@@ -307,6 +364,7 @@ class DatasetSummary:
     size_counts: dict[str, int]
     side_percentiles: dict[str, float]
     num_unsized: int = 0
+    num_unmeasurable: int = 0
 
 
 def summarize(records: RecordSet, sizes: dict[int, tuple[int, int]] | None = None) -> DatasetSummary:
@@ -326,11 +384,13 @@ def summarize(records: RecordSet, sizes: dict[int, tuple[int, int]] | None = Non
             sides.append(math.sqrt((x2 - x1) * scale[1] * (y2 - y1) * scale[0]))
     small, large = SIZE_THRESHOLDS
     array = np.asarray(sides, dtype=np.float64)
+    finite = np.isfinite(array)
+    array, unmeasurable = array[finite], int((~finite).sum())  # inf - inf in a percentile: NaN and a warning
     size_counts = {"small": int((array < small).sum()), "medium": int(((array >= small) & (array < large)).sum()),
                    "large": int((array >= large).sum())}
     percentiles = {} if not len(array) else {
         name: float(np.percentile(array, q)) for name, q in (("min", 0), ("p5", 5), ("p50", 50), ("p95", 95), ("max", 100))}
-    return DatasetSummary(len(records.images), empty, counts, ignored, size_counts, percentiles, unsized)
+    return DatasetSummary(len(records.images), empty, counts, ignored, size_counts, percentiles, unsized, unmeasurable)
 
 
 def _pixel_scale(image: ImageRecord, normalized: bool, sizes: dict) -> tuple[float, float] | None:

@@ -80,7 +80,7 @@ def _parse_voc_xml(root: Path, stem: str, image_id: int, problems: list[Problem]
             problems.append(parsed)  # only this object is dropped
         else:
             annotations.append(parsed)
-    return ImageRecord(image_id, image_path, size, annotations, source)
+    return ImageRecord(image_id, image_path, size, annotations, source, root)
 
 
 def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -> AnnotationRecord | Problem:
@@ -92,7 +92,11 @@ def _parse_voc_object(obj: ET.Element, index: int, source: str, image_id: int) -
         text = ET.tostring(box, "unicode").strip() if box is not None else "no <bndbox>"
         return Problem("malformed", source, image_id, f"object {index + 1}", f"object {name!r}: <bndbox> needs "
                                                                              f"numeric xmin, ymin, xmax, ymax: {text!r}")
-    difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "")
+    flag = obj.findtext("difficult")  # absent: 0; else 0 or 1, the rule of COCO's iscrowd ("yes" is neither)
+    if flag is not None and flag.strip() not in ("0", "1"):
+        return Problem("malformed", source, image_id, f"object {index + 1}",
+                       f"object {name!r}: <difficult> must be 0 or 1, got {flag!r}")
+    difficult = flag is not None and flag.strip() == "1"
     # 1-based inclusive indices -> 0-based pixel edges (module docstring).
     written = f"<bndbox> xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g} (1-based pixels)"
     return AnnotationRecord(index, name, (xmin - 1, ymin - 1, xmax, ymax), difficult, None, None, source, written,

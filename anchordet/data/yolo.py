@@ -27,8 +27,9 @@ def image_paths(images) -> list[tuple[Path, Path]]:
         return [(p, path) for p in list_images(path)]
     if path.is_file() and path.suffix == ".txt":
         lines = [line.strip() for line in read_text(path).splitlines() if line.strip()]
-        return [((path.parent / line).resolve() if not Path(line).is_absolute() else Path(line), path.parent)
-                for line in lines]
+        # made absolute without following links (ultralytics joins them so too): an images folder
+        # that is a link to another disk stays inside the list's folder (validate.outside_dataset)
+        return [(Path(os.path.normpath(path.parent / line)), path.parent) for line in lines]
     if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
         return [(path, path.parent)]
     raise FileNotFoundError(f"YOLO images: not a folder, an image list (.txt) or an image: {path}")
@@ -57,7 +58,7 @@ def read_yolo_records(images, labels_dir: str | os.PathLike | None, class_names:
     for image_id, (path, base) in enumerate(image_paths(images)):
         labels = label_path(path, base, labels_dir)
         annotations = _parse_label_file(labels, image_id, problems) if labels.is_file() else []
-        records.append(ImageRecord(image_id, path, None, annotations, str(labels)))
+        records.append(ImageRecord(image_id, path, None, annotations, str(labels), base))
     label_of = {k: k for k in range(len(class_names))}
     return RecordSet(records, list(class_names), list(range(len(class_names))), label_of, True, problems)
 

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+from torch import nn
 
 from anchordet import distributed as dist_utils
 from anchordet.detectors.base import Detector
 from anchordet.engine.data import EpochSampler, make_loader
 from anchordet.postprocess.rescale import rescale_detections
 from anchordet.progress import Progress
+
+if TYPE_CHECKING:
+    from anchordet.backends import Backend
 
 
 class EvaluationCancelled(Exception):
@@ -44,9 +48,11 @@ def make_evaluator(metric: str, ground_truth: dict):
 
 
 @torch.no_grad()
-def predict_dataset(model: Detector, dataset, device: torch.device, batch_size: int = 8, num_workers: int = 0,
+def predict_dataset(model: "Detector | Backend", dataset, device: torch.device, batch_size: int = 8, num_workers: int = 0,
                     should_stop: Callable[[], bool] | None = None, progress: bool = False) -> list[dict]:
     """This process's share of ``dataset`` through ``model.predict``, as COCO results (original pixels).
+    ``model``: a detector, or any object with its ``predict(images) -> list[Detections]`` (an
+    ``anchordet.backends.Backend``: an exported file).
     Batches are padded as the detector asks (``model.size_divisible``: 1 for a fixed-size SSD).
 
     ``should_stop`` is called before each global batch and after the last, the same number of
@@ -62,8 +68,9 @@ def predict_dataset(model: Detector, dataset, device: torch.device, batch_size: 
     bar = Progress(steps, "evaluating", every=100, end_line=False, enabled=progress)
     batches = iter(loader)
     results = []
-    was_training = model.training
-    model.eval()
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
     try:
         for _ in range(steps):
             _check(should_stop)
@@ -74,7 +81,8 @@ def predict_dataset(model: Detector, dataset, device: torch.device, batch_size: 
         _check(should_stop)
     finally:
         bar.close()
-        model.train(was_training)
+        if isinstance(model, nn.Module):
+            model.train(was_training)
     return results
 
 
@@ -83,7 +91,7 @@ def _check(should_stop: Callable[[], bool] | None) -> None:
         raise EvaluationCancelled
 
 
-def _predict_batch(model: Detector, batch, device: torch.device, category_ids) -> list[dict]:
+def _predict_batch(model: "Detector | Backend", batch, device: torch.device, category_ids) -> list[dict]:
     from anchordet.evaluation import detections_to_coco_results
 
     results = []
@@ -95,7 +103,7 @@ def _predict_batch(model: Detector, batch, device: torch.device, category_ids) -
     return results
 
 
-def evaluate_dataset(model: Detector, dataset, metric: str, device: torch.device, batch_size: int = 8,
+def evaluate_dataset(model: "Detector | Backend", dataset, metric: str, device: torch.device, batch_size: int = 8,
                      num_workers: int = 0, should_stop: Callable[[], bool] | None = None,
                      progress: bool = False) -> EvaluationResult | None:
     """Predict on every image (shared between processes) and score on rank 0 (None elsewhere).

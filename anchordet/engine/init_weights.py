@@ -17,6 +17,8 @@ The background rows are always carried over.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -24,11 +26,21 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from anchordet.config.model import model_option_defaults, model_options
 from anchordet.config.schema import ModelConfig
 from anchordet.detectors.base import ClassLayout, Detector
 from anchordet.errors import UserError
 
 PROBE_SIZE = (256, 256)  # input size at which the anchors of the two models are compared
+# The architecture options a torchvision file determines: torchvision builds P6 from P5 (the
+# paper and our presets from C5), and its head was trained on its own anchors (integer sizes, on
+# cell corners, rounded base anchors). A run started from such a file takes them from the file
+# (``fit_to_source``) and says so in its summary line.
+FITTED_TO_TORCHVISION = ("p6_from", "anchor_sizes", "anchor_aspect_ratios", "anchor_offset", "anchor_round_base")
+# Options that change neither the tensors nor the anchors: never part of a suggested --set.
+NOT_ARCHITECTURE = ("num_classes", "backbone_weights", "pixel_mean", "pixel_std", "score_thresh", "nms_thresh",
+                    "topk_candidates", "max_detections", "box_loss", "box_loss_beta", "frozen_bn", "trainable_layers",
+                    "trainable_stages", "min_negatives", "neg_pos_ratio")
 
 
 @dataclass
@@ -49,35 +61,101 @@ class InitSummary:
     reinitialised: list[str] = field(default_factory=list)
     carried: list[str] = field(default_factory=list)
     new_classes: list[str] = field(default_factory=list)
+    fitted: list[str] = field(default_factory=list)  # "model.p6_from=p5": options taken from the weights
 
     def line(self) -> str:
+        fitted = f"; fitted to the weights: {', '.join(self.fitted)}" if self.fitted else ""
         if not self.reinitialised:
-            return f"init weights from {self.source}: {self.loaded} tensors loaded (all classes carried over)"
+            return f"init weights from {self.source}: {self.loaded} tensors loaded (all classes carried over){fitted}"
         carried = ", ".join(self.carried) if self.carried else "none"
         return (f"init weights from {self.source}: {self.loaded} tensors loaded, {len(self.reinitialised)} "
                 f"class-specific re-initialised ({', '.join(self.reinitialised)}); classes carried over: "
-                f"{carried} ({len(self.carried)} of {len(self.carried) + len(self.new_classes)})")
+                f"{carried} ({len(self.carried)} of {len(self.carried) + len(self.new_classes)}){fitted}")
 
 
-def initialise_from(model: Detector, source: str | Path, class_names: list[str],
-                    model_config: ModelConfig | None = None) -> InitSummary:
+def initialise_from(model: Detector, source: "str | Path | SourceWeights", class_names: list[str],
+                    model_config: ModelConfig | None = None, fitted: list[str] | None = None) -> InitSummary:
     """Load ``source`` into ``model`` (in place) as described in the module docstring.
 
     Args:
-        model: the freshly built detector of the new run.
+        model: the freshly built detector of the new run (from ``fit_to_source``'s config when
+            the source is a torchvision file).
+        source: a file or weights name, or what ``read_source`` made of it.
         class_names: the new dataset's K class names.
-        model_config: the new run's model config (named in messages).
+        model_config: the new run's model config (named in messages; the ``--set`` that would
+            make it fit is computed from it).
+        fitted: ``fit_to_source``'s list, for the summary line.
     Raises:
         UserError naming the first mismatching tensors (nothing is loaded then).
     """
-    weights = read_source(source)
+    weights = source if isinstance(source, SourceWeights) else read_source(source)
     layouts = model.class_layouts()
     own = model.state_dict()
     _check_architecture(weights, own, layouts, model, model_config)
     source_names = _source_class_names(weights, layouts)
     new_state, summary = _merge(weights, own, layouts, source_names, list(class_names))
     model.load_state_dict(new_state, strict=True)
+    summary.fitted = list(fitted or [])
     return summary
+
+
+def fit_to_source(model_config: ModelConfig, weights: "SourceWeights") -> tuple[ModelConfig, list[str]]:
+    """``model_config`` with the architecture options a torchvision source determines
+    (``FITTED_TO_TORCHVISION``) taken from it, and those changes as ``model.key=value`` strings
+    (empty, and the config unchanged, for other sources or when nothing differs)."""
+    if weights.model is None or weights.config is None or weights.config.factory != model_config.factory:
+        return model_config, []
+    defaults = model_option_defaults(model_config.factory)
+    changes = {k: weights.config.args[k] for k in FITTED_TO_TORCHVISION if k in weights.config.args
+               and _plain(weights.config.args[k]) != _plain(model_config.args.get(k, defaults.get(k)))}
+    if not changes:
+        return model_config, []
+    fitted = dataclasses.replace(model_config, args={**model_config.args, **changes})
+    return fitted, [f"model.{k}={_set_value(v)}" for k, v in changes.items()]
+
+
+def fitting_sets(weights: "SourceWeights", model_config: ModelConfig | None) -> list[str]:
+    """The fewest ``--set model.key=value`` (from the source's own model config) that make this
+    model's tensors fit the source; empty when there is none (another factory, no config, or no
+    choice of its options fits)."""
+    if weights.config is None or model_config is None or weights.config.factory != model_config.factory:
+        return []
+    defaults = model_option_defaults(model_config.factory)
+    theirs, ours = weights.config.args, model_config.args
+    changes = {k: theirs.get(k, defaults.get(k)) for k in model_options(model_config.factory)
+               if (k in theirs or k in ours) and k not in NOT_ARCHITECTURE
+               and _plain(theirs.get(k, defaults.get(k))) != _plain(ours.get(k, defaults.get(k)))}
+    if not changes or not _fits(weights, model_config, changes):
+        return []
+    for key in list(changes):  # drop every change the fit does not need
+        fewer = {k: v for k, v in changes.items() if k != key}
+        if _fits(weights, model_config, fewer):
+            changes = fewer
+    return [f"--set model.{k}={_set_value(v)}" for k, v in changes.items()]
+
+
+def _fits(weights: "SourceWeights", model_config: ModelConfig, changes: dict) -> bool:
+    """Whether the model of ``model_config`` changed by ``changes`` has the source's tensor
+    shapes and anchors (built on the meta device: nothing is allocated)."""
+    try:
+        model = _build_on_meta(ModelConfig(model_config.factory, {**model_config.args, **changes}))
+    except (UserError, ValueError, TypeError):
+        return False
+    own, layouts = model.state_dict(), model.class_layouts()
+    plain = [k for k in own if k not in layouts and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in weights.state if k not in own and not k.endswith("num_batches_tracked")]
+    shapes = not unexpected and all(k in weights.state and weights.state[k].shape == own[k].shape for k in plain)
+    return shapes and _anchor_problem(weights, model) is None
+
+
+def _plain(value):
+    """Tuples as lists, all the way down (a YAML value and a factory default compare equal)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _set_value(value) -> str:
+    """A value as ``--set`` reads it back (YAML)."""
+    return value if isinstance(value, str) else json.dumps(_plain(value))
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -180,8 +258,10 @@ def _check_architecture(weights: SourceWeights, own: Mapping[str, Tensor], layou
     if problems:
         target = f" ({model_config.factory})" if model_config is not None else ""
         source = f" ({weights.config.factory})" if weights.config is not None and weights.model is None else ""
+        sets = fitting_sets(weights, model_config)
+        fix = f" | it fits with {' '.join(sets)}" if sets else ""
         raise UserError(f"--weights {weights.name}{source} does not fit this model{target}; nothing was loaded: "
-                        + " | ".join(problems))
+                        + " | ".join(problems) + fix)
 
 
 def _class_layer_problem(key, layout: ClassLayout, src, own, weights, layouts) -> str | None:

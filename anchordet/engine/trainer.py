@@ -29,6 +29,7 @@ from anchordet.runtime.acceleration import accelerate_for_training, configure_cu
 from anchordet.engine.budget import RunBudget
 from anchordet.engine.data import EpochSampler, SeededItems, aspect_groups, build_dataset, make_loader
 from anchordet.engine.early_stopping import EarlyStopping
+from anchordet.engine.input_failure import InputFailed, stop_on_input, until_input_fails
 from anchordet.engine.ema import ModelEMA
 from anchordet.engine.logger import RunLogger, plot_curves
 from anchordet.engine.optim import build_optimizer, build_scheduler
@@ -108,6 +109,14 @@ class Trainer:
 
     def _set_up(self, resume: str | Path | None) -> None:
         config, run, solver = self.config, self.config.run, self.config.solver
+        init = None
+        if config.model.init_weights and not resume:  # fine-tuning: fit the options the weights determine
+            from anchordet.engine.init_weights import fit_to_source, read_source
+
+            source = read_source(config.model.init_weights)
+            model_config, fitted = fit_to_source(config.model, source)
+            self.config = config = dataclasses.replace(config, model=model_config)
+            init = (source, fitted)
         torch.manual_seed(run.seed)  # the model's initialisation
         self.model = config.model.build().to(self.device)
         if config.model.sync_batch_norm and self.world > 1:
@@ -117,10 +126,10 @@ class Trainer:
                                                  say=self._say)
         self.train_set = SeededItems(build_dataset(config.data, "train"), run.seed)
         self.val_set = build_dataset(config.data, "val", train=False)
-        if config.model.init_weights and not resume:  # fine-tuning: before the optimizer sees the weights
+        if init is not None:  # fine-tuning: before the optimizer sees the weights
             from anchordet.engine.init_weights import initialise_from
 
-            summary = initialise_from(self.model, config.model.init_weights, list(self.val_set.class_names), config.model)
+            summary = initialise_from(self.model, init[0], list(self.val_set.class_names), config.model, init[1])
             if self.is_main:
                 print(summary.line(), flush=True)
         self.train_groups = aspect_groups(config.data, self.train_set)
@@ -210,8 +219,11 @@ class Trainer:
         window_start, window_images = time.monotonic(), 0
         self.model.train()
         try:
-            for batch in _chunks(loader, steps):
-                stop = self.agreed_stop()
+            for batch in until_input_fails(_chunks(loader, steps)):
+                failed = isinstance(batch, InputFailed)
+                stop = self.agreed_stop(input_failed=failed)
+                if stop == "input-failed":  # raises, after saving last.pt at this step
+                    stop_on_input(self, batch if failed else None)
                 if stop:
                     return stop
                 losses = self._step(batch)
@@ -291,12 +303,16 @@ class Trainer:
                                                       "images_per_s": images_per_s,
                                                       "precision": self.precision.name, **averaged})
 
-    def agreed_stop(self, budget: bool = True) -> str | None:
-        """Stop before the next batch? The same answer in every process: "interrupted" when a stop
+    def agreed_stop(self, budget: bool = True, input_failed: bool = False) -> str | None:
+        """Stop before the next batch? The same answer in every process: "input-failed" when the
+        next batch of any of them could not be read (``input_failed``), "interrupted" when a stop
         request (Ctrl-C, SIGTERM) reached any of them, "stopped" when a budget is spent (with
-        ``budget``), else None. One all-reduce of both flags, at the same point of each
+        ``budget``), else None. One all-reduce of the flags, at the same point of each
         iteration, so all processes stop after the same step."""
-        signum, spent = dist_utils.all_reduce_max([interrupt.requested(), budget and self.budget.spent()])
+        signum, spent, failed = dist_utils.all_reduce_max([interrupt.requested(), budget and self.budget.spent(),
+                                                           input_failed])
+        if failed:
+            return "input-failed"
         if signum:
             self.stop_signal = int(signum)
             return "interrupted"

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from anchordet.errors import shown
 from anchordet.files import load_json, paused_gc
 
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
@@ -130,10 +131,10 @@ def _annotation_name(ann: Any, i: int, with_image: bool = True) -> str:
     """How errors name a ground-truth annotation: by the dataset's own ``id`` (its position in
     'annotations' only when it has none), with its ``image_id`` when known."""
     ann_id = ann.get("id") if isinstance(ann, dict) else None
-    name = (f"ground truth annotation id {ann_id!r}" if ann_id is not None
+    name = (f"ground truth annotation id {shown(ann_id)}" if ann_id is not None
             else f"ground truth annotation {i} in 'annotations' (no 'id')")
     image_id = ann.get("image_id") if isinstance(ann, dict) else None
-    return f"{name}, image_id {image_id!r}" if with_image and image_id is not None else name
+    return f"{name}, image_id {shown(image_id)}" if with_image and image_id is not None else name
 
 
 def _require_list(gt: dict, key: str) -> list:
@@ -148,7 +149,7 @@ def _int_field(entry: Any, key: str, what: str) -> int:
         raise ValueError(f"{what}: missing key '{key}'")
     value = entry[key]
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{what}: '{key}' must be an integer, got {value!r}")
+        raise ValueError(f"{what}: '{key}' must be an integer, got {shown(value)}")
     return int(value)
 
 
@@ -183,6 +184,7 @@ def _parse_ground_truth(gt: Any) -> GroundTruth:
 
 _INT = {int}
 _NUMBER = {int, float}
+_FLAG = {int, bool}  # iscrowd / difficult: 0 or 1 (JSON true / false), as the dataset readers require
 
 
 def _types(values) -> set:
@@ -199,7 +201,8 @@ def _annotation_columns(anns: list):
     except (KeyError, TypeError, AttributeError):
         return None
     if not (_types(img) <= _INT and _types(cat) <= _INT and _types(box) <= {list} and set(map(len, box)) <= {4}
-            and _types(itertools.chain.from_iterable(box)) <= _NUMBER and _types(area) <= _NUMBER | {type(None)}):
+            and _types(itertools.chain.from_iterable(box)) <= _NUMBER and _types(area) <= _NUMBER | {type(None)}
+            and _types(itertools.chain.from_iterable(flags)) <= _FLAG and set(itertools.chain.from_iterable(flags)) <= {0, 1}):
         return None
     bbox = np.fromiter(itertools.chain.from_iterable(box), np.float64, 4 * n).reshape(n, 4)
     area_np = np.array([np.nan if a is None else a for a in area], np.float64).reshape(n)
@@ -230,19 +233,28 @@ def _parse_annotation(ann: Any, what: str):
     box = _parse_bbox(ann.get("bbox"), what)
     area = ann.get("area", box[2] * box[3])
     if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0:
-        raise ValueError(f"{what}: area must be a finite number >= 0, got {area!r}")
-    flags = (bool(ann.get("iscrowd", 0)), bool(ann.get("difficult", 0)))
+        raise ValueError(f"{what}: area must be a finite number >= 0, got {shown(area)}")
+    flags = tuple(_flag_field(ann, key, what) for key in ("iscrowd", "difficult"))
     return box, float(area), flags, image_id, category_id
+
+
+def _flag_field(ann: dict, key: str, what: str) -> bool:
+    """``iscrowd`` / ``difficult``: 0 or 1 (JSON true / false), absent 0; the rule of the COCO
+    and VOC readers ("yes", "0", 2 are errors, not flags)."""
+    value = ann.get(key, 0)
+    if type(value) not in _FLAG or value not in (0, 1):
+        raise ValueError(f"{what}: {key} must be 0 or 1, got {shown(value)}")
+    return bool(value)
 
 
 def _parse_bbox(value: Any, what: str) -> list[float]:
     if (not isinstance(value, (list, tuple)) or len(value) != 4
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise ValueError(f"{what}: bbox must be a list of 4 numbers [x, y, w, h], got {value!r}")
+        raise ValueError(f"{what}: bbox must be a list of 4 numbers [x, y, w, h], got {shown(value)}")
     if not all(math.isfinite(v) for v in value):
-        raise ValueError(f"{what}: bbox has a non-finite value: {value!r}")
+        raise ValueError(f"{what}: bbox has a non-finite value: {shown(value)}")
     if value[2] < 0 or value[3] < 0:
-        raise ValueError(f"{what}: bbox has a negative width or height: {value!r}")
+        raise ValueError(f"{what}: bbox has a negative width or height: {shown(value)}")
     return [float(v) for v in value]
 
 
@@ -356,22 +368,22 @@ def _find_bad_entry(results: list) -> None:
     for i, r in enumerate(results):
         what = f"results entry {i}"
         if not isinstance(r, dict):
-            raise ValueError(f"{what}: must be a dict, got {r!r}")
+            raise ValueError(f"{what}: must be a dict, got {shown(r)}")
         missing = [k for k in RESULT_KEYS if k not in r]
         if missing:
-            raise ValueError(f"{what}: missing key(s) {missing} in {r!r}")
+            raise ValueError(f"{what}: missing key(s) {missing} in {shown(r)}")
         _int_field(r, "image_id", what)
         _int_field(r, "category_id", what)
         _parse_bbox_any(r["bbox"], what)
         s = r["score"]
         if isinstance(s, bool) or not isinstance(s, (int, float)):
-            raise ValueError(f"{what}: score must be a number, got {s!r}")
+            raise ValueError(f"{what}: score must be a number, got {shown(s)}")
 
 
 def _parse_bbox_any(value: Any, what: str) -> None:
     if (not isinstance(value, (list, tuple)) or len(value) != 4
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise ValueError(f"{what}: bbox must be a list of 4 numbers [x, y, w, h], got {value!r}")
+        raise ValueError(f"{what}: bbox must be a list of 4 numbers [x, y, w, h], got {shown(value)}")
 
 
 def group_pairs(det_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

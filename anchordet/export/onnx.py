@@ -151,7 +151,9 @@ def _check_opset(detector: nn.Module, opset: int) -> None:
     torchvision's translation would silently drop the half-pixel shift."""
     from anchordet.ops.roi_pool import RoIPooler
 
-    aligned = any(isinstance(m, RoIPooler) and m.kind == "align" and m.aligned for m in detector.modules())
+    # A RoIPooler is a plain configured object (no parameters), held as an attribute of a module.
+    poolers = [value for module in detector.modules() for value in vars(module).values() if isinstance(value, RoIPooler)]
+    aligned = any(pooler.kind == "align" and pooler.aligned for pooler in poolers)
     if aligned and opset < 16:
         raise UserError(f"opset {opset}: this model's RoIAlign (aligned=True) needs ONNX opset 16 or above")
 

@@ -176,3 +176,24 @@ def test_iscrowd_takes_0_1_and_booleans(coco_dir):
     write_coco_json(coco_dir / "ok.json", gt)
     ds = CocoDataset(coco_dir / "images", coco_dir / "ok.json")
     assert ds[0].targets.ignore.tolist() == [False, True, False]
+
+
+def test_duplicate_annotation_ids_are_a_problem_naming_the_id(tmp_path):
+    """Issue 28: two annotations with one id were accepted silently (evaluators match objects by id)."""
+    import json
+
+    from anchordet.data.coco import read_coco_records
+    from anchordet.data.validate import check_records
+
+    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 30, "height": 20},
+                     {"id": 3, "file_name": "b.jpg", "width": 30, "height": 20}],
+          "categories": [{"id": 1, "name": "dog"}],
+          "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]},
+                          {"id": 8, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]},
+                          {"id": 7, "image_id": 3, "category_id": 1, "bbox": [5, 2, 3, 4]}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(gt))
+    clean, problems = check_records(read_coco_records(path, tmp_path), check_files_exist=False)
+    assert [(p.kind, str(p)) for p in problems] == [
+        ("duplicate-annotation-id", f"{path}, image 3, annotation id 7: annotation id 7 is used twice (first in image 1)")]
+    assert [len(image.annotations) for image in clean.images] == [2, 0]

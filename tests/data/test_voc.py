@@ -121,3 +121,42 @@ def test_a_list_of_sets_needs_entries_with_image_sets(tmp_path):
     (tmp_path / "b.yaml").write_text("format: voc\nnames: [a]\ntrain: [{root: VOC2007, image_set: x}, {root: VOC2012}]\n")
     with pytest.raises(ValueError, match=r"b.yaml: key 'train\[1\].image_set': missing"):
         load_dataset_spec(tmp_path / "b.yaml")
+
+
+@pytest.mark.parametrize("flag", ["yes", "true", "2", "", "0.5"])
+def test_difficult_must_be_0_or_1_like_cocos_iscrowd(tmp_path, flag):
+    """Issue 28, item 12: <difficult>yes</difficult> was read as difficult while COCO's
+    iscrowd "yes" was refused; both now take 0 or 1 only (absent: 0)."""
+    from anchordet.data.coco import read_coco_records
+    from anchordet.data.validate import check_records
+
+    _write_voc(tmp_path, {"a": ((20, 30), [_object("dog", (1, 2, 10, 12), difficult=flag),
+                                           _object("cat", (1, 2, 10, 12), difficult=" 1 ")])})
+    with pytest.raises(ValueError, match=rf"a\.xml, image 0, object 1: object 'dog': <difficult> must be 0 or 1, "
+                                         rf"got '{flag}'"):
+        VocDataset(tmp_path, "trainval", NAMES)
+    with pytest.warns(UserWarning):
+        ds = VocDataset(tmp_path, "trainval", NAMES, skip_bad_annotations=True)
+    assert ds[0].targets.ignore.tolist() == [True]  # the other object, " 1 " with spaces, is difficult
+    coco = tmp_path / "ann.json"
+    coco.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 30, "height": 20}], "categories": '
+                    '[{"id": 1, "name": "dog"}], "annotations": [{"id": 7, "image_id": 1, "category_id": 1, '
+                    f'"bbox": [1, 2, 3, 4], "iscrowd": "{flag}"}}]}}')
+    _, problems = check_records(read_coco_records(coco, tmp_path / "JPEGImages"))
+    assert [str(p) for p in problems] == [f"{coco}, image 1, annotation id 7: iscrowd must be 0 or 1, got '{flag}'"]
+
+
+def test_score_reads_the_flags_by_the_same_rule(tmp_path):
+    from anchordet.evaluation.results import GroundTruth
+
+    gt = {"images": [{"id": 1, "width": 30, "height": 20}], "categories": [{"id": 1, "name": "dog"}],
+          "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": 0},
+                          {"id": 8, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "difficult": True}]}
+    truth = GroundTruth.load(gt)
+    assert truth.iscrowd.tolist() == [False, False] and truth.difficult.tolist() == [False, True]
+    for key, value in (("iscrowd", "yes"), ("difficult", "0"), ("iscrowd", 2)):
+        gt["annotations"][1] = {**gt["annotations"][1], key: value}
+        with pytest.raises(ValueError, match=f"ground truth annotation id 8, image_id 1: {key} must be 0 or 1, "
+                                             f"got {value!r}"):
+            GroundTruth.load(gt)
+        gt["annotations"][1].pop(key)
