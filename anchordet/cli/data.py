@@ -1,4 +1,4 @@
-"""``anchordet data digits`` and ``anchordet data convert``.
+"""``anchordet data digits``, ``anchordet data convert`` and ``anchordet data tile``.
 
 ``data digits``: write the built-in digits dataset as a COCO dataset. Layout under ``--out``:
 ``images/{train,val}/*.png``, ``annotations/instances_{train,val}.json`` and ``data.yaml``
@@ -8,6 +8,10 @@ a few val (test) scenes with their boxes.
 ``data convert SRC.yaml --to coco|voc|yolo|csv --out DIR``: write any readable dataset (a
 dataset YAML, or ``digits``) in another format, with its data.yaml (``anchordet.data.convert``:
 what each format keeps). DIR must not exist (or be empty); it appears only when complete.
+
+``data tile SRC.yaml --size S --overlap F --out DIR [--min-visible V] [--empty-ratio R]``: cut
+every image into overlapping tiles written as a COCO dataset, with ``tiles.json`` (each tile's
+source image and offset; ``anchordet.data.tiling``).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from anchordet.visualize import PALETTE, save_grid, save_picture, to_pil
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("data", help="write the digits dataset, or convert a dataset to another format",
+    parser = subparsers.add_parser("data", help="write the digits dataset, convert a dataset to another format, or tile it",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add_digits_parser(actions)
@@ -37,12 +41,50 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                              "format under --out, with its data.yaml. YOLO and CSV cannot mark "
                                              "ignored (crowd / difficult) boxes: those are left out, and counted.")
     convert.add_argument("source", metavar="SRC", help="dataset YAML (docs/data.md) or 'digits'")
-    convert.add_argument("--to", required=True, choices=["coco", "voc", "yolo", "csv"], help="the format to write")
+    convert.add_argument("--to", required=True, choices=["coco", "voc", "yolo", "csv", "deepforest"],
+                         help="the format to write (deepforest: DeepForest's CSV, header and 0,0,0,0 rows)")
     convert.add_argument("--out", required=True, type=Path, help="new folder for the converted dataset")
     convert.add_argument("--link", action="store_true",
                          help="hard-link the image files instead of copying them (copies across file systems)")
     convert.set_defaults(_action=run_convert)
+    add_tile_parser(actions)
     return parser
+
+
+def add_tile_parser(actions) -> None:
+    from anchordet.data.tiling import DEFAULT_EMPTY_RATIO, DEFAULT_MIN_VISIBLE, DEFAULT_OVERLAP
+
+    tile = actions.add_parser("tile", help="cut large images into overlapping tiles, written as a COCO dataset",
+                              description="Cut every image of every split of SRC into SIZE x SIZE tiles at its "
+                                          "own resolution and write them as a COCO dataset under --out, with "
+                                          "tiles.json mapping each tile to its source image and offset "
+                                          "(docs/data.md, 'Large images').")
+    tile.add_argument("source", metavar="SRC", help="dataset YAML (docs/data.md) or 'digits'")
+    tile.add_argument("--size", required=True, type=int, help="tile side in pixels")
+    tile.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+                      help=f"fraction of a tile shared with its neighbour (default {DEFAULT_OVERLAP})")
+    tile.add_argument("--out", required=True, type=Path, help="new folder for the tiled dataset")
+    tile.add_argument("--min-visible", type=float, default=DEFAULT_MIN_VISIBLE,
+                      help=f"keep a cut box when at least this fraction of its area is in the tile "
+                           f"(default {DEFAULT_MIN_VISIBLE})")
+    tile.add_argument("--empty-ratio", type=float, default=DEFAULT_EMPTY_RATIO,
+                      help=f"empty tiles kept per tile with objects, chosen at random (default {DEFAULT_EMPTY_RATIO})")
+    tile.add_argument("--seed", type=int, default=0, help="seed of the choice of empty tiles")
+    tile.set_defaults(_action=run_tile)
+
+
+def run_tile(args: argparse.Namespace) -> int:
+    from anchordet.data.spec import load_dataset_spec
+    from anchordet.data.tiling import tile_dataset
+
+    spec = load_dataset_spec(args.source)
+    counts = tile_dataset(spec, args.out, args.size, args.overlap, args.min_visible, args.empty_ratio, args.seed)
+    for split, count in counts.items():
+        print(f"{split}: {count['images']} images -> {count['tiles']} tiles ({count['empty_tiles']} empty), "
+              f"{count['boxes']} boxes")
+    print(f"wrote the tiled dataset to {args.out} (describe it with {args.out / 'data.yaml'}; "
+          f"tile offsets in {args.out / 'tiles.json'})")
+    return 0
 
 
 def add_digits_parser(actions) -> None:

@@ -27,8 +27,23 @@ def run(args) -> int:
         model = config.model
         print(f"{name:<{width}}  {model.factory}({', '.join(f'{k}={v}' for k, v in list(model.args.items())[:2])}) "
               f"on {config.data.dataset} at {_input_size(config.data)}, {config.solver.epochs} epochs "
-              f"at batch {config.solver.batch_size}")
+              f"at batch {config.solver.batch_size}; augment: {augmentations(config.data)}")
     return 0
+
+
+def augmentations(data) -> str:
+    """The training augmentations of a data section in words (docs/data.md)."""
+    words = []
+    if data.random_window:
+        words.append(f"{data.random_window} px windows x{data.windows_per_image}")
+    if data.train_transform == "ssd":
+        words.append("ssd (colour, zoom out, IoU crop)")
+    if data.scale_jitter != (1.0, 1.0):
+        words.append(f"scale {data.scale_jitter[0]:g}-{data.scale_jitter[1]:g}")
+    words += [name for name, on in (("hflip", data.hflip), ("vflip", data.vflip), ("rotate90", data.rotate90)) if on]
+    if data.color_jitter:
+        words.append(f"colour {data.color_jitter:g}")
+    return ", ".join(words) or "none"
 
 
 def _input_size(data) -> str:

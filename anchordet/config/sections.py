@@ -83,6 +83,8 @@ class DataConfig:
             inputs are all square: one group, the batches of no grouping).
         num_workers: DataLoader worker processes per training process.
         skip_bad_annotations: drop (and report) bad boxes instead of stopping.
+        vflip, rotate90, scale_jitter, color_jitter, random_window, windows_per_image: the
+            large-image / overhead-imagery training options (``check_augment_options``, docs/data.md).
     """
 
     dataset: str = "digits"
@@ -96,10 +98,21 @@ class DataConfig:
     aspect_ratio_groups: int = 2
     num_workers: int = 2
     skip_bad_annotations: bool = False
+    # Large images and overhead imagery (issue 25): off by default; checked in check_augment_options.
+    vflip: bool = False
+    rotate90: bool = False
+    scale_jitter: tuple[float, ...] = (1.0, 1.0)
+    color_jitter: float = 0.0
+    random_window: int = 0
+    windows_per_image: int = 1
 
     def __post_init__(self) -> None:
+        check_augment_options(self)
         check_choice("data.train_transform", self.train_transform, ("resize", "ssd", "fixed"))
         check_choice("data.eval_transform", self.eval_transform, ("resize", "fixed"))
+        if self.scale_jitter != (1.0, 1.0) and self.train_transform != "resize":
+            raise ConfigError(f"data.scale_jitter needs train_transform resize (a {self.train_transform!r} model "
+                              f"takes one input size; 'ssd' has its own zoom)")
         if isinstance(self.min_size, (list, tuple)):
             object.__setattr__(self, "min_size", tuple(self.min_size))
         _check_sizes(self.min_sizes, self.max_size)
@@ -116,6 +129,29 @@ class DataConfig:
     def eval_min_size(self) -> int:
         """The one shorter side of evaluation and inference: the largest training size."""
         return max(self.min_sizes)
+
+
+def check_augment_options(data) -> None:
+    """The large-image options of a ``DataConfig`` (their meaning: docs/data.md, "Large images").
+
+    vflip: mirror top-bottom with probability 0.5. rotate90: turn by 0, 90, 180 or 270 degrees
+    (one drawn per image). scale_jitter (low, high): resize by a factor drawn uniformly from it
+    after the resize step ((1, 1): off). color_jitter s: torchvision ColorJitter with brightness,
+    contrast and saturation s and hue s / 4 (0: off). random_window S: train on an S x S window at
+    a random place of each image, cut at the image's own resolution before the resize step (0:
+    whole images); windows_per_image N: each image gives N windows per epoch.
+    """
+    scale = tuple(float(v) for v in data.scale_jitter)
+    object.__setattr__(data, "scale_jitter", scale)
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] or not all(math.isfinite(v) for v in scale):
+        raise ConfigError(f"data.scale_jitter: expected [low, high] with 0 < low <= high ([1, 1]: off), got {list(scale)}")
+    if not (math.isfinite(data.color_jitter) and 0 <= data.color_jitter <= 1):
+        raise ConfigError(f"data.color_jitter must be in [0, 1] (0: off), got {data.color_jitter!r}")
+    if data.random_window < 0 or data.windows_per_image < 1:
+        raise ConfigError(f"data.random_window must be >= 0 (0: whole images) and data.windows_per_image >= 1, "
+                          f"got {data.random_window}, {data.windows_per_image}")
+    if data.windows_per_image > 1 and not data.random_window:
+        raise ConfigError("data.windows_per_image needs data.random_window (the window side in pixels)")
 
 
 def _check_sizes(min_sizes: tuple, max_size: int) -> None:

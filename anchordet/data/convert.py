@@ -10,6 +10,7 @@ annotations stop the conversion, naming them, as they would stop training), into
 | voc | ``JPEGImages/``, ``Annotations/``, ``ImageSets/Main/<split>.txt`` | 1-based integers (0.5 px) | ``<difficult>1`` | kept |
 | yolo | ``images/<split>/``, ``labels/<split>/`` | ``class cx cy w h``, 6 decimals | dropped (no flag in the format) | empty label file |
 | csv | ``images/<split>/``, ``<split>.csv``, ``classes.csv`` | integers (0.5 px), as yhenon reads them | dropped (no flag in the format) | ``path,,,,,`` row |
+| deepforest | ``<split>/`` with the images and ``<split>/annotations.csv`` (header ``image_path,xmin,ymin,xmax,ymax,label``, file names) | integers (0.5 px) | dropped (no flag in the format) | ``name,0,0,0,0,<first class>`` row |
 
 Integer formats round each coordinate to the nearest pixel edge and keep a box at least 1 pixel
 wide and high. Class names and their order are kept (``names`` in the data.yaml); COCO keeps the
@@ -37,7 +38,7 @@ import yaml
 
 from anchordet.errors import UserError
 
-TARGET_FORMATS = ("coco", "voc", "yolo", "csv")
+TARGET_FORMATS = ("coco", "voc", "yolo", "csv", "deepforest")
 
 
 @dataclass
@@ -148,23 +149,40 @@ def convert(spec, to: str, out: str | os.PathLike, link: bool = False) -> dict[s
     if to not in TARGET_FORMATS:
         raise UserError(f"--to {to!r}: choose one of {', '.join(TARGET_FORMATS)}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--out {out}: exists and is not an empty folder (conversion never writes over a dataset)")
+    check_new_folder(out)
     source = read_source(spec)
+
+    def write(temp: Path) -> dict:
+        counts = WRITERS[to](source, temp, link)
+        _write_text(temp / "data.yaml", yaml.safe_dump(_data_yaml(to, source), sort_keys=False))
+        return counts
+
+    return write_new_folder(out, write)
+
+
+def check_new_folder(out: Path, option: str = "--out") -> None:
+    """Refuse an ``out`` that exists and is not an empty folder (a dataset is never written over)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{option} {out}: exists and is not an empty folder (a dataset is never written over)")
+
+
+def write_new_folder(out: Path, write: Callable[[Path], dict]) -> dict:
+    """Run ``write(temp)`` on a temporary folder next to ``out``, then rename it to ``out`` (an
+    empty ``out`` is replaced); on any error the temporary folder is removed: nothing half written."""
+    check_new_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
     try:
-        counts = WRITERS[to](source, temp, link)
-        _write_text(temp / "data.yaml", yaml.safe_dump(_data_yaml(to, source), sort_keys=False))
+        result = write(temp)
         if out.exists():
             out.rmdir()  # the empty folder given as --out
         os.replace(temp, out)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    return counts
+    return result
 
 
 def _data_yaml(to: str, source: ConvertSource) -> dict:
@@ -178,6 +196,9 @@ def _data_yaml(to: str, source: ConvertSource) -> dict:
     if to == "yolo":
         return {"format": "yolo", "root": ".", "names": names,
                 **{s: {"images": f"images/{s}", "labels": f"labels/{s}"} for s in splits}}
+    if to == "deepforest":
+        return {"format": "csv", "root": ".", "names": names,
+                **{s: {"annotations": f"{s}/annotations.csv", "images": s} for s in splits}}
     return {"format": "csv", "root": ".", "classes": "classes.csv", **{s: f"{s}.csv" for s in splits}}
 
 
@@ -324,4 +345,29 @@ def _write_csv(source: ConvertSource, out: Path, link: bool) -> dict:
     return counts
 
 
-WRITERS = {"coco": _write_coco, "voc": _write_voc, "yolo": _write_yolo, "csv": _write_csv}
+def _write_deepforest(source: ConvertSource, out: Path, link: bool) -> dict:
+    """DeepForest's CSV: a header, file names relative to the CSV's folder (the split's, holding
+    the images), ``0,0,0,0`` rows for images without objects."""
+    from anchordet.data.csv_format import DEEPFOREST_COLUMNS
+
+    counts = {}
+    for split in source.splits:
+        buffer, boxes, dropped = io.StringIO(), 0, 0
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(DEEPFOREST_COLUMNS)
+        for image in split.images:
+            _put_image(image, out / split.name / image.name, link)
+            kept = [(b, label) for b, label, ignore in zip(image.boxes, image.labels, image.ignore) if not ignore]
+            dropped += len(image.boxes) - len(kept)
+            for box, label in kept:
+                writer.writerow([image.name, *_pixel_edges(box), source.class_names[label]])
+            if not kept:
+                writer.writerow([image.name, 0, 0, 0, 0, source.class_names[0]])
+            boxes += len(kept)
+        _write_text(out / split.name / "annotations.csv", buffer.getvalue())
+        counts[split.name] = _count(split, boxes, dropped)
+    return counts
+
+
+WRITERS = {"coco": _write_coco, "voc": _write_voc, "yolo": _write_yolo, "csv": _write_csv,
+           "deepforest": _write_deepforest}

@@ -15,6 +15,16 @@ default). A class list file has rows ``class_name,id`` (unique names and integer
 label k is the k-th class by increasing id, and results name the class by its id. Image ids
 are the order in which images first appear (0, 1, ...); the annotation index of an object is
 its line number, and every message about a row names the file and the line. Torch-free: ``CsvDataset`` is in ``anchordet.data.datasets``.
+
+DeepForest's variant is read too: a header row naming the columns ``image_path, xmin, ymin,
+xmax, ymax, label`` (any order; other columns, such as a pandas index, are ignored), and a row
+whose box is ``0,0,0,0`` (any label) for an image without objects::
+
+    image_path,xmin,ymin,xmax,ymax,label
+    OSBS_029.png,203,67,227,90,Tree
+    empty.png,0,0,0,0,Tree
+
+``anchordet data convert --to deepforest`` writes it (``anchordet.data.convert``).
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ from anchordet.data.validate import AnnotationRecord, ImageRecord, Problem, Reco
 from anchordet.errors import UserError
 
 ROW = "path,x1,y1,x2,y2,class_name"
+DEEPFOREST_COLUMNS = ("image_path", "xmin", "ymin", "xmax", "ymax", "label")
 
 
 def read_class_list(path: str | os.PathLike) -> tuple[list[str], list[int]]:
@@ -77,7 +88,17 @@ def read_csv_records(annotations: str | os.PathLike, class_names: list[str], cat
     base = Path(images_dir) if images_dir is not None else path.parent
     records: dict[str, ImageRecord] = {}
     problems: list[Problem] = []
-    for number, row in _rows(path):
+    rows, columns = _deepforest_columns(_rows(path))
+    for number, row in rows:
+        if columns is not None:  # DeepForest: fields by the header's names; 0,0,0,0 is an image without objects
+            if len(row) != columns[1]:
+                problems.append(Problem("malformed", str(path), None, f"line {number}",
+                                        f"the header names {columns[1]} columns, this row has {len(row)}: "
+                                        f"{','.join(row)!r}"))
+                continue
+            row = [row[i] for i in columns[0]]
+            if all(_is_zero(v) for v in row[1:5]):
+                row = row[:1]
         image = row[0].strip() if row else ""
         if not image:
             problems.append(Problem("malformed", str(path), None, f"line {number}", f"no image path: {','.join(row)!r}"))
@@ -94,6 +115,24 @@ def read_csv_records(annotations: str | os.PathLike, class_names: list[str], cat
     ids = list(category_ids) if category_ids is not None else list(range(len(class_names)))
     return RecordSet(list(records.values()), list(class_names), ids, {n: k for k, n in enumerate(class_names)},
                      False, problems)
+
+
+def _deepforest_columns(rows):
+    """(rows after the header, (indices of DEEPFOREST_COLUMNS, column count)) when the first row
+    is a DeepForest header, else (all rows, None)."""
+    rows = list(rows)
+    if rows:
+        names = [field.strip().lower() for field in rows[0][1]]
+        if all(name in names for name in DEEPFOREST_COLUMNS):
+            return rows[1:], ([names.index(name) for name in DEEPFOREST_COLUMNS], len(names))
+    return rows, None
+
+
+def _is_zero(text: str) -> bool:
+    try:
+        return float(text) == 0
+    except ValueError:
+        return False
 
 
 def _rows(path: Path):

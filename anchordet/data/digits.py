@@ -295,9 +295,16 @@ class DigitsDataset(Dataset):
         return torch.Generator().manual_seed(seed % (2 ** 63))
 
     def scene(self, index: int) -> tuple[Tensor, Targets]:
+        """Scene ``index`` of the current epoch. The last one generated is kept: windows cut from
+        one large scene (``data.random_window``, ``data.windows_per_image``) ask for it again
+        and again, and a 2048 px scene takes about a second to paint. Callers get copies."""
         if not 0 <= index < self.num_images:
             raise IndexError(f"scene {index} out of range 0..{self.num_images - 1}")
-        return generate_scene(self.split, self._generator(index), self.options)
+        key = (self._generator(index).initial_seed(), self.options)
+        if getattr(self, "_last_scene", (None,))[0] != key:
+            self._last_scene = (key, generate_scene(self.split, self._generator(index), self.options))
+        image, targets = self._last_scene[1]
+        return image.clone(), Targets(targets.boxes.clone(), targets.labels.clone(), targets.ignore.clone())
 
     def read_annotations(self, index: int) -> Targets:
         """The scene's targets, computed without painting the image."""

@@ -8,6 +8,8 @@ DataLoader workers (seeded by PyTorch per worker) draw different numbers.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -284,6 +286,126 @@ class SSDAugmentation(Compose):
         super().__init__([PhotometricDistort(), RandomExpand(4.0, fill), RandomIoUCrop(), *flip, Resize((size, size))])
 
 
+class TorchvisionStep:
+    """A ``torchvision.transforms.v2`` transform run on ``(image, Targets)``: the boxes travel as
+    ``tv_tensors.BoundingBoxes`` (XYXY, the image's size), so torchvision moves them with the
+    pixels; labels and ignore flags follow by position (these transforms never drop a box), then
+    boxes are clipped and empty ones dropped."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        from torchvision import tv_tensors
+
+        boxes = tv_tensors.BoundingBoxes(targets.boxes, format="XYXY", canvas_size=tuple(image.shape[-2:]))
+        out_image, out_boxes = self.transform(tv_tensors.Image(image), boxes)
+        return clip_and_drop(out_image.as_subclass(Tensor), targets.with_boxes(out_boxes.as_subclass(Tensor)))
+
+    def __repr__(self) -> str:
+        return f"TorchvisionStep({self.transform!r})"
+
+
+class RandomRotate90:
+    """Turn counter-clockwise by k * 90 degrees, k drawn from {0, 1, 2, 3} per image
+    (``torchvision.transforms.v2.functional.rotate`` with ``expand``: a turned non-square image
+    keeps all its pixels, height and width swap)."""
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        turns = int(torch.randint(4, ()))
+        if turns == 0:
+            return image, targets
+        return TorchvisionStep(partial(_rotate_both, angle=90.0 * turns))(image, targets)
+
+    def __repr__(self) -> str:
+        return "RandomRotate90()"
+
+
+def _rotate_both(image, boxes, angle: float):
+    return TF.rotate(image, angle, expand=True), TF.rotate(boxes, angle, expand=True)
+
+
+class RandomScale:
+    """Scale jitter: resize by a factor drawn uniformly from [low, high] per image (both sides,
+    rounded to whole pixels; boxes by the exact per-axis ratios, ``torchvision.transforms.v2``)."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        factor = _uniform(self.low, self.high)
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        size = [max(1, round(height * factor)), max(1, round(width * factor))]
+        return TorchvisionStep(partial(_resize_both, size=size))(image, targets)
+
+    def __repr__(self) -> str:
+        return f"RandomScale({self.low}, {self.high})"
+
+
+def _resize_both(image, boxes, size: list[int]):
+    return TF.resize(image, size, antialias=True).clamp(0, 1), TF.resize(boxes, size)
+
+
+class RandomWindow:
+    """A ``size`` x ``size`` window at a uniformly random place of the image, at the image's own
+    resolution (a side shorter than ``size`` is kept whole). Boxes are shifted and clipped; a box
+    with less than ``min_visible`` of its area inside becomes an ignore region (its anchors are
+    neither positives nor negatives: a sliver of an object is not background either)."""
+
+    def __init__(self, size: int, min_visible: float = 0.5):
+        self.size, self.min_visible = size, min_visible
+
+    def __call__(self, image: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        top = int(torch.randint(max(height - self.size, 0) + 1, ()))
+        left = int(torch.randint(max(width - self.size, 0) + 1, ()))
+        window = (left, top, min(left + self.size, width), min(top + self.size, height))
+        return image[:, window[1]:window[3], window[0]:window[2]], crop_targets(targets, window, self.min_visible,
+                                                                                  keep_cut_as_ignore=True)
+
+    def __repr__(self) -> str:
+        return f"RandomWindow({self.size})"
+
+
+def crop_targets(targets: Targets, window: tuple[int, int, int, int], min_visible: float,
+                 keep_cut_as_ignore: bool = False) -> Targets:
+    """Targets in the pixels of ``window`` (left, top, right, bottom) of their image: boxes
+    clipped to it; a box keeps its place when at least ``min_visible`` of its area is inside. The
+    others are dropped, or with ``keep_cut_as_ignore`` kept as ignore regions when partly inside."""
+    left, top, right, bottom = window
+    shift = torch.tensor([left, top, left, top], dtype=targets.boxes.dtype)
+    clipped = clip_boxes(targets.boxes - shift, (bottom - top, right - left))
+    inside = nonempty_mask(clipped)
+    area = ((targets.boxes[:, 2:] - targets.boxes[:, :2]).clamp(min=0)).prod(dim=1)
+    visible = (clipped[:, 2:] - clipped[:, :2]).clamp(min=0).prod(dim=1)
+    enough = inside & (visible >= min_visible * area)
+    cropped = Targets(clipped, targets.labels, targets.ignore.clone())
+    if not keep_cut_as_ignore:
+        return cropped.select(enough)
+    cropped.ignore |= inside & ~enough
+    return cropped.select(inside)
+
+
+def augment_steps(data: DataConfig) -> list[Transform]:
+    """The training augmentations after the resize, in order: scale jitter, the flips, rotate90,
+    colour jitter (each only when its ``data`` option is on)."""
+    from torchvision.transforms import v2
+
+    steps: list[Transform] = []
+    if tuple(data.scale_jitter) != (1.0, 1.0):
+        steps.append(RandomScale(*data.scale_jitter))
+    if data.hflip:
+        steps.append(RandomHorizontalFlip(0.5))
+    if data.vflip:
+        steps.append(TorchvisionStep(v2.RandomVerticalFlip(0.5)))
+    if data.rotate90:
+        steps.append(RandomRotate90())
+    if data.color_jitter:
+        strength = data.color_jitter
+        steps.append(TorchvisionStep(v2.ColorJitter(strength, strength, strength, min(0.5, strength / 4))))
+    return steps
+
+
 def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compose:
     """The training (``train``) or evaluation pipeline that ``data`` names: the one place that
     turns ``train_transform`` / ``eval_transform`` into transforms. ``data``: a ``DataConfig``, or
@@ -292,17 +414,21 @@ def build_transforms(data: DataConfig | InferenceSettings, train: bool) -> Compo
     "resize": ``ResizeKeepRatio(min_size, max_size)`` (training draws from ``data.min_sizes``,
     multi-scale; evaluation takes ``data.eval_min_size``); "fixed": ``Resize((fixed_size, fixed_size))``;
     "ssd" (training only): ``SSDAugmentation(fixed_size)``, its flip also set by ``data.hflip``.
-    Training adds ``RandomHorizontalFlip(0.5)`` when ``data.hflip``. Evaluation is deterministic; an
+    Training starts with ``RandomWindow(data.random_window)`` when that is set, and adds after
+    the resize the augmentations of ``augment_steps`` (``RandomHorizontalFlip(0.5)`` when
+    ``data.hflip``; vflip, rotate90, scale and colour jitter). Evaluation is deterministic; an
     ``InferenceSettings`` without an eval resize (``eval_transform`` None) keeps images as given.
     """
     kind = data.train_transform if train else data.eval_transform
-    if train and kind == "ssd":
-        return SSDAugmentation(data.fixed_size, hflip=data.hflip)
     if kind is None and not train:
         return Compose([])
-    steps: list[Transform] = [resize_step(data, kind, train)]
-    if train and data.hflip:
-        steps.append(RandomHorizontalFlip(0.5))
+    window: list[Transform] = [RandomWindow(data.random_window)] if train and data.random_window else []
+    if train and kind == "ssd":  # its own flip (data.hflip) and final fixed resize
+        extra = augment_steps(replace(data, hflip=False))
+        return Compose([*window, *SSDAugmentation(data.fixed_size, hflip=data.hflip).transforms, *extra])
+    steps: list[Transform] = [*window, resize_step(data, kind, train)]
+    if train:
+        steps += augment_steps(data)
     return Compose(steps)
 
 

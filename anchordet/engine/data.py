@@ -26,8 +26,41 @@ def build_dataset(data: DataConfig, split: str, train: bool | None = None):
     from anchordet.data.transforms import build_transforms
 
     train = (split == "train") if train is None else train
-    return build(dataset_spec(data), split=split, transforms=build_transforms(data, train),
-                 skip_bad_annotations=data.skip_bad_annotations)
+    dataset = build(dataset_spec(data), split=split, transforms=build_transforms(data, train),
+                    skip_bad_annotations=data.skip_bad_annotations)
+    return RepeatedImages(dataset, data.windows_per_image) if train and data.windows_per_image > 1 else dataset
+
+
+class RepeatedImages(Dataset):
+    """Each image of ``dataset`` ``times`` times per epoch (``data.windows_per_image``): item i is
+    image i % len(dataset), so under ``SeededItems`` each repeat draws its own random window and
+    augmentation. What makes one large annotated image a training set of many windows."""
+
+    def __init__(self, dataset: Dataset, times: int):
+        self.dataset, self.times = dataset, times
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.times
+
+    def __getitem__(self, index: int):
+        return self.dataset[index % len(self.dataset)]
+
+    @property
+    def transforms(self):
+        return getattr(self.dataset, "transforms", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def aspect_ratios(self) -> list[float] | None:
+        method = getattr(self.dataset, "aspect_ratios", None)
+        return None if method is None else method() * self.times
+
+    def __getattr__(self, name: str):  # class_names, num_classes, category_ids, coco_ground_truth, ...
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 class SeededItems(Dataset):
@@ -74,7 +107,7 @@ class SeededItems(Dataset):
 def aspect_groups(data: DataConfig, dataset) -> list[int] | None:
     """The aspect-ratio group of every training image (``data.aspect_ratio_groups``), or None
     when batches are not grouped: one group, a fixed-size input, or a dataset without sizes."""
-    if data.aspect_ratio_groups <= 1 or data.train_transform != "resize":
+    if data.aspect_ratio_groups <= 1 or data.train_transform != "resize" or data.random_window:  # windows: ~square
         return None
     ratios = dataset.aspect_ratios() if hasattr(dataset, "aspect_ratios") else None
     return None if ratios is None else aspect_ratio_groups(ratios, data.aspect_ratio_groups)

