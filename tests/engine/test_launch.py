@@ -106,4 +106,5 @@ def test_an_input_error_in_a_child_is_one_line_as_with_one_process(tmp_path, cap
         overrides += ["--set", item]
     assert main(["train", "--no-progress", "--procs", "2", "--config", "retinanet_digits", *overrides]) == 2
     err = capfd.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"anchordet train: error: {corrupt}: "), err
+    # the line names the annotation file and image id too (issue 28, item 2), and every process stopped together
+    assert len(err) == 1 and err[0].startswith(f"anchordet train: error: {root / 'ann.json'}, image 5: {corrupt}: "), err
