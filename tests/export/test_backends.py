@@ -20,7 +20,7 @@ import torch
 import anchordet
 from anchordet.cli.main import main
 from anchordet.config.schema import ModelConfig
-from anchordet.engine.checkpoint import save_weights
+from anchordet.weights_file import save_weights
 from anchordet.errors import UserError
 from helpers import TINY_SSD, assert_detections_equal, spread_faster_rcnn_heads
 
