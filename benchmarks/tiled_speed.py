@@ -91,7 +91,8 @@ def worker(method: str, args: argparse.Namespace) -> dict:
                                        postprocess_match_metric="IOS", postprocess_match_threshold=0.5,
                                        postprocess_class_agnostic=False, verbose=0)
         seconds = time.perf_counter() - start
-        boxes = [[*p.bbox.to_xyxy(), p.category.id, p.score.value] for p in result.object_prediction_list]
+        boxes = [[*map(float, p.bbox.to_xyxy()), int(p.category.id), float(p.score.value)]
+                 for p in result.object_prediction_list]
     else:
         import anchordet
 

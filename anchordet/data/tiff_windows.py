@@ -35,9 +35,12 @@ class TiffWindows:
         self.path = Path(path)
         try:
             self._file = tifffile.TiffFile(self.path)
-            self._page = self._file.pages.first
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        except (tifffile.TiffFileError, OSError, ValueError) as exc:
             raise UserError(f"{self.path}: not a readable TIFF file ({exc})") from None
+        if not len(self._file.pages):
+            self._file.close()
+            raise UserError(f"{self.path}: a TIFF file without an image (no pages)")
+        self._page = self._file.pages.first
         page = self._page
         self.height, self.width, depth = int(page.imagelength), int(page.imagewidth), int(page.imagedepth)
         self.samples = int(page.samplesperpixel)

@@ -50,7 +50,8 @@ def test_shapes_ssd512(full_size_outputs):
 
 def test_paper_defaults():
     model = ssd300_vgg16(20, width=4)
-    assert (model.postprocess.score_thresh, model.postprocess.nms_thresh, model.postprocess.max_detections) == (0.01, 0.45, 200)
+    # the paper's Detect keeps 200 per image; every family keeps 300 by default (issue 25: no silent caps)
+    assert (model.postprocess.score_thresh, model.postprocess.nms_thresh, model.postprocess.max_detections) == (0.01, 0.45, 300)
     assert model.box_coder.weights == (10.0, 10.0, 5.0, 5.0)
     matcher = model.target_builder.matcher
     assert (matcher.high_threshold, matcher.low_threshold, matcher.low_quality) == (0.5, 0.5, "force")
