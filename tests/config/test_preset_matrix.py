@@ -53,8 +53,9 @@ def preset_overrides(name: str, tmp_path) -> list[str]:
     config = PRESETS[name]
     if config.data.dataset == "digits":
         data = ["data.digits.num_train=2", "data.digits.num_val=1"]
-        if config.data.windows_per_image > 1:  # training windows of large scenes: one per scene, two iterations
-            data.append("data.windows_per_image=1")
+        if config.data.random_window:  # one window per scene; scenes of 2x2 windows (2048 px ones take seconds)
+            data += ["data.windows_per_image=1", f"data.digits.canvas_size={2 * config.data.random_window}",
+                     "data.digits.digits_per_image=[20,20]"]
     else:
         data = [f"data.dataset={write_dataset(tmp_path / 'data', config.model.num_classes)}",
                 "model.backbone_weights=none", *NARROW[config.model.factory]]
