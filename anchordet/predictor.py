@@ -93,7 +93,7 @@ class Predictor:
         from anchordet.backends import Backend, TorchBackend
 
         self.backend = model if isinstance(model, Backend) else TorchBackend(model, device)
-        self.model = getattr(self.backend, "model", None)  # the detector; None for an exported file
+        self.model = self.backend.model if isinstance(self.backend, TorchBackend) else None  # None: an exported file
         self.device = torch.device(device)
         self.source = source
         self.settings = settings

@@ -3,6 +3,7 @@ time, and SAHI 0.12 (``pip install .[bench]``) wrapping the same weights in torc
 
     OMP_NUM_THREADS=1 python benchmarks/tiled_speed.py [--side 4096] [--tile 512] [--overlap 0.2]
         [--batch-size 8] [--rounds 2] [--workdir DIR]
+        [--methods anchordet_batched,anchordet_batched_bf16,anchordet_one_at_a_time,sahi]
 
 The weights: a torchvision ``retinanet_resnet50_fpn`` (11 logits, seeded random init, its
 classification bias raised so that every tile yields detections: no trained weights can be
@@ -96,11 +97,13 @@ def worker(method: str, args: argparse.Namespace) -> dict:
     else:
         import anchordet
 
-        predictor = anchordet.load(args.ours, "cpu", min_size=args.tile, max_size=args.tile)
+        # "..._bf16": the network under bf16 autocast (native on CPUs with avx512_bf16 / amx_bf16)
+        precision = "bf16" if method.endswith("_bf16") else "fp32"
+        predictor = anchordet.load(args.ours, "cpu", min_size=args.tile, max_size=args.tile, precision=precision)
         tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
         start = time.perf_counter()
         [p] = predictor.predict(tensor, score_thresh=SCORE_THRESH, tile=args.tile, tile_overlap=args.overlap, tile_merge="nmm",
-                                batch_size=args.batch_size if method == "anchordet_batched" else 1)
+                                batch_size=args.batch_size if method.startswith("anchordet_batched") else 1)
         seconds = time.perf_counter() - start
         labels = [predictor.category_ids[int(label)] for label in p.labels]
         boxes = [[*b, c, s] for b, c, s in zip(p.boxes.tolist(), labels, p.scores.tolist())]

@@ -46,9 +46,12 @@ def run(args) -> int:
     check_analysis_arguments(args)
     tiling = tile_arguments(args)
     predictor = load(args.weights, args.device, precision=args.precision)  # the object `predict` and Python users get
-    if predictor.model is not None:  # a torch model (an exported graph keeps its own cap)
-        for holder in (predictor.model, predictor.backend):
-            keep_at_least(holder, args.max_dets)
+    # the library's post-processing (a torch model, an exported file of raw outputs) keeps at least
+    # --max-dets; an exported graph with NMS inside keeps its own cap
+    holders = [predictor.backend] if predictor.backend.adjustable else []
+    holders += [predictor.model] if predictor.model is not None else []
+    for holder in holders:
+        keep_at_least(holder, args.max_dets)
     dataset = _dataset(args, predictor.settings, None if tiling else predictor.transform)
     if dataset.num_classes != predictor.num_classes:
         raise UserError(f"the dataset has {dataset.num_classes} classes but the model in {args.weights} "
@@ -79,7 +82,7 @@ def keep_at_least(model, max_dets: int) -> None:
     above the model's own cap would otherwise count detections that were never made)."""
     import dataclasses
 
-    post = getattr(model, "postprocess", None)
+    post = model.postprocess  # a Detector and a TorchBackend both hold it
     if post is not None and dataclasses.is_dataclass(post) and post.max_detections < max_dets:
         model.postprocess = dataclasses.replace(post, max_detections=max_dets)
 

@@ -69,7 +69,7 @@ def predict_dataset(model: "Detector | Backend", dataset, device: torch.device, 
     bar = Progress(steps, "evaluating", every=100, end_line=False, enabled=progress)
     batches = iter(loader)
     results = []
-    was_training = getattr(model, "training", False)
+    was_training = isinstance(model, nn.Module) and model.training  # a Backend has no train mode
     if isinstance(model, nn.Module):
         model.eval()
     try:
