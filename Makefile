@@ -26,8 +26,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# The OpenVINO / NNCF / onnxruntime-quantization tests run in a process of their own: after them, a
+# long pytest process that had run most of the suite died of a corrupted Python heap (SIGSEGV in
+# obmalloc's free, reproduced twice at the same test, never with tests/export alone; DEVELOPERS.md).
+BACKEND_TESTS := tests/export/test_backends.py
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=$(BACKEND_TESTS)
+	$(PY) -m pytest $(BACKEND_TESTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/anchordet demo
