@@ -218,3 +218,19 @@ def spread_faster_rcnn_heads(model):
         rescale(model.roi_head.predictor.cls_score, seen[0], 1.0)
         rescale(model.roi_head.predictor.bbox_pred, seen[0], 0.5)
     return model
+
+
+def tiny_export_retinanet():
+    """(config, model): a 3-class ResNet-18 RetinaNet at width 8 whose heads score and move boxes
+    (random class and box biases), so an export comparison has detections to compare."""
+    import torch
+    from anchordet.config.schema import ModelConfig
+
+    config = ModelConfig("retinanet_resnet_fpn", dict(depth=18, num_classes=3, backbone_width=8, fpn_channels=16,
+                                                      head_channels=16, head_num_convs=1, max_detections=30))
+    model = config.build().eval()
+    with torch.no_grad():
+        model.head.cls_output.weight.normal_(0, 0.3)
+        model.head.cls_output.bias.normal_(-2.0, 1)
+        model.head.box_output.bias.normal_(0, 0.3)
+    return config, model

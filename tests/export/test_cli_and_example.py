@@ -28,7 +28,7 @@ import anchordet
 from anchordet.cli.main import main
 from anchordet.config.schema import ModelConfig
 from anchordet.weights_file import save_weights
-from helpers import TINY_SSD, assert_detections_equal, spread_faster_rcnn_heads
+from helpers import TINY_SSD, assert_detections_equal, spread_faster_rcnn_heads, tiny_export_retinanet
 
 # torch.jit.load warns that TorchScript is deprecated (torch 2.14); loading it is the point here.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
@@ -39,14 +39,7 @@ NAMES = ["zero", "one", "two"]
 
 
 def retinanet():
-    config = ModelConfig("retinanet_resnet_fpn", dict(depth=18, num_classes=3, backbone_width=8, fpn_channels=16,
-                                                      head_channels=16, head_num_convs=1, max_detections=30))
-    model = config.build().eval()
-    with torch.no_grad():
-        model.head.cls_output.weight.normal_(0, 0.3)
-        model.head.cls_output.bias.normal_(-2.0, 1)
-        model.head.box_output.bias.normal_(0, 0.3)
-    return config, model, KEEP_RATIO
+    return (*tiny_export_retinanet(), KEEP_RATIO)
 
 
 def ssd():
